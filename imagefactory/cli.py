@@ -1,0 +1,86 @@
+"""The `imagefactory` command: wires the pipeline stages together, nothing more.
+
+Each subcommand lives in imagefactory/commands/<name>.py and is imported only when used (or
+listed by --help); command modules import heavy libraries (docker, rich) inside their
+functions, so `imagefactory --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, commands
+from .errors import EXIT_FAILED, EXIT_USAGE, ImagefactoryError
+
+
+def _command_name(module: str) -> str:
+    return module.rstrip("_").replace("_", "-")
+
+
+class LazyGroup(click.Group):
+    """Finds subcommands as modules of imagefactory.commands without importing them all."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(
+            _command_name(m.name)
+            for m in pkgutil.iter_modules(commands.__path__)
+            if not m.name.startswith("_")
+        )
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        for m in pkgutil.iter_modules(commands.__path__):
+            if not m.name.startswith("_") and _command_name(m.name) == cmd_name:
+                module = importlib.import_module(f"{commands.__name__}.{m.name}")
+                return module.command
+        return None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            from .config import suggest
+
+            raise click.UsageError(f"no such command '{name}'"
+                                   f"{suggest(name, self.list_commands(ctx))}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, envvar="IMAGEFACTORY_CONFIG",
+              help="The matrix file. Default: ./variants.yaml, else the one shipped with "
+                   "imagefactory.")
+@click.version_option(__version__, prog_name="imagefactory")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None) -> None:
+    """Render, build, test and publish PyTorch images for AMD RDNA1 GPUs (gfx1010/gfx1012).
+
+    Exit codes: 0 ok, 1 the job failed, 2 usage or configuration error.
+    """
+    from .appstate import AppState
+
+    ctx.obj = AppState(config)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="imagefactory", standalone_mode=False)
+    except ImagefactoryError as exc:
+        click.echo(f"imagefactory: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.Abort:
+        click.echo("imagefactory: aborted", err=True)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        click.echo("imagefactory: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)

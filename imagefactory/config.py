@@ -260,7 +260,7 @@ def parse_matrix(text: str, file: str, path: Path | None = None,
         r.keys(raw_variants[name], ("variants", name), VARIANT_KEYS)
     family_set = set(families) if families is not None else None
     variants = []
-    for name, raw in raw_variants.items():
+    for name in raw_variants:
         merged = _resolve_extends(r, raw_variants, name)
         if merged.get("abstract"):
             continue

@@ -53,7 +53,7 @@ class Renderer:
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,
-            autoescape=False,  # noqa: S701 - Dockerfiles, not HTML; values are validated
+            autoescape=False,  # Dockerfiles, not HTML; config validates every value
         )
 
     @property

@@ -166,11 +166,21 @@ def suggest(word: str, choices: Iterable[str]) -> str:
 class _Reader:
     """Typed access to the raw YAML with errors that carry file, line and field."""
 
-    def __init__(self, doc: Located) -> None:
+    def __init__(self, doc: Located, variant: str | None = None,
+                 origin: Mapping[str, str] | None = None) -> None:
         self.doc = doc
+        self.variant = variant
+        self.origin = origin or {}
 
     def fail(self, path: tuple[str | int, ...], message: str) -> ConfigError:
-        return ConfigError(self.doc.file, self.doc.line(path), dotted(path), message)
+        field_ = dotted(path)
+        # A value inherited through `extends` is reported where it is written.
+        if (self.variant and len(path) > 2 and path[:2] == ("variants", self.variant)
+                and self.origin.get(str(path[2]), self.variant) != self.variant):
+            source = self.origin[str(path[2])]
+            path = ("variants", source, *path[2:])
+            field_ = f"{dotted(path)} (inherited by {self.variant})"
+        return ConfigError(self.doc.file, self.doc.line(path), field_, message)
 
     def keys(self, value: Any, path: tuple, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -261,10 +271,11 @@ def parse_matrix(text: str, file: str, path: Path | None = None,
     family_set = set(families) if families is not None else None
     variants = []
     for name in raw_variants:
-        merged = _resolve_extends(r, raw_variants, name)
+        merged, origin = _resolve_extends(r, raw_variants, name)
         if merged.get("abstract"):
             continue
-        variants.append(_variant(r, name, merged, profiles, family_set))
+        variants.append(_variant(_Reader(doc, name, origin), name, merged, profiles,
+                                 family_set))
     known = {v.name for v in variants}
     for v in variants:
         if v.base_variant is not None and v.base_variant not in known:
@@ -287,8 +298,13 @@ def _profiles(r: _Reader, raw: Any) -> dict[str, Profile]:
     return out
 
 
-def _resolve_extends(r: _Reader, raw: dict[str, Any], name: str) -> dict[str, Any]:
-    """Merge `name` over the chain of variants it extends (mappings merge, the rest replaces)."""
+def _resolve_extends(r: _Reader, raw: dict[str, Any],
+                     name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Merge `name` over the chain of variants it extends (mappings merge, the rest replaces).
+
+    Also returns, per field, the variant whose entry set it, so an error in an inherited
+    value points at the line where it is written.
+    """
     chain = [name]
     while "extends" in raw[chain[-1]]:
         parent = raw[chain[-1]]["extends"]
@@ -301,10 +317,17 @@ def _resolve_extends(r: _Reader, raw: dict[str, Any], name: str) -> dict[str, An
             raise r.fail(path, f"extends cycle: {cycle}")
         chain.append(parent)
     merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
     for link in reversed(chain):
-        merged = _deep_merge(merged, {k: v for k, v in raw[link].items() if k != "extends"})
+        own = {k: v for k, v in raw[link].items() if k != "extends"}
+        # base and base_variant are alternatives: setting one replaces an inherited other.
+        for key, other in (("base", "base_variant"), ("base_variant", "base")):
+            if key in own:
+                merged.pop(other, None)
+        merged = _deep_merge(merged, own)
+        origin.update(dict.fromkeys(own, link))
     merged["abstract"] = raw[name].get("abstract", False)  # abstractness is not inherited
-    return merged
+    return merged, origin
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,8 @@ def load(text: str, file: str) -> Located:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark and exc.context_mark and mark.line >= len(text.splitlines()):
+            mark = exc.context_mark  # "unexpected end of file": point at what was left open
         line = mark.line + 1 if mark else None
         raise ConfigError(file, line, "", f"YAML syntax error: {exc.problem}") from None
     except yaml.YAMLError as exc:

@@ -1,0 +1,139 @@
+"""Command line of the conv check (parent mode) and of its children (--run-case, --probe).
+
+Exit status: 0 iff every case is ok, 1 otherwise, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from convcheck import faults
+from convcheck.cases import BY_ID, CASES, select
+from convcheck.profiles import PROFILES, profile_env
+from convcheck.runner import child_env, probe, run_case, summarize
+
+DEFAULT_TIMEOUT = 120.0  # per case: the first MIOpen Find of a big conv can take a while
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python3 -m convcheck",
+        description="Run convolution cases on the GPU (or CPU), each in its own process with "
+        "a timeout, and classify each: ok, wrong-result, hang, aperture-violation, "
+        "memory-fault, no-kernel, invalid-isa, miopen-error, crash, error.",
+    )
+    p.add_argument("--quick", action="store_true", help="run the short subset")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda",
+                   help="cuda also means ROCm/HIP (default: cuda)")
+    p.add_argument("--profile", metavar="NAME",
+                   help=f"env profile(s) for the cases, comma-separated: {', '.join(PROFILES)}")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"per-case limit; past it the case is a hang (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--cases", metavar="GLOB", help="only cases matching these comma-separated globs")
+    p.add_argument("--list", action="store_true", help="list the selected case ids and exit")
+    p.add_argument("--run-case", metavar="ID", help=argparse.SUPPRESS)  # child mode
+    p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)  # child mode
+    return p
+
+
+def _child_main(args: argparse.Namespace) -> int:
+    from convcheck import child
+
+    if args.probe:
+        child.emit(child.probe(args.device))
+        return 0
+    case = BY_ID.get(args.run_case)
+    if case is None:
+        sys.stderr.write(f"unknown case {args.run_case!r}\n")
+        return 2
+    child.emit(child.run_case(case, args.device))
+    return 0
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _row(entry: dict[str, Any], width: int) -> str:
+    row = (f"{entry['case']:<{width}}  {entry['status']:<18} {entry['seconds']:>8.2f} "
+           f"{_fmt(entry['gflops'], '.1f'):>9} {_fmt(entry['max_abs_err'], '.1e'):>9} "
+           f"{_fmt(entry['max_rel_err'], '.1e'):>9}")
+    return row if entry["status"] == "ok" else f"{row}  {entry['detail']}"
+
+
+def _header(info: dict[str, Any], note: str, device: str, profile: str | None) -> str:
+    facts = [f"device={device}", f"profile={profile or '-'}",
+             f"torch={info.get('torch') or '?'}"]
+    if device == "cuda":
+        facts += [f"hip={info.get('hip') or '-'}", f"gpu={info.get('gpu') or '-'}",
+                  f"arch={info.get('arch') or '-'}"]
+    return "convcheck: " + " ".join(facts) + (f"\nconvcheck: {note}" if note else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.run_case or args.probe:
+        return _child_main(args)
+    try:
+        env = child_env(profile_env(args.profile))
+        faults.parse(os.environ.get(faults.ENV, ""))
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
+    cases = select(args.quick, args.cases)
+    if not cases:
+        parser.error(f"no case matches {args.cases!r} (see --list)")
+    if args.list:
+        for case in cases:
+            print(f"{case.id}{'  (quick)' if case.quick else ''}")
+        return 0
+    # Let `docker stop` / kill end the current case's process group too (see runner).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    return _run(args, cases, env)
+
+
+def _run(args: argparse.Namespace, cases: list, env: dict[str, str]) -> int:
+    start = time.monotonic()
+    info, note = probe(args.device, env, args.timeout)
+    print(_header(info, note, args.device, args.profile), flush=True)
+    width = max(len(c.id) for c in CASES)
+    print(f"{'case':<{width}}  {'status':<18} {'seconds':>8} {'GFLOP/s':>9} "
+          f"{'max abs':>9} {'max rel':>9}", flush=True)
+    results = []
+    for case in cases:
+        if info and not info.get("available", True):
+            entry = {"case": case.id, "status": "error", "seconds": 0.0, "gflops": None,
+                     "max_abs_err": None, "max_rel_err": None,
+                     "detail": "torch.cuda.is_available() is False"}
+        else:
+            entry = run_case(case, args.device, env, args.timeout)
+        results.append(entry)
+        print(_row(entry, width), flush=True)
+    summary = summarize(results)
+    total = round(time.monotonic() - start, 3)
+    print("convcheck: " + ", ".join(f"{n} {cls}" for cls, n in summary.items())
+          + f" in {total:.1f} s", flush=True)
+    if args.json:
+        _write_json(args, info, results, summary, total)
+    return 0 if summary.get("ok", 0) == len(results) else 1
+
+
+def _write_json(args: argparse.Namespace, info: dict[str, Any], results: list,
+                summary: dict[str, int], total: float) -> None:
+    doc = {"device": args.device, "profile": args.profile, "torch": info.get("torch"),
+           "hip": info.get("hip"), "gpu": info.get("gpu"), "arch": info.get("arch"),
+           "timeout": args.timeout, "cases": results, "summary": summary, "seconds": total}
+    folder = os.path.dirname(os.path.abspath(args.json))
+    os.makedirs(folder, exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=2)
+        fh.write("\n")

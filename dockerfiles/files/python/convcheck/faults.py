@@ -1,0 +1,90 @@
+"""Fault hook, FOR TESTS ONLY: makes a case's child fail for real, in the way a broken GPU
+stack does, so the parent's isolation and classification are tested end to end without a GPU.
+
+Switched on only by IMAGEFACTORY_CONVCHECK_FAULTS="GLOB=FAULT,GLOB=FAULT" (first matching
+glob wins), which nothing in the images sets. Faults:
+  hang                 blocks forever (and leaves a grandchild in the child's process group,
+                       so the test sees the whole group killed)
+  segv                 dies by a real SIGSEGV
+  abort                os.abort() with no signature (SIGABRT)
+  aperture-violation   HSA runtime message on stderr, then abort (what ROCm does)
+  memory-fault         "Memory access fault by GPU node-1 ...", then abort
+  invalid-isa          HSA_STATUS_ERROR_INVALID_ISA, then abort
+  no-kernel            RuntimeError "HIP error: invalid device function" (what torch raises)
+  miopen-error         RuntimeError "miopenStatusUnknownError" (what torch raises)
+  raise                an ordinary Python exception
+  wrong                the case runs but returns a perturbed result
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+ENV = "IMAGEFACTORY_CONVCHECK_FAULTS"
+GRANDCHILD_MARK = "convcheck-fault-grandchild"
+
+_ABORT_MESSAGES = {
+    "aperture-violation": (
+        ":0:rocdevice.cpp            :2614: 0123456789 us: [pid:1 tid:0x1] Callback: Queue "
+        "0x7f0000000000 aborting with error : HSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION: "
+        "The agent attempted to access memory beyond the largest legal address. code: 0x29"
+    ),
+    "memory-fault": (
+        "Memory access fault by GPU node-1 (Agent handle: 0x5555) on address 0x7fa860641000. "
+        "Reason: Page not present or supervisor privilege."
+    ),
+    "invalid-isa": (
+        ":0:rocdevice.cpp            :2614: 0123456789 us: Callback: Queue aborting with "
+        "error : HSA_STATUS_ERROR_INVALID_ISA: The instruction set architecture is invalid. "
+        "code: 0x100f"
+    ),
+    "abort": "",
+}
+_RAISE_MESSAGES = {
+    "no-kernel": "HIP error: invalid device function\nHIP kernel errors might be asynchronously "
+    "reported at some other API call",
+    "miopen-error": "miopenStatusUnknownError",
+    "raise": "injected ordinary failure",
+}
+FAULTS = ("hang", "segv", "wrong", *_ABORT_MESSAGES, *_RAISE_MESSAGES)
+
+
+def parse(spec: str) -> list[tuple[str, str]]:
+    """[(glob, fault)] from "GLOB=FAULT,..."; unknown faults are an error, not ignored."""
+    rules = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        glob, sep, fault = item.rpartition("=")
+        if not sep or not glob or fault not in FAULTS:
+            raise ValueError(f"{ENV}: bad rule {item!r} (faults: {', '.join(FAULTS)})")
+        rules.append((glob, fault))
+    return rules
+
+
+def fault_for(case_id: str, environ: dict[str, str] | None = None) -> str | None:
+    spec = (os.environ if environ is None else environ).get(ENV, "")
+    for glob, fault in parse(spec):
+        if fnmatch.fnmatchcase(case_id, glob):
+            return fault
+    return None
+
+
+def trigger(fault: str) -> None:
+    """Fail now, for real. Returns only for "wrong" (the caller perturbs the result)."""
+    if fault == "hang":
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(86400)",
+                          GRANDCHILD_MARK])
+        threading.Event().wait()
+    elif fault == "segv":
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif fault in _ABORT_MESSAGES:
+        sys.stderr.write(_ABORT_MESSAGES[fault] + "\n")
+        sys.stderr.flush()
+        os.abort()
+    elif fault in _RAISE_MESSAGES:
+        raise RuntimeError(_RAISE_MESSAGES[fault])

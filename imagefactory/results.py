@@ -48,6 +48,10 @@ class ConvCase:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConvCase:
+        return cls(**_pick(cls, data))
+
 
 @dataclass(frozen=True)
 class TestResult:
@@ -102,7 +106,7 @@ class TestResult:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}  # newer writers may add fields
         values["checks"] = tuple(Check(**_pick(Check, c)) for c in data.get("checks", ()))
-        values["conv"] = tuple(ConvCase(**_pick(ConvCase, c)) for c in data.get("conv", ()))
+        values["conv"] = tuple(ConvCase.from_dict(c) for c in data.get("conv", ()))
         values["devices"] = tuple(data.get("devices", ()))
         values["conv_summary"] = dict(data.get("conv_summary") or {})
         return cls(**values)

@@ -1,0 +1,64 @@
+"""imagefactory test: the testinfra suite and the conv check in each variant's image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import JobError
+
+
+@click.command("test")
+@click.argument("variants", nargs=-1, required=True)
+@click.option("--device", "devices", multiple=True, metavar="HOST[:CONTAINER]",
+              help="A device to pass instead of the /dev/kfd and /dev/dri/renderD* found on "
+                   "this host (repeatable).")
+@click.option("--profile", default=None, metavar="NAME",
+              help="Env profile to run under (default: the variant's default profile).")
+@click.option("--quick", is_flag=True, help="Run the conv check's quick case set.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None, metavar="S",
+              help="Seconds each conv case may take before it counts as a hang.")
+@click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("results"), show_default=True,
+              help="Where <variant>.json results are written.")
+@click.option("--engine", default=None, metavar="URL",
+              help="Docker engine (default: DOCKER_HOST or the current docker context).")
+@click.option("--run-id", default=None, hidden=True, envvar="IMAGEFACTORY_RUN_ID",
+              help="Label value (io.imagefactory.run) for this run's containers.")
+@click.pass_obj
+def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile: str | None,
+            quick: bool, timeout: float | None, results_dir: Path, engine: str | None,
+            run_id: str | None) -> None:
+    """Test built images: start each with the GPU devices passed through, run the testinfra
+    suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
+    check and every conv case of every variant passed."""
+    from ..containers import new_run_id, terminate_as_interrupt
+    from ..devices import gpu_access
+    from ..engine import connect
+    from ..tester import Tester, TestOptions, find_images
+
+    selected = state.select(variants)
+    for v in selected:
+        v.profile(profile)  # an unknown profile is a usage error before anything starts
+    access = gpu_access(explicit=devices)
+    options = TestOptions(profile=profile, quick=quick, timeout=timeout,
+                          results_dir=results_dir, engine=engine, run_id=run_id or new_run_id())
+    with terminate_as_interrupt():
+        client = connect(engine)
+        built = find_images(client, state.project.matrix, selected)
+        tester = Tester(client, state.project.matrix, access, options, echo=click.echo)
+        failed = []
+        for image in built:
+            result = tester.run(image)
+            path = result.save(results_dir)
+            click.echo(f"{result.variant}: {'PASSED' if result.passed else 'FAILED'} "
+                       f"in {result.seconds:.1f} s -> {path}")
+            if not result.passed:
+                what = [c.name for c in result.failed_checks if c.name != "conv check"]
+                what += [f"conv {c.case}: {c.status}" for c in result.failed_cases]
+                if not what:
+                    what = [c.detail for c in result.failed_checks]
+                failed.append(f"{result.variant} ({'; '.join(what)})")
+    if failed:
+        raise JobError(f"{len(failed)} of {len(built)} variant(s) failed: {', '.join(failed)}")

@@ -1,0 +1,99 @@
+"""pytest plugin: hands the suite what the host knows (the variant's `expect`, the devices
+passed, the image's labels) and collects one {name, passed, detail} per check.
+
+Loaded in-process by imagefactory.tester (`pytest.main(plugins=[SuitePlugin(facts)])`), or
+from the command line for debugging:
+`pytest -p imagefactory.suite.plugin --facts FILE --hosts docker://ID <suite dir>`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FACTS_OPTION = "--facts"
+
+
+class SuitePlugin:
+    def __init__(self, facts: dict[str, Any] | None = None) -> None:
+        self._facts = facts
+        self.outcomes: list[dict[str, Any]] = []
+
+    def load(self, config: pytest.Config) -> dict[str, Any]:
+        if self._facts is None:
+            path = config.getoption("facts", None)
+            if not path:
+                raise pytest.UsageError(f"the imagefactory suite needs {FACTS_OPTION} FILE")
+            self._facts = json.loads(Path(path).read_text(encoding="utf-8"))
+        return self._facts
+
+    @pytest.fixture(scope="session")
+    def facts(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+        return self.load(request.config)
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """One check per declared file, env var and device, named after it."""
+        facts = self.load(metafunc.config)
+        for name, values in (("expected_file", facts["expect"]["files"]),
+                             ("expected_env", sorted(facts["expect"]["env"])),
+                             ("device", facts["devices"])):
+            if name in metafunc.fixturenames:
+                metafunc.parametrize(name, list(values))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # One outcome per test: its call phase, or the setup/teardown phase that failed.
+        if report.when == "call" or report.failed or report.skipped:
+            name = report.nodeid.split("::", 1)[-1]
+            if any(o["name"] == name for o in self.outcomes):
+                return
+            self.outcomes.append({"name": _check_name(name), "passed": not report.failed,
+                                  "skipped": report.skipped, "detail": _detail(report)})
+
+
+def _check_name(test_name: str) -> str:
+    """test_expect_file[/usr/bin/x] -> expect file /usr/bin/x"""
+    base, _, param = test_name.partition("[")
+    words = base.removeprefix("test_").replace("_", " ")
+    return f"{words} {param.rstrip(']')}" if param else words
+
+
+def _detail(report: pytest.TestReport) -> str:
+    if report.passed:
+        return ""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        message = crash.message
+    elif isinstance(report.longrepr, tuple):  # skips: (file, line, reason)
+        message = str(report.longrepr[2])
+    else:
+        message = str(report.longrepr)
+    # The assertion's own message is the useful part; pytest's introspection follows it.
+    first = message.removeprefix("AssertionError: ").removeprefix("Failed: ")
+    first = first.removeprefix("Skipped: ").split("\nassert ")[0]
+    return " ".join(first.split())[:500]
+
+
+# Entry points when loaded with -p imagefactory.suite.plugin.
+_plugin = SuitePlugin()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(FACTS_OPTION, dest="facts", default=None,
+                     help="JSON file with the variant facts (imagefactory.tester writes it)")
+    parser.addoption("--outcomes", dest="outcomes", default=None,
+                     help="write the checks' outcomes to this JSON file")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("outcomes", None)
+    if path:
+        Path(path).write_text(json.dumps(_plugin.outcomes), encoding="utf-8")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not any(isinstance(p, SuitePlugin) for p in config.pluginmanager.get_plugins()):
+        config.pluginmanager.register(_plugin, "imagefactory-suite")

@@ -35,7 +35,7 @@ class _TorchImportHook:
     def __init__(self) -> None:
         self.busy = False
 
-    def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201
+    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
         if name != "torch" or self.busy:
             return None
         import importlib.util
@@ -49,7 +49,7 @@ class _TorchImportHook:
             return spec
         load = spec.loader.exec_module
 
-        def exec_module(module) -> None:  # noqa: ANN001
+        def exec_module(module: object) -> None:
             load(module)
             if self in sys.meta_path:
                 sys.meta_path.remove(self)

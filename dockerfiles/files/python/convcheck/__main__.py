@@ -6,7 +6,7 @@ import sys
 if not __package__:  # run as a script path: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from convcheck.cli import main  # noqa: E402
+from convcheck.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"per-case limit; past it the case is a hang (default {DEFAULT_TIMEOUT:g})")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--cases", metavar="GLOB", help="only cases matching these comma-separated globs")
+    p.add_argument("--cases", metavar="GLOB",
+                   help="only cases matching these comma-separated globs")
     p.add_argument("--list", action="store_true", help="list the selected case ids and exit")
     p.add_argument("--run-case", metavar="ID", help=argparse.SUPPRESS)  # child mode
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)  # child mode

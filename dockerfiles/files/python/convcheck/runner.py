@@ -3,6 +3,7 @@ timeout, then classified. Never imports torch, so nothing a case does can take i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,10 +41,8 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_child(args: list[str], env: dict[str, str], timeout: float) -> ChildRun:

@@ -39,6 +39,7 @@ class TestOptions:
     profile: str | None = None  # None: the variant's default profile
     quick: bool = False
     timeout: float | None = None  # per conv case; None: convcheck's default
+    cases: str | None = None  # conv case glob; None: all (of the quick set with quick)
     results_dir: Path = Path("results")
     engine: str | None = None  # the engine URL, for testinfra's docker CLI
     run_id: str | None = None
@@ -115,6 +116,7 @@ class Tester:
             # What ROCm needs (design.md "Running"); --ipc=host makes --shm-size moot.
             security_opt=["seccomp=unconfined"],
             ipc_mode="host",
+            network_mode="none",  # nothing in the suite or the conv check needs a network
         )
         from docker.errors import APIError
 
@@ -207,6 +209,8 @@ class Tester:
             cmd.append("--quick")
         if self.options.timeout is not None:
             cmd += ["--timeout", f"{self.options.timeout:g}"]
+        if self.options.cases:
+            cmd += ["--cases", self.options.cases]
         return cmd
 
     def run_conv(self, container: Container, variant: Variant, profile: Any
@@ -248,8 +252,9 @@ def run_suite_inprocess(container_id: str, facts: dict[str, Any], engine: str | 
     args = [str(SUITE_DIR), f"--hosts=docker://{container_id}",
             "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
             "--import-mode=importlib", "-p", "no:cacheprovider", "-p", "no:terminal",
-            "-p", "no:randomly", "-q"]
-    with _docker_host(engine), contextlib.redirect_stdout(io.StringIO()) as out:
+            "-p", "no:randomly"]
+    out = io.StringIO()
+    with _docker_host(engine), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         rc = int(pytest.main(args, plugins=[plugin]))
     if rc == pytest.ExitCode.INTERRUPTED:
         raise KeyboardInterrupt  # pytest swallows Ctrl-C; the run must stop and clean up

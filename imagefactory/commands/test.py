@@ -19,6 +19,8 @@ from ..errors import JobError
 @click.option("--quick", is_flag=True, help="Run the conv check's quick case set.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None, metavar="S",
               help="Seconds each conv case may take before it counts as a hang.")
+@click.option("--cases", default=None, metavar="GLOB",
+              help="Only the conv cases whose names match (e.g. 'conv2d-k3-*').")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("results"), show_default=True,
               help="Where <variant>.json results are written.")
@@ -28,8 +30,8 @@ from ..errors import JobError
               help="Label value (io.imagefactory.run) for this run's containers.")
 @click.pass_obj
 def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile: str | None,
-            quick: bool, timeout: float | None, results_dir: Path, engine: str | None,
-            run_id: str | None) -> None:
+            quick: bool, timeout: float | None, cases: str | None, results_dir: Path,
+            engine: str | None, run_id: str | None) -> None:
     """Test built images: start each with the GPU devices passed through, run the testinfra
     suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
     check and every conv case of every variant passed."""
@@ -42,7 +44,7 @@ def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile:
     for v in selected:
         v.profile(profile)  # an unknown profile is a usage error before anything starts
     access = gpu_access(explicit=devices)
-    options = TestOptions(profile=profile, quick=quick, timeout=timeout,
+    options = TestOptions(profile=profile, quick=quick, timeout=timeout, cases=cases,
                           results_dir=results_dir, engine=engine, run_id=run_id or new_run_id())
     with terminate_as_interrupt():
         client = connect(engine)

@@ -21,6 +21,7 @@ class SuitePlugin:
     def __init__(self, facts: dict[str, Any] | None = None) -> None:
         self._facts = facts
         self.outcomes: list[dict[str, Any]] = []
+        self._names: dict[str, str] = {}
 
     def load(self, config: pytest.Config) -> dict[str, Any]:
         if self._facts is None:
@@ -43,22 +44,29 @@ class SuitePlugin:
             if name in metafunc.fixturenames:
                 metafunc.parametrize(name, list(values))
 
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            self._names[item.nodeid] = _check_name(item)
+
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # One outcome per test: its call phase, or the setup/teardown phase that failed.
         if report.when == "call" or report.failed or report.skipped:
-            name = report.nodeid.split("::", 1)[-1]
+            name = self._names.get(report.nodeid, report.nodeid)
             if any(o["name"] == name for o in self.outcomes):
                 return
-            self.outcomes.append({"name": _check_name(name), "passed": not report.failed,
+            self.outcomes.append({"name": name, "passed": not report.failed,
                                   "skipped": report.skipped, "detail": _detail(report)})
 
 
-def _check_name(test_name: str) -> str:
-    """test_expect_file[/usr/bin/x] -> expect file /usr/bin/x"""
-    base, _, param = test_name.partition("[")
-    words = base.removeprefix("test_").replace("_", " ")
-    return f"{words} {param.rstrip(']')}" if param else words
+def _check_name(item: pytest.Item) -> str:
+    """test_expected_file[docker://ID-/usr/bin/x] -> "expected file /usr/bin/x": the test's
+    words plus its own parameter, without testinfra's host parameter."""
+    words = getattr(item, "originalname", item.name).removeprefix("test_").replace("_", " ")
+    callspec = getattr(item, "callspec", None)
+    params = [str(v) for k, v in (callspec.params.items() if callspec else ())
+              if not k.startswith("_testinfra")]
+    return " ".join([words, *params])
 
 
 def _detail(report: pytest.TestReport) -> str:

@@ -1,0 +1,41 @@
+"""imagefactory doctor: host readiness, GPU detection, the variant to use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import JobError
+
+
+@click.command("doctor")
+@click.option("--sysfs-root", type=click.Path(path_type=Path, file_okay=False), default="/sys",
+              show_default=True, help="Where sysfs is (a copy of it, for tests).")
+@click.option("--dev-root", type=click.Path(path_type=Path, file_okay=False), default="/dev",
+              show_default=True, help="Where the device nodes are.")
+@click.option("--engine", "engine_url", default=None, metavar="URL",
+              help="Docker engine to check. Default: DOCKER_HOST / the docker context.")
+@click.option("--no-docker", is_flag=True, help="Do not check the Docker engine.")
+@click.option("--docker-timeout", type=click.IntRange(1, 120), default=5, show_default=True,
+              help="Seconds to wait for the engine to answer.")
+@click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
+              default="results", show_default=True,
+              help="Test results to rank the recommendations by (skipped if absent).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def command(state, sysfs_root: Path, dev_root: Path, engine_url: str | None, no_docker: bool,
+            docker_timeout: int, results_dir: Path, as_json: bool) -> None:
+    """Check this host: AMD GPUs and their arch, kernel driver, /dev/kfd and render node
+    access, the Docker engine; recommend variants. Exit 0 when ready, 1 when not."""
+    from ..doctor import Options, diagnose, format_text
+
+    d = diagnose(state.project.matrix, Options(
+        sysfs_root=sysfs_root, dev_root=dev_root, docker=not no_docker, docker_url=engine_url,
+        docker_timeout=docker_timeout, results_dir=results_dir))
+    click.echo(json.dumps(d.to_dict(), indent=2) if as_json else format_text(d))
+    if not d.ready:
+        n = len(d.problems)
+        raise JobError(f"this host is not ready: {n} problem{'s' if n != 1 else ''}, each "
+                       "listed with its fix")

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Run the in-image conv check on a machine with a CUDA/ROCm torch and no Docker: the full
+# case list, then the full list again under the im2col profile. JSON per run goes to $1
+# (default bench/results); exit 0 iff both runs were all ok.
+#   bench/run_convcheck_gpu.sh [OUTDIR]
+# Env: DEVICE (default cuda; cpu works for a dry run), TIMEOUT (per case, default 120),
+#      PROFILES (space-separated, default "none im2col"; "none" = no profile),
+#      CONVCHECK_ARGS (extra arguments, e.g. "--quick" or "--cases 'conv2d-*'").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-bench/results}
+device=${DEVICE:-cuda}
+timeout=${TIMEOUT:-120}
+mkdir -p "$out"
+export PYTHONPATH="$PWD/dockerfiles/files/python${PYTHONPATH:+:$PYTHONPATH}"
+python3 -c 'import torch, sys; print("torch", torch.__version__, "hip", torch.version.hip,
+      "cuda", torch.version.cuda, "available", torch.cuda.is_available()); sys.stdout.flush()'
+
+status=0
+for profile in ${PROFILES:-none im2col}; do
+    name="convcheck-${device}-${profile}"
+    args=(--device "$device" --timeout "$timeout" --json "$out/$name.json")
+    [ "$profile" != none ] && args+=(--profile "$profile")
+    echo "== $name"
+    start=$(date +%s)
+    # shellcheck disable=SC2086  # CONVCHECK_ARGS is meant to split into arguments
+    eval python3 -m convcheck '"${args[@]}"' ${CONVCHECK_ARGS:-} | tee "$out/$name.txt"
+    rc=${PIPESTATUS[0]}
+    echo "== $name: exit $rc in $(( $(date +%s) - start )) s"
+    [ "$rc" -eq 0 ] || status=1
+done
+exit "$status"

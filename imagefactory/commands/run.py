@@ -1,0 +1,141 @@
+"""imagefactory run: `docker run` a variant's image with the flags ROCm needs.
+
+It execs the docker CLI with exactly the argv that --print shows, so what users copy from
+--print behaves the same as what imagefactory runs (TTY, signals and exit code included).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import JobError, UsageError
+
+SHM_SIZE = "8g"
+WORKDIR = "/work"
+
+
+def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, str]],
+                    group_ids: tuple[int, ...], command: tuple[str, ...], *,
+                    engine: str | None = None, tty: bool = False,
+                    workdir: Path | None = None) -> list[str]:
+    """The docker CLI argv (design.md "Running": devices, host GIDs, seccomp, ipc, shm)."""
+    argv = ["docker"] + (["--host", engine] if engine else []) + ["run", "--rm"]
+    if tty:
+        argv += ["-it"]
+    for host, container in devices:
+        argv.append(f"--device={host}" if host == container else f"--device={host}:{container}")
+    argv += [f"--group-add={gid}" for gid in group_ids]
+    if devices:
+        # ROCm's runtime needs these; --shm-size still matters if a user drops --ipc=host.
+        argv += ["--security-opt=seccomp=unconfined", "--ipc=host", f"--shm-size={SHM_SIZE}"]
+    else:
+        argv += ["--ipc=host", f"--shm-size={SHM_SIZE}"]  # DataLoader workers share memory
+    if workdir is not None:
+        argv += [f"--volume={workdir}:{WORKDIR}", f"--workdir={WORKDIR}"]
+    for key, value in env.items():
+        argv += ["-e", f"{key}={value}"]
+    return [*argv, image, *command]
+
+
+@click.command("run", context_settings={"ignore_unknown_options": False})
+@click.argument("variant")
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD...]")
+@click.option("--profile", default=None, metavar="NAME",
+              help="Env profile (default: the variant's default profile).")
+@click.option("--gpu", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Pass only GPU N (numbered as `imagefactory doctor` lists them) and /dev/kfd.")
+@click.option("--device", "devices", multiple=True, metavar="HOST[:CONTAINER]",
+              help="Pass this device instead of the ones found (repeatable).")
+@click.option("--print", "print_only", is_flag=True,
+              help="Print the equivalent `docker run` command line instead of running it.")
+@click.option("--workdir/--no-workdir", default=True, show_default=True,
+              help=f"Mount the current directory at {WORKDIR} and start there.")
+@click.option("--engine", default=None, metavar="URL",
+              help="Docker engine (default: DOCKER_HOST or the current docker context).")
+@click.option("--dev-root", type=click.Path(path_type=Path, file_okay=False), default="/dev",
+              show_default=True, help="Where to look for the GPU device nodes.")
+@click.option("--sysfs-root", type=click.Path(path_type=Path, file_okay=False), default="/sys",
+              show_default=True, help="Where sysfs is (to number the AMD GPUs for --gpu).")
+@click.pass_obj
+def command(state, variant: str, cmd: tuple[str, ...], profile: str | None, gpu: int | None,
+            devices: tuple[str, ...], print_only: bool, workdir: bool, engine: str | None,
+            dev_root: Path, sysfs_root: Path) -> None:
+    """Run VARIANT's image with the GPU passed through: /dev/kfd and the render nodes, the
+    host's video/render group ids, seccomp unconfined, host IPC. Interactive when stdin is
+    a terminal; the container is always removed afterwards. Example:
+
+        imagefactory run rocm62-native -- python3 train.py
+    """
+    from ..devices import gpu_access
+    from ..images import local_tag
+
+    matrix = state.project.matrix
+    v = matrix.get(variant)
+    env = v.runtime_env(profile)  # ConfigError naming the choices for an unknown profile
+    if v.rocm:
+        if gpu is not None and not devices:
+            devices = _amd_gpu_devices(sysfs_root, dev_root, gpu)
+        access = gpu_access(dev_root, None if devices else gpu, devices)
+        pairs = [(d.host, d.container) for d in access.devices]
+        gids = access.group_ids
+        if not access.found and not print_only:
+            click.echo(f"imagefactory: warning: no {dev_root / 'kfd'} or render node: the "
+                       "container runs without a GPU (`imagefactory doctor` says why)", err=True)
+    else:
+        if gpu is not None or devices:
+            raise UsageError(f"variant '{v.name}' is CPU-only: --gpu and --device do not apply")
+        pairs, gids = [], ()
+    image = local_tag(matrix, v)
+    argv = docker_run_argv(image, env, pairs, gids, cmd, engine=engine,
+                           tty=sys.stdin.isatty() and sys.stdout.isatty(),
+                           workdir=Path.cwd() if workdir else None)
+    if print_only:
+        click.echo(shlex.join(argv))
+        return
+    docker = shutil.which("docker")
+    if docker is None:
+        raise JobError("the docker command is not installed; install the Docker CLI "
+                       "(docker-ce-cli or docker.io), or run the line `--print` shows elsewhere")
+    _require_image(matrix, v, engine)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(docker, argv)
+
+
+def _amd_gpu_devices(sysfs_root: Path, dev_root: Path, gpu: int) -> tuple[str, ...]:
+    """/dev/kfd and the render node of AMD GPU number `gpu` in KFD order (HIP's numbering,
+    and doctor's); other vendors' render nodes (an Intel iGPU's renderD128) do not count.
+    Empty when sysfs names no AMD GPU: then N counts the render nodes as they are."""
+    from ..gpuinfo import scan
+
+    gpus = [g for g in scan(sysfs_root).gpus if g.render_node]
+    if not gpus:
+        return ()
+    if gpu >= len(gpus):
+        raise UsageError(f"--gpu {gpu}: this host has {len(gpus)} AMD GPU(s) "
+                         "(`imagefactory doctor` lists them)")
+    node = gpus[gpu].render_node
+    if not (dev_root / "dri" / node).exists():
+        raise JobError(f"GPU {gpu} ({gpus[gpu].name}) has no {dev_root / 'dri' / node}: "
+                       "`imagefactory doctor` says why")
+    return (f"{dev_root / 'kfd'}:/dev/kfd", f"{dev_root / 'dri' / node}:/dev/dri/{node}")
+
+
+def _require_image(matrix, v, engine: str | None) -> None:
+    """Say `imagefactory build` instead of docker's "pull access denied" for a local tag."""
+    from ..engine import connect
+    from ..images import find_built
+
+    client = connect(engine, timeout=30)
+    try:
+        if find_built(client, matrix, v) is None:
+            raise JobError(f"no image {matrix.repository}:{v.name} in the engine: run "
+                           f"`imagefactory build {v.name}` first")
+    finally:
+        client.close()

@@ -273,6 +273,21 @@ class Publisher:
     def _secrets(self) -> tuple[str, ...]:
         return (self.creds.password,) if self.creds else ()
 
+    def _watch(self, ref: str) -> Callable[[Chunk], None]:
+        """Per-chunk hook: the engine retries failed layer uploads on its own (about a minute
+        in all), so say once that it is doing so instead of going quiet."""
+        told = False
+
+        def on_chunk(chunk: Chunk) -> None:
+            nonlocal told
+            if self.on_chunk:
+                self.on_chunk(chunk)
+            if not told and str(chunk.get("status", "")).startswith("Retrying in"):
+                told = True
+                self.echo(f"push {ref}: a layer upload failed; the engine is retrying it")
+
+        return on_chunk
+
     def _retrying(self, action: Callable[[], T], what: str) -> T:
         def on_retry(attempt: int, delay: float, exc: Exception) -> None:
             self.echo(f"{what}: {redact(str(exc), self._secrets())}; retry {attempt}/"
@@ -302,8 +317,8 @@ class Publisher:
             self.client.api.tag(plan.built.image_id, plan.repository, tag=tag)
             ref = f"{plan.repository}:{tag}"
             pushed = self._retrying(
-                lambda tag=tag: push_tag(self.client, plan.repository, tag, auth,
-                                         self.on_chunk), f"push {ref}")
+                lambda tag=tag, ref=ref: push_tag(self.client, plan.repository, tag, auth,
+                                                  self._watch(ref)), f"push {ref}")
             self.echo(f"pushed {ref} ({pushed.uploaded} layer(s) uploaded, {pushed.reused} "
                       "already in the registry)")
             pushes.append(pushed)

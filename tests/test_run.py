@@ -29,6 +29,7 @@ def stand_in_dev(root: Path, minors: tuple[int, ...] = (128,), gid: int = 4242) 
     for path in [root / "kfd", *(root / "dri" / f"renderD{m}" for m in minors)]:
         os.mknod(path, stat.S_IFCHR | 0o660, os.makedev(1, 3))
         os.chown(path, 0, gid)
+        os.chmod(path, 0o660)  # mknod's mode went through the umask
     return root
 
 
@@ -124,7 +125,8 @@ def test_print_cpu_has_no_devices(capsys) -> None:
 
 @pytest.mark.docker
 def test_run_cpu_for_real(cpu_image: str) -> None:
-    r = run_cli("run", "cpu", "--", "python3", "-c", "print(1+1)")
+    # --network=none: the tests need no network (and dodge a flaky shared bridge)
+    r = run_cli("run", "cpu", "--network=none", "--", "python3", "-c", "print(1+1)")
     assert (r.returncode, r.stdout) == (0, "2\n"), r.stderr
 
 
@@ -134,14 +136,15 @@ def test_run_keeps_the_exit_code_and_mounts_cwd(cpu_image: str, tmp_path: Path) 
     (tmp_path / "job.py").write_text("import torch, sys\nprint(torch.ones(2).sum().item())\n"
                                      "sys.exit(7)\n")
     (tmp_path / "job.py").chmod(0o644)
-    r = run_cli("run", "cpu", "--", "python3", "job.py", cwd=tmp_path)
+    r = run_cli("run", "cpu", "--network=none", "--", "python3", "job.py", cwd=tmp_path)
     assert (r.returncode, r.stdout) == (7, "2.0\n"), r.stderr
 
 
 @pytest.mark.docker
 def test_printed_line_runs_the_same(cpu_image: str, tmp_path: Path) -> None:
     """What --print shows is what a user copies: run it through a shell."""
-    line = run_cli("run", "cpu", "--print", "--", "python3", "-c", "print('it works')").stdout
+    line = run_cli("run", "cpu", "--print", "--network=none", "--", "python3", "-c",
+                   "print('it works')").stdout
     r = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=120,
                        stdin=subprocess.DEVNULL)
     assert (r.returncode, r.stdout) == (0, "it works\n"), r.stderr

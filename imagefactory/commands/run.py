@@ -23,7 +23,7 @@ WORKDIR = "/work"
 def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, str]],
                     group_ids: tuple[int, ...], command: tuple[str, ...], *,
                     engine: str | None = None, tty: bool = False,
-                    workdir: Path | None = None) -> list[str]:
+                    workdir: Path | None = None, network: str | None = None) -> list[str]:
     """The docker CLI argv (design.md "Running": devices, host GIDs, seccomp, ipc, shm)."""
     argv = ["docker"] + (["--host", engine] if engine else []) + ["run", "--rm"]
     if tty:
@@ -36,6 +36,8 @@ def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, st
         argv += ["--security-opt=seccomp=unconfined", "--ipc=host", f"--shm-size={SHM_SIZE}"]
     else:
         argv += ["--ipc=host", f"--shm-size={SHM_SIZE}"]  # DataLoader workers share memory
+    if network:
+        argv.append(f"--network={network}")
     if workdir is not None:
         argv += [f"--volume={workdir}:{WORKDIR}", f"--workdir={WORKDIR}"]
     for key, value in env.items():
@@ -56,6 +58,8 @@ def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, st
               help="Print the equivalent `docker run` command line instead of running it.")
 @click.option("--workdir/--no-workdir", default=True, show_default=True,
               help=f"Mount the current directory at {WORKDIR} and start there.")
+@click.option("--network", default=None, metavar="NAME",
+              help="Docker network (e.g. host, none). Default: docker's default bridge.")
 @click.option("--engine", default=None, metavar="URL",
               help="Docker engine (default: DOCKER_HOST or the current docker context).")
 @click.option("--dev-root", type=click.Path(path_type=Path, file_okay=False), default="/dev",
@@ -64,8 +68,8 @@ def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, st
               show_default=True, help="Where sysfs is (to number the AMD GPUs for --gpu).")
 @click.pass_obj
 def command(state, variant: str, cmd: tuple[str, ...], profile: str | None, gpu: int | None,
-            devices: tuple[str, ...], print_only: bool, workdir: bool, engine: str | None,
-            dev_root: Path, sysfs_root: Path) -> None:
+            devices: tuple[str, ...], print_only: bool, workdir: bool, network: str | None,
+            engine: str | None, dev_root: Path, sysfs_root: Path) -> None:
     """Run VARIANT's image with the GPU passed through: /dev/kfd and the render nodes, the
     host's video/render group ids, seccomp unconfined, host IPC. Interactive when stdin is
     a terminal; the container is always removed afterwards. Example:
@@ -94,7 +98,7 @@ def command(state, variant: str, cmd: tuple[str, ...], profile: str | None, gpu:
     image = local_tag(matrix, v)
     argv = docker_run_argv(image, env, pairs, gids, cmd, engine=engine,
                            tty=sys.stdin.isatty() and sys.stdout.isatty(),
-                           workdir=Path.cwd() if workdir else None)
+                           workdir=Path.cwd() if workdir else None, network=network)
     if print_only:
         click.echo(shlex.join(argv))
         return

@@ -81,6 +81,8 @@ Echo = Callable[[str], None]
 class Tester:
     """Tests variants' built images; one container per variant, always removed."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, client: docker.DockerClient, matrix: Matrix, access: GpuAccess,
                  options: TestOptions, echo: Echo = print) -> None:
         self.client = client

@@ -20,6 +20,7 @@ from .config import Matrix, Variant
 from .containers import TrackedContainer
 from .devices import GpuAccess
 from .errors import JobError
+from .gpuinfo import decode_gfx
 from .images import BuiltImage
 from .results import Check, ConvCase, TestResult
 
@@ -46,14 +47,6 @@ class TestOptions:
 
 
 # -- host GPU ---------------------------------------------------------------------------
-
-def decode_gfx(version: int) -> str | None:
-    """gfx_target_version 100100 -> gfx1010 (design.md); 0 is a CPU node -> None."""
-    if version <= 0:
-        return None
-    major, minor, stepping = (version // 10000) % 100, (version // 100) % 100, version % 100
-    return f"gfx{major}{minor:x}{stepping:x}"
-
 
 def host_gpu_archs(nodes: Path = KFD_NODES) -> list[str]:
     """The GPU ISAs the amdgpu driver reports, in node order; empty without one."""
@@ -217,6 +210,18 @@ class Tester:
 
     def run_conv(self, container: Container, variant: Variant, profile: Any
                  ) -> tuple[Check, tuple[ConvCase, ...], dict[str, Any]]:
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        try:
+            return self._run_conv(container, variant, profile)
+        except (DockerException, RequestException, ValueError) as exc:
+            # The engine or the container went away mid-run, or the JSON is not convcheck's.
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return Check("conv check", False, f"could not run: {reason}"), (), {}
+
+    def _run_conv(self, container: Container, variant: Variant, profile: Any
+                  ) -> tuple[Check, tuple[ConvCase, ...], dict[str, Any]]:
         cmd = self.conv_command(variant, profile.name if profile else None)
         self.echo(f"  conv: {' '.join(cmd)}")
         api = self.client.api

@@ -16,8 +16,9 @@ import pytest
 
 from imagefactory.containers import RUN_LABEL, TrackedContainer, new_run_id
 from imagefactory.devices import DeviceMapping, GpuAccess
+from imagefactory.gpuinfo import decode_gfx
 from imagefactory.results import TestResult
-from imagefactory.tester import Tester, TestOptions, decode_gfx, host_gpu_archs
+from imagefactory.tester import Tester, TestOptions, host_gpu_archs
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-c", "from imagefactory.cli import main; main()"]
@@ -154,6 +155,13 @@ def test_unknown_profile_is_a_usage_error(docker_client, tmp_path) -> None:
     assert proc.returncode == 2
     assert "has no profile 'override'" in proc.stderr
     assert _ours(docker_client, run_id) == []
+
+
+def test_missing_device_is_a_usage_error(tmp_path) -> None:
+    proc = _imagefactory(["--config", str(REPO / "variants.yaml"), "test", "cpu",
+                          "--device", f"{tmp_path}/nothing:/dev/kfd"], tmp_path, new_run_id())
+    assert proc.returncode == 2
+    assert f"--device {tmp_path}/nothing: no such device" in proc.stderr
 
 
 def _stand_in_device(path: Path, gid: int) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import JobError
+from ..errors import JobError, UsageError
 
 
 @click.command("test")
@@ -44,10 +44,15 @@ def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile:
     for v in selected:
         v.profile(profile)  # an unknown profile is a usage error before anything starts
     access = gpu_access(explicit=devices)
+    for d in access.devices:
+        if not Path(d.host).exists():
+            raise UsageError(f"--device {d.host}: no such device on this host")
     options = TestOptions(profile=profile, quick=quick, timeout=timeout, cases=cases,
                           results_dir=results_dir, engine=engine, run_id=run_id or new_run_id())
     with terminate_as_interrupt():
-        client = connect(engine)
+        # The conv check may print nothing while a case runs up to its timeout: the
+        # engine connection's read timeout must outlast that.
+        client = connect(engine, timeout=int(max(600, (timeout or 0) * 2 + 120)))
         built = find_images(client, state.project.matrix, selected)
         tester = Tester(client, state.project.matrix, access, options, echo=click.echo)
         failed = []

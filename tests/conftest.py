@@ -47,17 +47,20 @@ def context_tar(ctx) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def cpu_image(docker_client, project: Project) -> str:
-    """The real `cpu` variant image, built once per session from the rendered templates."""
+def cpu_image(docker_client, project: Project, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The real `cpu` variant image, built (or found up to date) once per session through
+    imagefactory's builder; the tag moves only when the build succeeds."""
+    from imagefactory.build import Builder, BuildOptions
+    from imagefactory.progress import PlainView, failure_lines
     from imagefactory.render import Renderer
 
-    ctx = Renderer(project).render(project.matrix.get("cpu"))
-    tag = f"{project.matrix.repository}:cpu"
-    stream = docker_client.api.build(fileobj=io.BytesIO(context_tar(ctx)), custom_context=True,
-                                     tag=tag, rm=True, forcerm=True, decode=True)
-    log = []
-    for chunk in stream:
-        if "error" in chunk:
-            pytest.fail(f"cpu image build failed: {chunk['error']}\n{''.join(log[-20:])}")
-        log.append(chunk.get("stream", ""))
-    return tag
+    variant = project.matrix.get("cpu")
+    ctx = Renderer(project).render(variant)
+    options = BuildOptions(log_dir=tmp_path_factory.mktemp("cpu-build-logs"))
+    builder = Builder(project.matrix, {variant.name: ctx}, {"engine": docker_client}, options,
+                      PlainView([variant.name], quiet=True))
+    result = builder.run(variant, "engine", None)
+    if not result.ok:
+        pytest.fail("cpu image build failed:\n" + "\n".join(failure_lines(result)))
+    assert result.tag is not None
+    return result.tag

@@ -34,7 +34,8 @@ def run_in_image(image: str, script: str, env: dict[str, str] | None = None,
                  timeout: float = 300) -> subprocess.CompletedProcess:
     """`docker run --rm` a shell script in the image; asserts no container is left behind."""
     name = f"convcheck-test-{uuid.uuid4().hex[:12]}"
-    cmd = ["docker", "run", "--rm", "--name", name, "--label", f"{TEST_LABEL}={name}"]
+    cmd = ["docker", "run", "--rm", "--network", "none", "--name", name,
+           "--label", f"{TEST_LABEL}={name}"]
     for key, value in (env or {}).items():
         cmd += ["-e", f"{key}={value}"]
     cmd += [image, "bash", "-c", script]

@@ -1,0 +1,38 @@
+"""imagefactory report: the compatibility matrix from the test results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ImagefactoryError
+
+
+@click.command("report")
+@click.option("--results", "results_dirs", type=click.Path(path_type=Path, file_okay=False),
+              multiple=True, metavar="DIR",
+              help="Folder of <variant>.json test results (repeatable, e.g. one per GPU "
+                   "host). Default: results")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("."), show_default=True,
+              help="Where COMPATIBILITY.md, compatibility.json and compatibility.png go.")
+@click.option("--no-png", is_flag=True, help="Skip the heatmap picture.")
+@click.pass_obj
+def command(state, results_dirs: tuple[Path, ...], out_dir: Path, no_png: bool) -> None:
+    """Write the compatibility report: each tested variant against each conv check case,
+    with the class of every cell (ok, hang, aperture-violation, ...) and its time, the GPU
+    and profile each result came from, and a summary line per variant."""
+    from .. import report
+
+    dirs = list(results_dirs) or [Path("results")]
+    # Order rows as the matrix does when there is one; results of other variants still show.
+    try:
+        order = state.project.matrix.names
+    except ImagefactoryError:  # a report needs only the results, not a loadable matrix
+        order = ()
+    compat = report.load(dirs, order)
+    for path in report.write(compat, out_dir, png=not no_png):
+        click.echo(f"written: {path}")
+    for row in compat.rows:
+        click.echo(f"  {row.label}: {row.summary()}")

@@ -130,6 +130,10 @@ class _Row:
         return human_time((self.ended or time.monotonic()) - self.started)
 
 
+# Engine bookkeeping lines, not what the build itself printed.
+_NOISE = ("Step ", " ---> ", "Removing intermediate container ")
+
+
 class LiveView:
     """A rich Live table, redrawn 4 times a second; permanent lines print above it."""
 
@@ -178,8 +182,10 @@ class LiveView:
         return table
 
     def _permanent(self, text: str, style: str = "") -> None:
-        self.live.console.print(text, style=style, markup=False, highlight=False,
-                                soft_wrap=True)
+        from rich.text import Text
+
+        # A styled Text, not print(style=...): that style would leak into the live rows.
+        self.live.console.print(Text(text, style=style), soft_wrap=True)
 
     def info(self, text: str) -> None:
         self._permanent(text)
@@ -192,10 +198,13 @@ class LiveView:
         self._permanent(f"{variant}: {started_text(engine, context_bytes, files, log_path)}")
 
     def step(self, variant: str, step: Step) -> None:
+        shown = Step(step.number, step.total, " ".join(step.instruction.split()))
         with self.lock:
-            self.rows[variant].step = step
+            self.rows[variant].step = shown
 
     def line(self, variant: str, text: str) -> None:
+        if text.startswith(_NOISE):
+            return  # the row shows the step already; keep the build's own last output
         with self.lock:
             self.rows[variant].last = text
 

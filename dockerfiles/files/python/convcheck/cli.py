@@ -19,6 +19,8 @@ from convcheck.profiles import PROFILES, profile_env
 from convcheck.runner import child_env, probe, run_case, summarize
 
 DEFAULT_TIMEOUT = 120.0  # per case: the first MIOpen Find of a big conv can take a while
+# The base image sets IMAGEFACTORY_GPU=none in CPU-only images; everywhere else check the GPU.
+DEFAULT_DEVICE = "cpu" if os.environ.get("IMAGEFACTORY_GPU") == "none" else "cuda"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
         "memory-fault, no-kernel, invalid-isa, miopen-error, crash, error.",
     )
     p.add_argument("--quick", action="store_true", help="run the short subset")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda",
-                   help="cuda also means ROCm/HIP (default: cuda)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=DEFAULT_DEVICE,
+                   help=f"cuda also means ROCm/HIP (default here: {DEFAULT_DEVICE})")
     p.add_argument("--profile", metavar="NAME",
                    help=f"env profile(s) for the cases, comma-separated: {', '.join(PROFILES)}")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -114,7 +116,8 @@ def _run(args: argparse.Namespace, cases: list, env: dict[str, str]) -> int:
         if info and not info.get("available", True):
             entry = {"case": case.id, "status": "error", "seconds": 0.0, "gflops": None,
                      "max_abs_err": None, "max_rel_err": None,
-                     "detail": "torch.cuda.is_available() is False"}
+                     "detail": "torch.cuda.is_available() is False (GPU devices not "
+                     "passed through? --device cpu checks the CPU)"}
         else:
             entry = run_case(case, args.device, env, args.timeout)
         results.append(entry)

@@ -153,6 +153,10 @@ class BuildStream:
             self._on_line(line)
 
 
+class _Failed(Exception):
+    """A failure before the build whose message is complete as it is."""
+
+
 def split_tag(tag: str) -> tuple[str, str]:
     repository, _, name = tag.rpartition(":")
     return repository, name
@@ -208,10 +212,16 @@ class Builder:
     def probe(self, variant: Variant, engine: str) -> bool:
         """Whether `engine` already holds an up-to-date image of a variant with an external
         base (the scheduler then builds, i.e. skips, it there)."""
+        from docker.errors import DockerException
+        from requests import RequestException
+
         if variant.name in self.options.force or variant.base_variant:
             return False
-        base = self._inspect(engine, self.base_ref(variant))
-        return self.current(variant, engine, base["Id"] if base else None) is not None
+        try:
+            base = self._inspect(engine, self.base_ref(variant))
+            return self.current(variant, engine, base["Id"] if base else None) is not None
+        except (DockerException, RequestException, OSError):
+            return False  # the build on that engine, if chosen, reports the error
 
     def run(self, variant: Variant, engine: str, base: BuildResult | None) -> BuildResult:
         """Skip or build `variant` on `engine`; `base`: the result of its base variant."""
@@ -234,6 +244,10 @@ class Builder:
                     self.reporter.finished(result)
                     return result
             return self._build(variant, engine, tag, base_id)
+        except _Failed as exc:
+            result = BuildResult(variant.name, engine, FAILED, tag=tag, error=str(exc))
+            self.reporter.finished(result)
+            return result
         except (DockerException, RequestException, OSError) as exc:
             result = BuildResult(variant.name, engine, FAILED, tag=tag,
                                  error=f"engine {engine}: {_one_line(exc)}")
@@ -246,8 +260,15 @@ class Builder:
             return result
 
     def _pull(self, engine: str, ref: str) -> None:
+        from docker.errors import DockerException
+        from requests import RequestException
+
         repository, name = split_tag(ref.split("@", 1)[0])
-        self.clients[engine].api.pull(repository, tag=name)
+        try:
+            self.clients[engine].api.pull(repository, tag=name)
+        except (DockerException, RequestException) as exc:
+            raise _Failed(f"--pull: cannot pull {ref} into {engine}: {_one_line(exc)}"
+                          ) from None
 
     def _build(self, variant: Variant, engine: str, tag: str, base_id: str | None
                ) -> BuildResult:

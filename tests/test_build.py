@@ -273,6 +273,15 @@ def test_unreachable_engine_is_one_line_naming_the_address(matrix: Matrix) -> No
     assert lines[0].startswith("imagefactory: error: cannot reach the Docker engine at ")
 
 
+def test_pull_failure_names_the_base_and_moves_no_tag(matrix: Matrix, docker_client) -> None:
+    # Docker Hub is unreachable here, so --pull of the external base must fail cleanly.
+    run = matrix.build("solo", "--pull", timeout=120)
+    assert run.rc == 1
+    assert run.err.startswith("imagefactory: build of 'solo' failed: --pull: cannot pull "
+                              "debian:bookworm-slim into ")
+    assert image_id(docker_client, matrix.tag("solo")) is None
+
+
 # -- two engines ------------------------------------------------------------------------------
 
 def _ip(*args: str) -> None:

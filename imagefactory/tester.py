@@ -258,10 +258,11 @@ def run_suite_inprocess(container_id: str, facts: dict[str, Any], engine: str | 
     plugin = SuitePlugin(facts)
     args = [str(SUITE_DIR), f"--hosts=docker://{container_id}",
             "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
-            "--import-mode=importlib", "-p", "no:cacheprovider", "-p", "no:terminal",
-            "-p", "no:randomly"]
+            "--import-mode=importlib", "-p", "testinfra.plugin", "-p", "no:cacheprovider",
+            "-p", "no:terminal"]
     out = io.StringIO()
-    with _docker_host(engine), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+    with (_suite_environment(engine), contextlib.redirect_stdout(out),
+          contextlib.redirect_stderr(out)):
         rc = int(pytest.main(args, plugins=[plugin]))
     if rc == pytest.ExitCode.INTERRUPTED:
         raise KeyboardInterrupt  # pytest swallows Ctrl-C; the run must stop and clean up
@@ -271,20 +272,29 @@ def run_suite_inprocess(container_id: str, facts: dict[str, Any], engine: str | 
 
 
 @contextlib.contextmanager
-def _docker_host(engine: str | None) -> Iterator[None]:
-    """testinfra's docker backend runs the docker CLI: point it at the same engine."""
-    if not engine:
-        yield
-        return
-    old = os.environ.get("DOCKER_HOST")
-    os.environ["DOCKER_HOST"] = engine
+def _suite_environment(engine: str | None) -> Iterator[None]:
+    """Isolate the in-process pytest from the user's: no PYTEST_ADDOPTS, no auto-loaded
+    plugins (xdist, cov, ... would change how the suite runs; testinfra is loaded by name).
+    testinfra's docker backend runs the docker CLI: point it at the same engine."""
+    changes: dict[str, str | None] = {"PYTEST_ADDOPTS": None, "PYTEST_PLUGINS": None,
+                                      "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    if engine:
+        changes["DOCKER_HOST"] = engine
+    saved = {k: os.environ.get(k) for k in changes}
     try:
+        for key, value in changes.items():
+            _setenv(key, value)
         yield
     finally:
-        if old is None:
-            os.environ.pop("DOCKER_HOST", None)
-        else:
-            os.environ["DOCKER_HOST"] = old
+        for key, value in saved.items():
+            _setenv(key, value)
+
+
+def _setenv(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[str]:

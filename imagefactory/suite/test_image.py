@@ -55,7 +55,7 @@ def test_labels(facts) -> None:
         f"label io.imagefactory.inputs-hash is {digest!r}, expected a sha256 hex digest")
 
 
-def test_entrypoint(host, facts, probe) -> None:
+def test_entrypoint(facts, probe) -> None:
     assert facts["entrypoint"] == [ENTRYPOINT], (
         f"ENTRYPOINT is {facts['entrypoint']}, expected [{ENTRYPOINT!r}]")
     assert probe["executables"][ENTRYPOINT], f"{ENTRYPOINT} is missing or not executable"

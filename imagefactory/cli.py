@@ -77,9 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
-    except click.Abort:
-        click.echo("imagefactory: aborted", err=True)
-        sys.exit(EXIT_FAILED)
+    except click.Abort as exc:
+        # click turns Ctrl-C into Abort; keep the conventional 130 for it.
+        interrupted = isinstance(exc.__context__, KeyboardInterrupt)
+        click.echo("imagefactory: interrupted" if interrupted else "imagefactory: aborted",
+                   err=True)
+        sys.exit(130 if interrupted else EXIT_FAILED)
     except KeyboardInterrupt:
         click.echo("imagefactory: interrupted", err=True)
         sys.exit(130)

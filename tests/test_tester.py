@@ -204,27 +204,43 @@ def test_devices_pass_through_and_open_through_the_added_group(docker_client, cp
 
 
 @pytest.mark.docker
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_run_removes_its_container(docker_client, cpu_image, tmp_path, sig) -> None:
+@pytest.mark.parametrize("sig, phase", [(signal.SIGINT, "suite"), (signal.SIGINT, "conv"),
+                                        (signal.SIGTERM, "conv")],
+                         ids=["SIGINT-suite", "SIGINT-conv", "SIGTERM-conv"])
+def test_interrupted_run_removes_its_container(docker_client, cpu_image, tmp_path, sig,
+                                               phase) -> None:
     run_id = new_run_id()
     proc = subprocess.Popen(
         [*CLI, "--config", str(REPO / "variants.yaml"), "test", "cpu", "--results", "res"],
-        cwd=tmp_path, env={**os.environ, "IMAGEFACTORY_RUN_ID": run_id},
+        cwd=tmp_path, env={**os.environ, "IMAGEFACTORY_RUN_ID": run_id, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while not any(c.status == "running" for c in _ours(docker_client, run_id)):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the test container never started"
-            time.sleep(0.1)
-        time.sleep(1.0)  # well inside the suite (or the conv check on a fast machine)
+        seen = []
+        # "suite": the container is up and the testinfra suite (pytest in-process) runs;
+        # "conv": convcheck has printed its first line, so its exec is streaming.
+        marker = "cpu: testing " if phase == "suite" else "  | "
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith(marker):
+                break
+        assert seen and seen[-1].startswith(marker), "".join(seen) + proc.stderr.read()
+        if phase == "suite":
+            deadline = time.monotonic() + 60
+            while not any(c.status == "running" for c in _ours(docker_client, run_id)):
+                assert time.monotonic() < deadline, "the test container never started"
+                time.sleep(0.05)
+            time.sleep(0.3)
         assert proc.poll() is None
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+    out = "".join(seen) + out
+    if phase == "suite":
+        assert "suite:" not in out  # it really stopped inside the suite
     # click turns KeyboardInterrupt into Abort: cli.main says "aborted" and exits 1.
     assert proc.returncode in (1, 130), out + err
     assert "imagefactory: aborted" in err or "imagefactory: interrupted" in err
+    assert "PASSED" not in out and "FAILED" not in out
     assert _ours(docker_client, run_id) == []
     assert not (tmp_path / "res" / "cpu.json").exists()

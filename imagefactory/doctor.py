@@ -329,6 +329,8 @@ def load_results(results_dir: Path | None) -> dict[str, Any]:
     if results_dir is None or not results_dir.is_dir():
         return out
     for path in sorted(results_dir.glob("*.json")):
+        if path.name.endswith(".publish.json"):
+            continue  # push's records
         with contextlib.suppress(ImagefactoryError):
             r = TestResult.load(results_dir, path.stem)
             if r is not None:

@@ -99,8 +99,8 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
             raise JobError(f"no results folder {d}: run `imagefactory test VARIANT "
                            f"--results {d}` first")
         for path in sorted(d.glob("*.json")):
-            if path.name == JSON:
-                continue  # a report written into its own results folder
+            if path.name == JSON or path.name.endswith(".publish.json"):
+                continue  # a report written into its results folder; push's records
             r = TestResult.load(d, path.stem)
             if r is not None:
                 results.append((r, str(path)))

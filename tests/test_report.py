@@ -137,6 +137,7 @@ def test_same_variant_from_two_hosts(tmp_path: Path) -> None:
     for host, d in (("gfx1010", "h1"), ("gfx1012", "h2")):
         TestResult("rocm62-patched", "sha256:" + "3" * 64, True, (), (ConvCase("x", "ok"),),
                    host, "override").save(tmp_path / d)
+    (tmp_path / "h1" / "rocm62-patched.publish.json").write_text("{}")  # push's record
     compat = report.load([tmp_path / "h1", tmp_path / "h2"])
     assert [r.label for r in compat.rows] == ["rocm62-patched (gfx1010, override)",
                                               "rocm62-patched (gfx1012, override)"]

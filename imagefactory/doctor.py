@@ -208,7 +208,12 @@ def docker_check(url: str | None, timeout: int) -> Check:
         client = engine.connect(url, timeout=timeout)
     except JobError as exc:
         text = str(exc)
-        if "ermission denied" in text:
+        import shutil
+
+        if not shutil.which("dockerd") and not shutil.which("docker") and url is None:
+            fix = ("install Docker: sudo apt install docker.io (Debian/Ubuntu), or "
+                   "https://docs.docker.com/engine/install/")
+        elif "ermission denied" in text:
             fix = f"sudo usermod -aG docker $USER  # {RELOGIN}"
         elif address.startswith("unix://"):
             fix = "sudo systemctl start docker  (without systemd: sudo service docker start)"

@@ -7,11 +7,11 @@ listing variants itself, so adding a variant to variants.yaml adds its CI job.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import Variant
-from .images import local_tag
-from .project import Project
+if TYPE_CHECKING:  # `imagefactory --help` imports this module: keep jinja2 & co. out of it
+    from .config import Variant
+    from .project import Project
 
 RUNNER = "ubuntu-24.04"
 TIMEOUT_MINUTES = 120  # pulling a ROCm base (~20 GB) and installing wheels
@@ -56,6 +56,8 @@ def compiles(project: Project, variant: Variant) -> bool:
 def jobs(project: Project, variants: tuple[Variant, ...], runner: str = RUNNER,
          large_runner: str = RUNNER, timeout: int = TIMEOUT_MINUTES,
          source_timeout: int = SOURCE_TIMEOUT_MINUTES) -> list[Job]:
+    from .images import local_tag
+
     out = []
     for v in variants:
         source = compiles(project, v)

@@ -208,3 +208,16 @@ def test_results_rank_recommendations(tmp_path: Path, project) -> None:
     assert first.variant == "rocm62-patched"
     assert first.reason.endswith("; tested on gfx1010: 3/3 conv cases ok")
     assert "tested" not in d.recommendations[1].reason
+
+
+def test_docker_not_installed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {"PATH": str(Path(sys.executable).parent), "DOCKER_HOST": f"unix://{tmp_path}/no.sock",
+           "HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "imagefactory", "doctor",
+                        f"--sysfs-root={SYSFS / 'no-amd-gpu'}", f"--dev-root={tmp_path}"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "fix: install Docker: sudo apt install docker.io (Debian/Ubuntu)" in r.stdout

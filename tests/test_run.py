@@ -65,7 +65,7 @@ def test_print_rocm_variant_with_stand_in_devices(tmp_path: Path, capsys) -> Non
     argv = printed(capsys, "rocm62-native", f"--dev-root={dev}", "--no-workdir",
                    "--", "python3", "-c", "print('a b')")
     assert argv == [
-        "docker", "run", "--rm",
+        "docker", "run", "--rm", "-i",
         f"--device={dev}/kfd:/dev/kfd", f"--device={dev}/dri/renderD128:/dev/dri/renderD128",
         *[f"--group-add={g}" for g in gids],
         "--security-opt=seccomp=unconfined", "--ipc=host", "--shm-size=8g",
@@ -120,7 +120,8 @@ def test_usage_errors(tmp_path: Path, capsys, args: list[str], message: str) -> 
 
 def test_print_cpu_has_no_devices(capsys) -> None:
     argv = printed(capsys, "cpu", "--no-workdir")
-    assert argv == ["docker", "run", "--rm", "--ipc=host", "--shm-size=8g", "imagefactory:cpu"]
+    assert argv == ["docker", "run", "--rm", "-i", "--ipc=host", "--shm-size=8g",
+                    "imagefactory:cpu"]
 
 
 @pytest.mark.docker
@@ -148,6 +149,14 @@ def test_printed_line_runs_the_same(cpu_image: str, tmp_path: Path) -> None:
     r = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=120,
                        stdin=subprocess.DEVNULL)
     assert (r.returncode, r.stdout) == (0, "it works\n"), r.stderr
+
+
+@pytest.mark.docker
+def test_stdin_reaches_the_command(cpu_image: str) -> None:
+    r = subprocess.run([*IMAGEFACTORY, "--config", str(REPO / "variants.yaml"), "run", "cpu",
+                        "--network=none", "--", "python3", "-"], input="print(6 * 7)\n",
+                       capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, "42\n"), r.stderr
 
 
 @pytest.mark.docker

@@ -26,8 +26,9 @@ def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, st
                     workdir: Path | None = None, network: str | None = None) -> list[str]:
     """The docker CLI argv (design.md "Running": devices, host GIDs, seccomp, ipc, shm)."""
     argv = ["docker"] + (["--host", engine] if engine else []) + ["run", "--rm"]
-    if tty:
-        argv += ["-it"]
+    # -i always, so piped input reaches the command (`... | imagefactory run V -- python3 -`);
+    # -t only on a terminal, or the output gets \r\n line ends.
+    argv.append("-it" if tty else "-i")
     for host, container in devices:
         argv.append(f"--device={host}" if host == container else f"--device={host}:{container}")
     argv += [f"--group-add={gid}" for gid in group_ids]
@@ -71,8 +72,8 @@ def command(state, variant: str, cmd: tuple[str, ...], profile: str | None, gpu:
             devices: tuple[str, ...], print_only: bool, workdir: bool, network: str | None,
             engine: str | None, dev_root: Path, sysfs_root: Path) -> None:
     """Run VARIANT's image with the GPU passed through: /dev/kfd and the render nodes, the
-    host's video/render group ids, seccomp unconfined, host IPC. Interactive when stdin is
-    a terminal; the container is always removed afterwards. Example:
+    host's video/render group ids, seccomp unconfined, host IPC. Standard input is passed on;
+    a terminal gets a TTY; the container is always removed afterwards. Example:
 
         imagefactory run rocm62-native -- python3 train.py
     """

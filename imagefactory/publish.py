@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -342,11 +343,14 @@ class Publisher:
     def served_digest(self, plan: Plan, tag: str) -> str:
         if self.creds and self.creds.identity_token:
             return self._engine_digest(plan, tag)
-        insecure = engine_treats_insecure(self.target,
-                                          self.client.info().get("RegistryConfig"))
-        return manifest_digest(self.target.api_base(insecure),
+        return manifest_digest(self.target.api_base(self._insecure),
                                self.target.api_name(plan.image_name),
                                tag, self.creds)
+
+    @cached_property
+    def _insecure(self) -> bool:
+        """Plain HTTP where the engine pushed over plain HTTP (loopback, insecure-registries)."""
+        return engine_treats_insecure(self.target, self.client.info().get("RegistryConfig"))
 
     def _engine_digest(self, plan: Plan, tag: str) -> str:
         from docker.errors import APIError

@@ -110,13 +110,14 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
     order = {name: i for i, name in enumerate(variant_order)}
     results.sort(key=lambda rp: (order.get(rp[0].variant, len(order)), rp[0].variant,
                                  rp[0].host or "", rp[0].profile or ""))
-    per_variant = Counter(r.variant for r, _ in results)
     rows = []
     for r, _ in results:
-        label = r.variant
-        if per_variant[r.variant] > 1:
-            label += f" ({r.host or 'cpu'}, {r.profile or 'default'})"
-        rows.append(Row(r, label))
+        # A variant tested more than once is told apart by what differs: host, profile.
+        same = [o for o, _ in results if o.variant == r.variant]
+        parts = [value(r) for value in (lambda x: x.host or "no GPU",
+                                         lambda x: x.profile or "default")
+                 if len({value(o) for o in same}) > 1]
+        rows.append(Row(r, r.variant + (f" ({', '.join(parts)})" if parts else "")))
     cases: list[str] = []
     for r, _ in results:
         cases += [c.case for c in r.conv if c.case not in cases]

@@ -139,7 +139,13 @@ def test_same_variant_from_two_hosts(tmp_path: Path) -> None:
                    host, "override").save(tmp_path / d)
     (tmp_path / "h1" / "rocm62-patched.publish.json").write_text("{}")  # push's record
     compat = report.load([tmp_path / "h1", tmp_path / "h2"])
-    assert [r.label for r in compat.rows] == ["rocm62-patched (gfx1010, override)",
+    assert [r.label for r in compat.rows] == ["rocm62-patched (gfx1010)",
+                                              "rocm62-patched (gfx1012)"]
+    TestResult("rocm62-patched", "sha256:" + "3" * 64, True, (), (ConvCase("x", "ok"),),
+               None, None).save(tmp_path / "h3")
+    compat = report.load([tmp_path / "h1", tmp_path / "h2", tmp_path / "h3"])
+    assert [r.label for r in compat.rows] == ["rocm62-patched (no GPU, default)",
+                                              "rocm62-patched (gfx1010, override)",
                                               "rocm62-patched (gfx1012, override)"]
 
 

@@ -304,10 +304,11 @@ class Publisher:
             message = redact(str(exc), self._secrets())
             where = f"{plan.variant.name} -> {plan.repository}"
             if isinstance(exc, PushError) and exc.auth:
-                how = (f"the login for {self.target.host} (user {self.creds.username}, from "
+                how = (f"the registry rejected user {self.creds.username} (login from "
                        f"{self.creds.source})" if self.creds else
-                       f"a login for {self.target.host}: --username USER --password-stdin")
-                raise JobError(f"{where}: authentication failed ({message}); check {how}"
+                       f"no login for {self.target.host} was given; pass --username USER "
+                       "--password-stdin")
+                raise JobError(f"{where}: authentication failed ({message}): {how}"
                                ) from None
             raise JobError(f"{where}: push failed: {message}") from None
 

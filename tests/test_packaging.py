@@ -1,0 +1,58 @@
+"""`pip install .` users get the matrix, templates and in-image files inside the package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from imagefactory.project import Project
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    # --no-build-isolation: hatchling comes from the test extras, so no download happens here.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(out), str(REPO)], check=True)
+    (found,) = out.glob("imagefactory-*.whl")
+    return found
+
+
+def test_wheel_ships_matrix_templates_files_and_suite(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in ("imagefactory/_shipped/variants.yaml",
+                     "imagefactory/_shipped/dockerfiles/templates/base.Dockerfile.j2",
+                     "imagefactory/_shipped/dockerfiles/files/entrypoint.sh",
+                     "imagefactory/_shipped/dockerfiles/files/python/convcheck/__main__.py",
+                     "imagefactory/_shipped/dockerfiles/cpu/Dockerfile",
+                     "imagefactory/suite/test_image.py"):
+        assert required in names, required
+    assert not any("__pycache__" in n for n in names if "_shipped" in n)
+
+
+def test_installed_wheel_lists_the_six_variants_from_any_folder(wheel: Path,
+                                                                tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(target), str(wheel)], check=True)
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "imagefactory", "list", "--json"], cwd=empty,
+                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.count('"name"') == 6
+    assert '"cpu"' in proc.stdout and '"rocm62-patched"' in proc.stdout
+
+
+def test_without_a_local_matrix_the_shipped_one_is_used(tmp_path: Path) -> None:
+    project = Project.locate(None, cwd=tmp_path)
+    assert project.config_path.name == "variants.yaml"
+    assert project.templates_dir.is_dir()
+    assert project.output_dir == tmp_path / "dockerfiles"
+    assert len(project.matrix.variants) == 6

@@ -12,14 +12,15 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .buildcontext import context_tar
 from .config import Matrix, Variant
+from .engine import Engine, is_engine_error
+from .errors import ImagefactoryError
 from .images import local_tag
 from .render import HASH_LABEL, BuildContext
 
@@ -93,7 +94,9 @@ class BuildOptions:
     force: frozenset[str] = frozenset()  # variants to rebuild even when up to date
     no_cache: bool = False
     pull: bool = False
-    revision: str | None = None  # git HEAD of the project, passed as IMAGEFACTORY_REVISION
+    # git HEAD of the project, passed as IMAGEFACTORY_REVISION; a callable is asked only when
+    # something is built (a no-change build need not run git).
+    revision: str | Callable[[], str | None] | None = None
 
 
 class BuildStream:
@@ -163,17 +166,32 @@ def split_tag(tag: str) -> tuple[str, str]:
 
 
 class Builder:
-    """Builds variants of one matrix on a set of engines (one docker-py client each)."""
+    """Builds variants of one matrix on a set of engines.
+
+    `engines`: per engine name, an `Engine` (inspects without docker-py, connects it only to
+    build) or a docker-py client.
+    """
 
     def __init__(self, matrix: Matrix, contexts: Mapping[str, BuildContext],
-                 clients: Mapping[str, docker.DockerClient], options: BuildOptions,
+                 engines: Mapping[str, Engine | docker.DockerClient], options: BuildOptions,
                  reporter: Reporter, cancel: threading.Event | None = None) -> None:
         self.matrix = matrix
         self.contexts = contexts
-        self.clients = clients
+        self.engines = {name: e if isinstance(e, Engine) else Engine(name, client=e)
+                        for name, e in engines.items()}
         self.options = options
         self.reporter = reporter
         self.cancel = cancel or threading.Event()
+        self._revision_lock = threading.Lock()
+        self._revision: str | None = None
+
+    def revision(self) -> str | None:
+        """BuildOptions.revision, a callable one asked once."""
+        if not callable(self.options.revision):
+            return self.options.revision
+        with self._revision_lock:
+            self._revision = self._revision or self.options.revision()
+            return self._revision
 
     def tag(self, variant: Variant) -> str:
         return local_tag(self.matrix, variant)
@@ -186,12 +204,7 @@ class Builder:
         return variant.base.ref
 
     def _inspect(self, engine: str, ref: str) -> dict[str, Any] | None:
-        from docker.errors import ImageNotFound
-
-        try:
-            return self.clients[engine].api.inspect_image(ref)
-        except ImageNotFound:
-            return None
+        return self.engines[engine].inspect_image(ref)
 
     def current(self, variant: Variant, engine: str, base_id: str | None) -> str | None:
         """The id of the variant's tagged image if it is up to date, else None.
@@ -212,22 +225,18 @@ class Builder:
     def probe(self, variant: Variant, engine: str) -> bool:
         """Whether `engine` already holds an up-to-date image of a variant with an external
         base (the scheduler then builds, i.e. skips, it there)."""
-        from docker.errors import DockerException
-        from requests import RequestException
-
         if variant.name in self.options.force or variant.base_variant:
             return False
         try:
             base = self._inspect(engine, self.base_ref(variant))
             return self.current(variant, engine, base["Id"] if base else None) is not None
-        except (DockerException, RequestException, OSError):
-            return False  # the build on that engine, if chosen, reports the error
+        except Exception as exc:
+            if is_engine_error(exc):
+                return False  # the build on that engine, if chosen, reports the error
+            raise
 
     def run(self, variant: Variant, engine: str, base: BuildResult | None) -> BuildResult:
         """Skip or build `variant` on `engine`; `base`: the result of its base variant."""
-        from docker.errors import DockerException
-        from requests import RequestException
-
         tag = self.tag(variant)
         try:
             if variant.base_variant:
@@ -244,20 +253,14 @@ class Builder:
                     self.reporter.finished(result)
                     return result
             return self._build(variant, engine, tag, base_id)
-        except _Failed as exc:
-            result = BuildResult(variant.name, engine, FAILED, tag=tag, error=str(exc))
-            self.reporter.finished(result)
-            return result
-        except (DockerException, RequestException, OSError) as exc:
-            result = BuildResult(variant.name, engine, FAILED, tag=tag,
-                                 error=f"engine {engine}: {_one_line(exc)}")
-            self.reporter.finished(result)
-            return result
+        except (_Failed, ImagefactoryError) as exc:  # e.g. docker-py could not connect
+            error = str(exc)
         except Exception as exc:  # a bug must fail this variant, not hang the others
-            result = BuildResult(variant.name, engine, FAILED, tag=tag,
-                                 error=f"{type(exc).__name__}: {_one_line(exc)}")
-            self.reporter.finished(result)
-            return result
+            error = (f"engine {engine}: {_one_line(exc)}" if is_engine_error(exc)
+                     else f"{type(exc).__name__}: {_one_line(exc)}")
+        result = BuildResult(variant.name, engine, FAILED, tag=tag, error=error)
+        self.reporter.finished(result)
+        return result
 
     def _pull(self, engine: str, ref: str) -> None:
         from docker.errors import DockerException
@@ -265,7 +268,7 @@ class Builder:
 
         repository, name = split_tag(ref.split("@", 1)[0])
         try:
-            self.clients[engine].api.pull(repository, tag=name)
+            self.engines[engine].client.api.pull(repository, tag=name)
         except (DockerException, RequestException) as exc:
             raise _Failed(f"--pull: cannot pull {ref} into {engine}: {_one_line(exc)}"
                           ) from None
@@ -275,6 +278,8 @@ class Builder:
         from docker.errors import DockerException
         from requests import RequestException
 
+        from .buildcontext import context_tar  # tarfile: only when something is built
+
         ctx = self.contexts[variant.name]
         data = context_tar(ctx)
         self.options.log_dir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +288,8 @@ class Builder:
         self.reporter.started(variant.name, engine, len(data), len(ctx.files) + 1, log_path)
         started = time.monotonic()
         labels = {BASE_LABEL: base_id} if base_id else {}
-        buildargs = {REVISION_ARG: self.options.revision} if self.options.revision else {}
+        revision = self.revision()
+        buildargs = {REVISION_ARG: revision} if revision else {}
         with log_path.open("w", encoding="utf-8") as log:
             log.write(f"# imagefactory build of {variant.name} ({tag}) on {engine}\n"
                       f"# inputs hash {ctx.inputs_hash}, base {self.base_ref(variant)} "
@@ -296,7 +302,7 @@ class Builder:
 
             stream = BuildStream(on_line, lambda s: self.reporter.step(variant.name, s))
             try:
-                chunks = self.clients[engine].api.build(
+                chunks = self.engines[engine].client.api.build(
                     fileobj=data, custom_context=True, rm=True, forcerm=True, decode=True,
                     nocache=self.options.no_cache,
                     # Only external bases can be pulled; a base variant lives in this engine.
@@ -326,7 +332,7 @@ class Builder:
                                      duration, log_path)
             else:
                 repository, name = split_tag(tag)
-                self.clients[engine].api.tag(image_id, repository, name, force=True)
+                self.engines[engine].client.api.tag(image_id, repository, name, force=True)
                 log.write(f"# tagged {tag} -> {image_id}\n")
                 result = BuildResult(variant.name, engine, BUILT, image_id, tag, duration,
                                      log_path)

@@ -6,13 +6,16 @@ import hashlib
 import re
 import shlex
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from .config import Matrix, Variant
 from .errors import ConfigError
 from .project import TEMPLATE_SUFFIX, Project
+
+if TYPE_CHECKING:
+    import jinja2
 
 HASH_LABEL = "io.imagefactory.inputs-hash"
 _COPY = re.compile(r"^\s*(?:COPY|ADD)\s+(.*)$", re.IGNORECASE)
@@ -47,8 +50,13 @@ class Renderer:
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(project.templates_dir)),
+
+    @cached_property
+    def env(self) -> jinja2.Environment:
+        import jinja2  # only once something is rendered: a cached render needs no jinja2
+
+        return jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.project.templates_dir)),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             trim_blocks=True,
@@ -63,15 +71,24 @@ class Renderer:
     def render(self, variant: Variant) -> BuildContext:
         # The hash covers the Dockerfile (minus the hash itself) and every file it COPYs, so
         # render once without it, hash, then render the final text with it.
-        draft = self._text(variant, inputs_hash="")
+        files, inputs_hash = self.inputs(variant, self.draft(variant))
+        return BuildContext(variant, self._text(variant, inputs_hash), files, inputs_hash)
+
+    def draft(self, variant: Variant) -> str:
+        """The Dockerfile with an empty inputs hash: what the hash covers."""
+        return self._text(variant, inputs_hash="")
+
+    def inputs(self, variant: Variant, draft: str) -> tuple[tuple[tuple[str, Path], ...], str]:
+        """The files `draft` COPYs and the inputs hash over it and them."""
         files = self._context_files(variant, draft)
         digest = hashlib.sha256(draft.encode())
         for rel, src in files:
             digest.update(b"\0" + rel.encode() + b"\0" + src.read_bytes())
-        inputs_hash = digest.hexdigest()
-        return BuildContext(variant, self._text(variant, inputs_hash), files, inputs_hash)
+        return files, digest.hexdigest()
 
     def _text(self, variant: Variant, inputs_hash: str) -> str:
+        import jinja2
+
         template_name = variant.family + TEMPLATE_SUFFIX
         try:
             template = self.env.get_template(template_name)

@@ -197,3 +197,40 @@ def test_human_time() -> None:
     assert human_time(3.21) == "3.2s"
     assert human_time(125) == "2:05"
     assert human_time(3 * 3600 + 61) == "3:01:01"
+
+
+def test_cached_render_equals_a_fresh_render_and_follows_every_input(tmp_path: Path) -> None:
+    import shutil
+
+    from imagefactory.rendercache import CachedRenderer
+
+    root = tmp_path / "m"
+    shutil.copytree(FIXTURE, root)
+    cache = tmp_path / "cache.json"
+
+    def render(name: str) -> tuple[object, int]:
+        project = Project.locate(root / "variants.yaml")
+        cached = CachedRenderer(project, cache)
+        ctx = cached.render(project.matrix.get(name))
+        cached.save()
+        assert ctx == Renderer(project).render(project.matrix.get(name))
+        return ctx, cached.hits
+
+    first, hits = render("base")
+    assert hits == 0 and cache.is_file()
+    again, hits = render("base")
+    assert hits == 1 and again == first
+    # A COPYed file, the matrix and a template each change the result; none is missed.
+    (root / "dockerfiles" / "files" / "hello.txt").write_text("changed\n")
+    ctx, hits = render("base")
+    assert ctx.inputs_hash != first.inputs_hash
+    config = root / "variants.yaml"
+    config.write_text(config.read_text().replace("TINY_LEVEL: base", "TINY_LEVEL: other"))
+    ctx2, hits = render("base")
+    assert hits == 0 and "other" in ctx2.dockerfile
+    template = next((root / "dockerfiles" / "templates").glob("tiny*.j2"))
+    template.write_text(template.read_text() + "# appended\n")
+    ctx3, hits = render("base")
+    assert hits == 0 and ctx3.dockerfile.endswith("# appended\n")
+    cache.write_text("not json")
+    assert render("base")[1] == 0  # a broken cache is just a miss

@@ -1,8 +1,11 @@
-"""imagefactory build: render variants and build them through docker-py, with progress."""
+"""imagefactory build: render variants and build them through docker-py, with progress.
+
+A no-change build is mostly start-up, so this path imports only what deciding "up to date"
+needs: docker-py, tarfile and git run only once some variant is actually built.
+"""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import click
@@ -12,6 +15,8 @@ from ..errors import JobError
 
 def git_revision(root: Path) -> str | None:
     """The project's git HEAD, when it is a git checkout."""
+    import subprocess
+
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10, check=False)
@@ -52,26 +57,29 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     the engine has now) is skipped as up to date. Bases of the named variants join the build.
     """
     import threading
+    from functools import partial
 
     from ..build import FAILED, USABLE, Builder, BuildOptions
-    from ..engine import connect, default_address
+    from ..engine import default_address, open_engine
     from ..progress import make_view
-    from ..render import Renderer
+    from ..rendercache import CachedRenderer
     from ..schedule import Scheduler, plan
 
     project = state.project
     selected = state.select(variants, all_)
     order = plan(project.matrix, selected)
-    renderer = Renderer(project)
+    state_dir = project.output_dir.parent / ".imagefactory"
+    renderer = CachedRenderer(project, state_dir / "render-cache.json")
     contexts = {v.name: renderer.render(v) for v in order}
+    renderer.save()
     addresses = list(dict.fromkeys(engines)) or [default_address()]
-    clients = {address: connect(address, timeout=120) for address in addresses}
+    clients = {address: open_engine(address, timeout=120) for address in addresses}
     names = [v.name for v in order]
     rebuild = names if no_cache else [v.name for v in selected] if force else []
     options = BuildOptions(
-        log_dir=log_dir or project.output_dir.parent / ".imagefactory" / "logs",
+        log_dir=log_dir or state_dir / "logs",
         force=frozenset(rebuild), no_cache=no_cache, pull=pull,
-        revision=git_revision(project.root),
+        revision=partial(git_revision, project.root),
     )
     view = make_view(progress, names, list(clients))
     cancel = threading.Event()

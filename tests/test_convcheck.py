@@ -162,27 +162,59 @@ def test_usage_errors_exit_2_and_list_needs_no_torch() -> None:
     assert host_convcheck("--cases", "nothing-*").returncode == 2
     assert host_convcheck("--timeout", "0").returncode == 2
     assert host_convcheck("--device", "tpu").returncode == 2
+    assert host_convcheck("--isolation", "thread").returncode == 2
     listed = host_convcheck("--list")
     assert listed.returncode == 0
     assert listed.stdout.split()[0] == cases.CASES[0].id
+
+
+def test_zygote_that_cannot_start_falls_back_to_spawn(tmp_path: Path) -> None:
+    # A torch that cannot be imported: the zygote fails to start, the run says so and goes
+    # on spawning one child per case (each then fails on its own import: error).
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('no torch here')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(PYDIR)]))
+    env.pop(faults.ENV, None)
+    proc = subprocess.run([sys.executable, "-m", "convcheck", "--device", "cpu",
+                           "--isolation", "fork", "--cases", "matmul-*", "--json",
+                           str(tmp_path / "r.json")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    assert "isolation=fork failed (zygote could not start: ImportError: no torch here)" \
+        in proc.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["isolation"] == "fork" and len(report["isolation_notes"]) == 1
+    assert [(c["status"], c["isolation"]) for c in report["cases"]] == [("error", "spawn")] * 2
+    assert "ImportError: no torch here" in report["cases"][0]["detail"]
+
+
+def test_zygote_fault_points_match_only_zygote_rules() -> None:
+    env = {faults.ENV: "*=segv,zygote:matmul-*=abort"}
+    assert faults.zygote_fault("zygote", env) is None  # "*" is for cases, never the zygote
+    assert faults.zygote_fault("zygote:matmul-512-fwd", env) == "abort"
+    assert faults.fault_for("matmul-512-fwd", env) == "segv"
 
 
 # ---------------------------------------------------------------- inside the real cpu image
 @pytest.mark.docker
 @pytest.mark.slow
 def test_quick_run_passes_in_the_cpu_image(cpu_image: str) -> None:
-    # no --device: the cpu image's IMAGEFACTORY_GPU=none makes cpu the default there
+    # no --device: the cpu image's IMAGEFACTORY_GPU=none makes cpu the default there;
+    # no --isolation: fork is the default where os.fork exists
     rc, out, report = convcheck_in_image(cpu_image, "--quick")
     assert rc == 0, out
     assert report["device"] == "cpu" and report["profile"] is None
     assert report["torch"].startswith("1.13") and report["gpu"] is None
+    assert report["isolation"] == "fork" and report["isolation_notes"] == []
     assert report["summary"] == {"ok": len(cases.QUICK)}
     assert {c["case"] for c in report["cases"]} == set(cases.QUICK)
     for case in report["cases"]:
         assert set(case) == {"case", "status", "seconds", "gflops", "max_abs_err",
-                             "max_rel_err", "detail"}
+                             "max_rel_err", "detail", "isolation"}
         assert case["max_rel_err"] < 1e-4 and case["seconds"] > 0
+        assert case["isolation"] == "fork"
     assert "conv2d-k3-c64-64x64-fwd" in out and "GFLOP/s" in out
+    assert "isolation=fork" in out.splitlines()[0]
 
 
 # Every class from a real fault, one per case, plus clean cases around them.
@@ -210,18 +242,21 @@ GRANDCHILD_SCAN = (
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_every_failure_class_from_a_real_fault(cpu_image: str) -> None:
+@pytest.mark.parametrize("isolation", ["fork", "spawn"])
+def test_every_failure_class_from_a_real_fault(cpu_image: str, isolation: str) -> None:
     spec = ",".join(f"{case}={fault}" for case, (fault, _) in FAULTS.items())
     globs = ",".join([*FAULTS, *CLEAN])
     start = time.monotonic()
     rc, out, report = convcheck_in_image(
-        cpu_image, f"--device cpu --timeout 5 --cases '{globs}'", {faults.ENV: spec},
-        after=GRANDCHILD_SCAN)
+        cpu_image, f"--device cpu --timeout 5 --isolation {isolation} --cases '{globs}'",
+        {faults.ENV: spec}, after=GRANDCHILD_SCAN)
     elapsed = time.monotonic() - start
     got = {c["case"]: c["status"] for c in report["cases"]}
     assert got == {**{case: cls for case, (_, cls) in FAULTS.items()},
                    **dict.fromkeys(CLEAN, "ok")}, out
     assert rc == 1
+    assert report["isolation"] == isolation and report["isolation_notes"] == [], out
+    assert {c["isolation"] for c in report["cases"]} == {isolation}
     assert "GRANDCHILD-LEFT" not in out, "the hung case's process group survived"
     by_case = {c["case"]: c for c in report["cases"]}
     assert 5 <= by_case["conv2d-k1-c64-64x64-fwd"]["seconds"] < 20
@@ -238,3 +273,25 @@ def test_script_path_and_usage_errors_in_the_image(cpu_image: str) -> None:
                         "--list --quick; python3 -m convcheck --profile nope; echo rc=$?")
     assert proc.stdout.splitlines()[0] == cases.select(quick=True)[0].id + "  (quick)"
     assert "rc=2" in proc.stdout and "unknown profile 'nope'" in proc.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_zygote_dying_under_a_case_falls_back_to_spawn(cpu_image: str) -> None:
+    # The zygote aborts right after forking the hanging case's child: that child's whole
+    # group is killed, the case runs again spawned (and hangs on its own), the run goes on
+    # spawned and says so.
+    spec = "zygote:matmul-512-fwd=abort,matmul-512-fwd=hang,linear-256to512-fwd=segv"
+    rc, out, report = convcheck_in_image(
+        cpu_image, "--device cpu --timeout 5 --cases "
+        "'conv2d-k3-c64-64x64-fwd,matmul-512-*,linear-256to512-fwd'",
+        {faults.ENV: spec}, after=GRANDCHILD_SCAN)
+    got = [(c["case"], c["status"], c["isolation"]) for c in report["cases"]]
+    assert got == [("conv2d-k3-c64-64x64-fwd", "ok", "fork"),
+                   ("matmul-512-fwd", "hang", "spawn"), ("matmul-512-bwd", "ok", "spawn"),
+                   ("linear-256to512-fwd", "crash", "spawn")], out
+    assert rc == 1 and "GRANDCHILD-LEFT" not in out
+    assert report["isolation_notes"] == [
+        "isolation=fork failed (zygote exited -6); the cases from here on run with "
+        "isolation=spawn"]
+    assert f"convcheck: {report['isolation_notes'][0]}" in out

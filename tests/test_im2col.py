@@ -105,13 +105,17 @@ def test_env_var_routes_an_ordinary_conv2d_through_the_fallback(cpu_image: str) 
 
 
 @pytest.mark.slow
-def test_profile_im2col_in_the_conv_check(cpu_image: str) -> None:
+@pytest.mark.parametrize("isolation", ["fork", "spawn"])
+def test_profile_im2col_in_the_conv_check(cpu_image: str, isolation: str) -> None:
+    # fork: the profile's env is in the zygote's env before it imports torch, so the
+    # sitecustomize hook patches torch there and every forked case inherits the fallback
     rc, out, report = convcheck_in_image(
-        cpu_image, "--device cpu --profile im2col --cases "
+        cpu_image, f"--device cpu --profile im2col --isolation {isolation} --cases "
         "'conv2d-k3-c64-64x64-fwd,conv2d-k3-c64-64x64-bwd,conv2d-k3-c64-64x64-g4-fwd,"
         "conv2d-k3-c64-64x64-d2-fwd,conv1d-k3-c64-1024-fwd'")
     assert rc == 0, out
     assert report["profile"] == "im2col"
+    assert {c["isolation"] for c in report["cases"]} == {isolation}, out
     details = {c["case"]: c["detail"] for c in report["cases"]}
     assert all(c["status"] == "ok" for c in report["cases"]), out
     assert all("via im2col" in d for case, d in details.items() if case.startswith("conv2d"))

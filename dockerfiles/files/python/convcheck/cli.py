@@ -16,7 +16,15 @@ from typing import Any
 from convcheck import faults
 from convcheck.cases import BY_ID, CASES, select
 from convcheck.profiles import PROFILES, profile_env
-from convcheck.runner import child_env, probe, run_case, summarize
+from convcheck.runner import (
+    DEFAULT_ISOLATION,
+    ISOLATIONS,
+    Launcher,
+    child_env,
+    probe,
+    run_case,
+    summarize,
+)
 
 DEFAULT_TIMEOUT = 120.0  # per case: the first MIOpen Find of a big conv can take a while
 # The base image sets IMAGEFACTORY_GPU=none in CPU-only images; everywhere else check the GPU.
@@ -41,8 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", metavar="GLOB",
                    help="only cases matching these comma-separated globs")
     p.add_argument("--list", action="store_true", help="list the selected case ids and exit")
+    p.add_argument("--isolation", choices=ISOLATIONS, default=DEFAULT_ISOLATION,
+                   help="how each case gets its own process: fork it from a helper that "
+                   "imported torch once (fast), or spawn a fresh python3 per case "
+                   f"(default {DEFAULT_ISOLATION})")
     p.add_argument("--run-case", metavar="ID", help=argparse.SUPPRESS)  # child mode
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)  # child mode
+    p.add_argument("--zygote", action="store_true", help=argparse.SUPPRESS)  # fork server
     return p
 
 
@@ -71,18 +84,24 @@ def _row(entry: dict[str, Any], width: int) -> str:
     return row if entry["status"] == "ok" else f"{row}  {entry['detail']}"
 
 
-def _header(info: dict[str, Any], note: str, device: str, profile: str | None) -> str:
+def _header(info: dict[str, Any], note: str, device: str, profile: str | None,
+            isolation: str) -> str:
     facts = [f"device={device}", f"profile={profile or '-'}",
              f"torch={info.get('torch') or '?'}"]
     if device == "cuda":
         facts += [f"hip={info.get('hip') or '-'}", f"gpu={info.get('gpu') or '-'}",
                   f"arch={info.get('arch') or '-'}"]
+    facts.append(f"isolation={isolation}")
     return "convcheck: " + " ".join(facts) + (f"\nconvcheck: {note}" if note else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.zygote:  # returns in the zygote at the end, and in every child it forks
+        from convcheck import zygote
+
+        return zygote.zygote_main(lambda child_argv: _child_main(parser.parse_args(child_argv)))
     if args.run_case or args.probe:
         return _child_main(args)
     try:
@@ -106,8 +125,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, cases: list, env: dict[str, str]) -> int:
     start = time.monotonic()
-    info, note = probe(args.device, env, args.timeout)
-    print(_header(info, note, args.device, args.profile), flush=True)
+    with Launcher(args.isolation, env) as launcher:
+        results, info, notes = _run_cases(args, cases, launcher)
+    summary = summarize(results)
+    total = round(time.monotonic() - start, 3)
+    print("convcheck: " + ", ".join(f"{n} {cls}" for cls, n in summary.items())
+          + f" in {total:.1f} s", flush=True)
+    if args.json:
+        _write_json(args, info, results, summary, total, notes)
+    return 0 if summary.get("ok", 0) == len(results) else 1
+
+
+def _run_cases(args: argparse.Namespace, cases: list, launcher: Launcher
+               ) -> tuple[list, dict[str, Any], list[str]]:
+    notes: list[str] = []
+
+    def print_notes() -> None:
+        for note in launcher.take_notes():
+            notes.append(note)
+            print(f"convcheck: {note}", flush=True)
+
+    info, note = probe(args.device, launcher, args.timeout)
+    print(_header(info, note, args.device, args.profile, args.isolation), flush=True)
+    print_notes()
     width = max(len(c.id) for c in CASES)
     print(f"{'case':<{width}}  {'status':<18} {'seconds':>8} {'GFLOP/s':>9} "
           f"{'max abs':>9} {'max rel':>9}", flush=True)
@@ -117,25 +157,21 @@ def _run(args: argparse.Namespace, cases: list, env: dict[str, str]) -> int:
             entry = {"case": case.id, "status": "error", "seconds": 0.0, "gflops": None,
                      "max_abs_err": None, "max_rel_err": None,
                      "detail": "torch.cuda.is_available() is False (GPU devices not "
-                     "passed through? --device cpu checks the CPU)"}
+                     "passed through? --device cpu checks the CPU)", "isolation": None}
         else:
-            entry = run_case(case, args.device, env, args.timeout)
+            entry = run_case(case, args.device, launcher, args.timeout)
+        print_notes()
         results.append(entry)
         print(_row(entry, width), flush=True)
-    summary = summarize(results)
-    total = round(time.monotonic() - start, 3)
-    print("convcheck: " + ", ".join(f"{n} {cls}" for cls, n in summary.items())
-          + f" in {total:.1f} s", flush=True)
-    if args.json:
-        _write_json(args, info, results, summary, total)
-    return 0 if summary.get("ok", 0) == len(results) else 1
+    return results, info, notes
 
 
 def _write_json(args: argparse.Namespace, info: dict[str, Any], results: list,
-                summary: dict[str, int], total: float) -> None:
+                summary: dict[str, int], total: float, notes: list[str]) -> None:
     doc = {"device": args.device, "profile": args.profile, "torch": info.get("torch"),
            "hip": info.get("hip"), "gpu": info.get("gpu"), "arch": info.get("arch"),
-           "timeout": args.timeout, "cases": results, "summary": summary, "seconds": total}
+           "timeout": args.timeout, "isolation": args.isolation, "isolation_notes": notes,
+           "cases": results, "summary": summary, "seconds": total}
     folder = os.path.dirname(os.path.abspath(args.json))
     os.makedirs(folder, exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as fh:

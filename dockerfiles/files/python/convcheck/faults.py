@@ -14,6 +14,11 @@ glob wins), which nothing in the images sets. Faults:
   miopen-error         RuntimeError "miopenStatusUnknownError" (what torch raises)
   raise                an ordinary Python exception
   wrong                the case runs but returns a perturbed result
+
+The fork server (zygote.py) has fault points of its own, matched only by rules whose glob
+starts with "zygote" (so "*=segv" never hits it): "zygote" when it starts (before it is
+ready: raise = it cannot start, segv/abort = it dies), "zygote:CASE_ID" right after it
+forked that case's child (segv/abort = it dies while the case runs).
 """
 
 from __future__ import annotations
@@ -69,6 +74,15 @@ def fault_for(case_id: str, environ: dict[str, str] | None = None) -> str | None
     spec = (os.environ if environ is None else environ).get(ENV, "")
     for glob, fault in parse(spec):
         if fnmatch.fnmatchcase(case_id, glob):
+            return fault
+    return None
+
+
+def zygote_fault(point: str, environ: dict[str, str] | None = None) -> str | None:
+    """The fault for a zygote fault point ("zygote" or "zygote:CASE_ID")."""
+    spec = (os.environ if environ is None else environ).get(ENV, "")
+    for glob, fault in parse(spec):
+        if glob.startswith("zygote") and fnmatch.fnmatchcase(point, glob):
             return fault
     return None
 

@@ -62,7 +62,7 @@ def test_probe_reports_an_engine_error_as_an_oserror(probe: EngineProbe,
                                                      docker_client) -> None:
     from docker.errors import APIError
 
-    with pytest.raises(ProbeError, match="inspect UPPER:tag: 400 .*must be lowercase"):
+    with pytest.raises(ProbeError, match=r"inspect UPPER:tag: 400 .*must be lowercase"):
         probe.inspect_image("UPPER:tag")
     with pytest.raises(APIError, match="400"):
         docker_client.api.inspect_image("UPPER:tag")

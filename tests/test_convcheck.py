@@ -93,6 +93,9 @@ def test_classes_from_exit_status_and_result() -> None:
     assert classify(-9, ok_line(), "", timed_out=True).status == "hang"
     assert classify(-signal.SIGSEGV, "", "", False).status == "crash"
     assert classify(-signal.SIGABRT, "", "", False).detail == "killed by SIGABRT"
+    assert classify(-signal.SIGABRT, ok_line(), "terminate called recursively\n", False
+                    ).detail == "killed by SIGABRT after printing its result: terminate " \
+        "called recursively"
     assert classify(128 + signal.SIGSEGV, "", "", False).status == "crash"  # via a shell
     assert classify(0, ok_line(), "", False).status == "ok"
     assert classify(0, ok_line("wrong-result"), "", False).status == "wrong-result"
@@ -295,3 +298,28 @@ def test_zygote_dying_under_a_case_falls_back_to_spawn(cpu_image: str) -> None:
         "isolation=fork failed (zygote exited -6); the cases from here on run with "
         "isolation=spawn"]
     assert f"convcheck: {report['isolation_notes'][0]}" in out
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_crash_at_exit_of_a_forked_child_is_decided_by_a_spawned_rerun(cpu_image: str) -> None:
+    # exit-abort-forked: a crash at exit only the fork causes -> the spawned rerun is ok;
+    # exit-abort: one the stack causes -> it crashes spawned too and stays a crash.
+    spec = "matmul-512-fwd=exit-abort-forked,matmul-512-bwd=exit-abort"
+    rc, out, report = convcheck_in_image(
+        cpu_image, "--device cpu --isolation fork --cases 'matmul-*,linear-256to512-fwd'",
+        {faults.ENV: spec})
+    by_case = {c["case"]: c for c in report["cases"]}
+    got = {case: (c["status"], c["isolation"]) for case, c in by_case.items()}
+    assert got == {"matmul-512-fwd": ("ok", "spawn"), "matmul-512-bwd": ("crash", "spawn"),
+                   "linear-256to512-fwd": ("ok", "fork")}, out
+    assert rc == 1
+    assert by_case["matmul-512-bwd"]["detail"].startswith(
+        f"killed by SIGABRT after printing its result: {faults.EXIT_MESSAGE}")
+    assert "(forked first: crashed at exit)" in by_case["matmul-512-fwd"]["detail"]
+    assert len(report["isolation_notes"]) == 2
+    assert all("running it again with isolation=spawn" in n for n in report["isolation_notes"])
+    # spawned from the start, the fork-only fault never strikes
+    rc, out, report = convcheck_in_image(
+        cpu_image, "--device cpu --isolation spawn --cases 'matmul-512-fwd'", {faults.ENV: spec})
+    assert rc == 0 and report["cases"][0]["status"] == "ok", out

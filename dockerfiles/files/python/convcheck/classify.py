@@ -62,7 +62,7 @@ def find_signature(output: str) -> tuple[str, str] | None:
         if match:
             start = output.rfind("\n", 0, match.start()) + 1
             end = output.find("\n", match.end())
-            return cls, _short(output[start : end if end >= 0 else len(output)])
+            return cls, short(output[start : end if end >= 0 else len(output)])
     return None
 
 
@@ -109,14 +109,16 @@ def classify(returncode: int | None, stdout: str, stderr: str, timed_out: bool) 
     signum = signal_of(returncode)
     if signum is not None:
         after = " after printing its result" if result else ""
-        return Verdict("crash", f"killed by {signal_name(signum)}{after}", result)
+        last = last_error_line(stderr)  # "terminate called after throwing...", if any
+        return Verdict("crash", short(f"killed by {signal_name(signum)}{after}"
+                                       + (f": {last}" if last else "")), result)
     if result is not None and returncode == 0:
         status = result.get("status")
         if status not in ("ok", "wrong-result"):
             return Verdict("error", f"child reported unknown status {status!r}", result)
         detail = str(result.get("detail", ""))
         if sig:
-            detail = _short(f"{detail}; output had: {sig[1]}".lstrip("; "))
+            detail = short(f"{detail}; output had: {sig[1]}".lstrip("; "))
         return Verdict(status, detail, result)
     return Verdict("error", last_error_line(stderr) or f"exit status {returncode}", result)
 
@@ -124,9 +126,9 @@ def classify(returncode: int | None, stdout: str, stderr: str, timed_out: bool) 
 def last_error_line(stderr: str) -> str:
     """The exception line of a Python traceback (its last non-blank line)."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    return _short(lines[-1]) if lines else ""
+    return short(lines[-1]) if lines else ""
 
 
-def _short(text: str) -> str:
+def short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."

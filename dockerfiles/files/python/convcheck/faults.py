@@ -14,6 +14,11 @@ glob wins), which nothing in the images sets. Faults:
   miopen-error         RuntimeError "miopenStatusUnknownError" (what torch raises)
   raise                an ordinary Python exception
   wrong                the case runs but returns a perturbed result
+  exit-abort           the case runs and prints its result, then aborts at interpreter exit
+                       ("terminate called without an active exception", as a C++ runtime
+                       does when a joinable std::thread is destroyed)
+  exit-abort-forked    the same, only in a child forked by the zygote (--isolation fork):
+                       a crash at exit that the fork itself causes
 
 The fork server (zygote.py) has fault points of its own, matched only by rules whose glob
 starts with "zygote" (so "*=segv" never hits it): "zygote" when it starts (before it is
@@ -23,6 +28,7 @@ forked that case's child (segv/abort = it dies while the case runs).
 
 from __future__ import annotations
 
+import atexit
 import fnmatch
 import os
 import signal
@@ -56,7 +62,9 @@ _RAISE_MESSAGES = {
     "miopen-error": "miopenStatusUnknownError",
     "raise": "injected ordinary failure",
 }
-FAULTS = ("hang", "segv", "wrong", *_ABORT_MESSAGES, *_RAISE_MESSAGES)
+EXIT_MESSAGE = "terminate called without an active exception"
+FAULTS = ("hang", "segv", "wrong", "exit-abort", "exit-abort-forked", *_ABORT_MESSAGES,
+          *_RAISE_MESSAGES)
 
 
 def parse(spec: str) -> list[tuple[str, str]]:
@@ -88,8 +96,11 @@ def zygote_fault(point: str, environ: dict[str, str] | None = None) -> str | Non
 
 
 def trigger(fault: str) -> None:
-    """Fail now, for real. Returns only for "wrong" (the caller perturbs the result)."""
-    if fault == "hang":
+    """Fail now, for real. Returns for "wrong" (the caller perturbs the result) and the
+    exit faults (they strike at interpreter exit)."""
+    if fault == "exit-abort" or (fault == "exit-abort-forked" and "--zygote" in sys.argv):
+        atexit.register(_abort_at_exit)  # a forked child's argv is its zygote's
+    elif fault == "hang":
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(86400)",
                           GRANDCHILD_MARK])
         threading.Event().wait()
@@ -102,3 +113,10 @@ def trigger(fault: str) -> None:
         os.abort()
     elif fault in _RAISE_MESSAGES:
         raise RuntimeError(_RAISE_MESSAGES[fault])
+
+
+def _abort_at_exit() -> None:
+    sys.stdout.flush()
+    sys.stderr.write(EXIT_MESSAGE + "\n")
+    sys.stderr.flush()
+    os.abort()

@@ -22,6 +22,9 @@ A child's stdout and stderr go to the files named in its request (the parent rea
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import importlib
 import json
 import os
 import select
@@ -32,6 +35,10 @@ import warnings
 from typing import Any, Callable
 
 READY_TIMEOUT_MIN = 30.0  # seconds for the zygote's `import torch` at the least
+# Pure-Python modules that torch imports lazily on a case's path, imported by the zygote too
+# when this torch has them. torch 2.x: the first autograd.grad imports symbolic_shapes and
+# with it sympy, ~3 s per backward case on the H100 machine (no .pyc cache there).
+LAZY_IMPORTS = ("torch.fx.experimental.symbolic_shapes",)
 
 
 # ------------------------------------------------------------------------- zygote side
@@ -72,6 +79,9 @@ def _preload() -> dict[str, Any]:
     if fault:
         faults.trigger(fault)
 
+    for name in LAZY_IMPORTS:  # an older torch without it: the case never imports it either
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
     cuda = getattr(torch, "cuda", None)
     initialized = bool(cuda and hasattr(cuda, "is_initialized") and cuda.is_initialized())
     return {"ready": True, "pid": os.getpid(), "torch": torch.__version__,
@@ -156,6 +166,12 @@ def zygote_main(run_child: Callable[[list[str]], int]) -> int:
     except BaseException as exc:  # reported to the parent, which falls back to spawn
         _write(proto_out, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return 1
+    # Move everything imported so far out of the collector's reach: a child's collections
+    # and its interpreter shutdown then touch (copy-on-write) far fewer of the zygote's pages;
+    # in the cpu image this cuts a forked child's exit from ~0.27 s to ~0.16 s.
+    gc.collect()
+    if hasattr(gc, "freeze"):  # Python 3.7+
+        gc.freeze()
     _write(proto_out, facts)
     request = serve(proto_in, proto_out)
     if request is None:
@@ -261,7 +277,6 @@ class Zygote:
 
     def close(self) -> None:
         """Stop it: EOF first (it exits between cases), then its whole group is killed."""
-        import contextlib
         import subprocess
 
         with contextlib.suppress(OSError):

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 HASH_LABEL = "io.imagefactory.inputs-hash"
 _COPY = re.compile(r"^\s*(?:COPY|ADD)\s+(.*)$", re.IGNORECASE)
-_SKIP_PARTS = {"__pycache__", ".pytest_cache"}
+# Caches and hidden files (tool caches such as .ruff_cache) are never build inputs: they
+# would bloat the context and make the inputs hash differ from one checkout to another.
+_SKIP_PARTS = {"__pycache__"}
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,9 @@ class Renderer:
             path = root / rel[len("files/"):]
             if path.is_dir():
                 for f in sorted(path.rglob("*")):
-                    if f.is_file() and not (_SKIP_PARTS & set(f.parts)) and f.suffix != ".pyc":
+                    parts = f.relative_to(root).parts
+                    if (f.is_file() and f.suffix != ".pyc" and not _SKIP_PARTS & set(parts)
+                            and not any(p.startswith(".") for p in parts)):
                         found["files/" + f.relative_to(root).as_posix()] = f
             elif path.is_file():
                 found[rel] = path

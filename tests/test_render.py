@@ -143,3 +143,17 @@ def test_help_is_fast_because_heavy_modules_load_lazily() -> None:
                          check=True).stdout
     assert "HEAVY []" in out
     assert "render" in out and "list" in out
+
+
+def test_hidden_files_and_caches_are_not_inputs(project_copy: Path) -> None:
+    project = Project.locate(project_copy / "variants.yaml")
+    cpu = project.matrix.get("cpu")
+    before = Renderer(project).render(cpu)
+    python_dir = project_copy / "dockerfiles" / "files" / "python"
+    (python_dir / ".ruff_cache").mkdir()
+    (python_dir / ".ruff_cache" / "state").write_text("tool cache")
+    (python_dir / "convcheck" / "__pycache__").mkdir(exist_ok=True)
+    (python_dir / "convcheck" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    after = Renderer(project).render(cpu)
+    assert after.inputs_hash == before.inputs_hash
+    assert after.files == before.files

@@ -150,7 +150,7 @@ def test_hidden_files_and_caches_are_not_inputs(project_copy: Path) -> None:
     cpu = project.matrix.get("cpu")
     before = Renderer(project).render(cpu)
     python_dir = project_copy / "dockerfiles" / "files" / "python"
-    (python_dir / ".ruff_cache").mkdir()
+    (python_dir / ".ruff_cache").mkdir(exist_ok=True)
     (python_dir / ".ruff_cache" / "state").write_text("tool cache")
     (python_dir / "convcheck" / "__pycache__").mkdir(exist_ok=True)
     (python_dir / "convcheck" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")

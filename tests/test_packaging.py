@@ -31,7 +31,7 @@ def test_wheel_ships_matrix_templates_files_and_suite(wheel: Path) -> None:
                      "imagefactory/_shipped/dockerfiles/files/entrypoint.sh",
                      "imagefactory/_shipped/dockerfiles/files/python/convcheck/__main__.py",
                      "imagefactory/_shipped/dockerfiles/cpu/Dockerfile",
-                     "imagefactory/suite/test_image.py"):
+                     "imagefactory/verify/suite/test_image.py"):
         assert required in names, required
     assert not any("__pycache__" in n for n in names if "_shipped" in n)
 

@@ -86,12 +86,13 @@ def skip_in_process(project, names, client) -> None:
     then the skip decision against the engine."""
     from imagefactory.build.builder import Builder, BuildOptions
     from imagefactory.build.progress import PlainView
+    from imagefactory.engine.docker_engine import DockerEngine
     from imagefactory.render.renderer import Renderer
 
     renderer = Renderer(project)
     variants = project.matrix.select(names)
     contexts = {v.name: renderer.render(v) for v in variants}
-    builder = Builder(project.matrix, contexts, {"e": client},
+    builder = Builder(project.matrix, contexts, {"e": DockerEngine(client=client)},
                       BuildOptions(log_dir=Path(tempfile.gettempdir())),
                       PlainView([], quiet=True, out=open(os.devnull, "w")))  # noqa: SIM115
     results = {}

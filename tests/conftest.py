@@ -33,6 +33,14 @@ def docker_client() -> Iterator[object]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def engine(docker_client):
+    """imagefactory's engine interface on the same Docker engine."""
+    from imagefactory.engine.docker_engine import DockerEngine
+
+    return DockerEngine(docker_client.api.base_url, client=docker_client)
+
+
 def context_tar(ctx) -> bytes:
     """A build context as the tar stream the engine takes."""
     buf = io.BytesIO()
@@ -47,7 +55,7 @@ def context_tar(ctx) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def cpu_image(docker_client, project: Project, tmp_path_factory: pytest.TempPathFactory) -> str:
+def cpu_image(engine, project: Project, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The real `cpu` variant image, built (or found up to date) once per session through
     imagefactory's builder; the tag moves only when the build succeeds."""
     from imagefactory.build.builder import Builder, BuildOptions
@@ -57,7 +65,7 @@ def cpu_image(docker_client, project: Project, tmp_path_factory: pytest.TempPath
     variant = project.matrix.get("cpu")
     ctx = Renderer(project).render(variant)
     options = BuildOptions(log_dir=tmp_path_factory.mktemp("cpu-build-logs"))
-    builder = Builder(project.matrix, {variant.name: ctx}, {"engine": docker_client}, options,
+    builder = Builder(project.matrix, {variant.name: ctx}, {"engine": engine}, options,
                       PlainView([variant.name], quiet=True))
     result = builder.run(variant, "engine", None)
     if not result.ok:

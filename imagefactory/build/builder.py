@@ -13,28 +13,29 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
-from ..engine.docker_engine import Engine, is_engine_error
-from ..engine.images import local_tag
+from ..engine.base import ERROR, IMAGE, OUTPUT, BuildEvent, ContainerEngine, ImageInfo
 from ..errors import ImagefactoryError
+from ..identity import (
+    ARGS_LABEL,
+    BASE_LABEL,
+    HASH_LABEL,
+    TARGET_LABEL,
+    build_args_digest,
+    local_tag,
+)
 from ..matrix.loader import Matrix, Variant
-from ..render.renderer import HASH_LABEL, BuildContext
+from ..render.renderer import BuildContext
 
-if TYPE_CHECKING:
-    import docker
-
-# The id of the image the variant was built FROM: a rebuilt base (another variant, or a
-# re-imported external base) changes it, so dependants rebuild although their inputs did not.
-BASE_LABEL = "io.imagefactory.base-image-id"
+__all__ = ["BASE_LABEL", "BuildOptions", "BuildResult", "Builder"]
 REVISION_ARG = "IMAGEFACTORY_REVISION"
 TAIL_LINES = 15
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-_BUILT = re.compile(r"^Successfully built ([0-9a-f]{12,64})$")
 
 # Outcomes: built and skipped leave a usable image; the others leave the tag as it was.
 BUILT, SKIPPED, FAILED, BLOCKED, CANCELLED = "built", "skipped", "failed", "blocked", "cancelled"
@@ -97,36 +98,36 @@ class BuildOptions:
     # git HEAD of the project, passed as IMAGEFACTORY_REVISION; a callable is asked only when
     # something is built (a no-change build need not run git).
     revision: str | Callable[[], str | None] | None = None
+    target: str | None = None  # build up to this Dockerfile stage (docker build --target)
+    build_args: Mapping[str, str] = field(default_factory=dict)  # docker build --build-arg
+    # the variants target and build_args apply to (None: all); their bases are built whole
+    targeted: frozenset[str] | None = None
 
 
 class BuildStream:
-    """Parses docker-py's decoded build stream: lines, steps, the image id, the error."""
+    """Follows an engine's build events: lines, steps, the image id, the error."""
 
-    def __init__(self, on_line: Any = None, on_step: Any = None) -> None:
+    def __init__(self, on_line: Callable[[str], None] | None = None,
+                 on_step: Callable[[Step], None] | None = None) -> None:
         self._on_line = on_line
         self._on_step = on_step
         self._partial = ""
         self.step: Step | None = None
         self.image_id: str | None = None
-        self.short_id: str | None = None
         self.error: str | None = None
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
 
-    def feed(self, chunk: Mapping[str, Any]) -> None:
-        if "stream" in chunk:
-            self._text(str(chunk["stream"]))
-        elif "status" in chunk and "progress" not in chunk:
-            # Pull progress: keep the state changes, not every progress-bar redraw.
-            ident = f"{chunk['id']}: " if chunk.get("id") else ""
-            self._emit(f"{ident}{chunk['status']}")
-        aux = chunk.get("aux")
-        if isinstance(aux, dict) and aux.get("ID"):
-            self.image_id = str(aux["ID"])
-        if "error" in chunk or "errorDetail" in chunk:
-            detail = chunk.get("errorDetail") or {}
-            message = detail.get("message") if isinstance(detail, dict) else None
-            self.error = str(message or chunk.get("error") or "unknown build error").strip()
+    def feed(self, event: BuildEvent) -> None:
+        if event.kind == OUTPUT:
+            self._text(event.text)
+        elif event.kind == IMAGE:
+            self.image_id = event.text
+        elif event.kind == ERROR:
+            self.close()
+            self.error = event.text
             self._emit(f"ERROR: {self.error}")
+        else:
+            self._emit(event.text)
 
     def close(self) -> None:
         if self._partial:
@@ -148,9 +149,6 @@ class BuildStream:
             self.step = Step(int(m.group(1)), int(m.group(2)), m.group(3))
             if self._on_step:
                 self._on_step(self.step)
-        m = _BUILT.match(line)
-        if m:
-            self.short_id = m.group(1)
         self.tail.append(line)
         if self._on_line:
             self._on_line(line)
@@ -168,17 +166,15 @@ def split_tag(tag: str) -> tuple[str, str]:
 class Builder:
     """Builds variants of one matrix on a set of engines.
 
-    `engines`: per engine name, an `Engine` (inspects without docker-py, connects it only to
-    build) or a docker-py client.
+    `engines`: per engine name, the engine (engine/base.py) to build on.
     """
 
     def __init__(self, matrix: Matrix, contexts: Mapping[str, BuildContext],
-                 engines: Mapping[str, Engine | docker.DockerClient], options: BuildOptions,
+                 engines: Mapping[str, ContainerEngine], options: BuildOptions,
                  reporter: Reporter, cancel: threading.Event | None = None) -> None:
         self.matrix = matrix
         self.contexts = contexts
-        self.engines = {name: e if isinstance(e, Engine) else Engine(name, client=e)
-                        for name, e in engines.items()}
+        self.engines = dict(engines)
         self.options = options
         self.reporter = reporter
         self.cancel = cancel or threading.Event()
@@ -194,7 +190,17 @@ class Builder:
             return self._revision
 
     def tag(self, variant: Variant) -> str:
-        return local_tag(self.matrix, variant)
+        """Where a successful build goes; a --target stage of a named variant gets its own
+        tag, its bases (built whole, for it to build FROM) their usual one."""
+        target = self.options.target if variant.name in self.targeted else None
+        return local_tag(self.matrix, variant, target)
+
+    @property
+    def targeted(self) -> frozenset[str]:
+        """Variants that get --target and --build-arg: those named, not their bases."""
+        if self.options.targeted is not None:
+            return self.options.targeted
+        return frozenset(self.contexts)
 
     def base_ref(self, variant: Variant) -> str:
         """The image the final stage is built FROM (what render puts in its FROM line)."""
@@ -203,8 +209,24 @@ class Builder:
         assert variant.base is not None  # config guarantees one of the two
         return variant.base.ref
 
-    def _inspect(self, engine: str, ref: str) -> dict[str, Any] | None:
+    def _inspect(self, engine: str, ref: str) -> ImageInfo | None:
         return self.engines[engine].inspect_image(ref)
+
+    def build_labels(self, variant: Variant, base_id: str | None) -> dict[str, str]:
+        """Labels the engine adds at build time (the classic builder adds a step for each,
+        so only those the template cannot write)."""
+        labels = {}
+        if base_id:
+            labels[BASE_LABEL] = base_id
+        if variant.name in self.targeted:
+            digest = build_args_digest(self.options.build_args)
+            if digest:
+                labels[ARGS_LABEL] = digest
+            if self.options.target:
+                # The template's LABELs are on its final stage; an earlier one needs these.
+                labels[TARGET_LABEL] = self.options.target
+                labels[HASH_LABEL] = self.contexts[variant.name].inputs_hash
+        return labels
 
     def current(self, variant: Variant, engine: str, base_id: str | None) -> str | None:
         """The id of the variant's tagged image if it is up to date, else None.
@@ -215,12 +237,14 @@ class Builder:
         image = self._inspect(engine, self.tag(variant))
         if image is None:
             return None
-        labels = (image.get("Config") or {}).get("Labels") or {}
-        if labels.get(HASH_LABEL) != self.contexts[variant.name].inputs_hash:
+        want = {HASH_LABEL: self.contexts[variant.name].inputs_hash,
+                **self.build_labels(variant, base_id)}
+        if any(image.labels.get(k) != want.get(k) for k in (HASH_LABEL, ARGS_LABEL,
+                                                             TARGET_LABEL)):
             return None
-        if base_id is not None and labels.get(BASE_LABEL) != base_id:
+        if base_id is not None and image.labels.get(BASE_LABEL) != base_id:
             return None
-        return str(image["Id"])
+        return image.id
 
     def probe(self, variant: Variant, engine: str) -> bool:
         """Whether `engine` already holds an up-to-date image of a variant with an external
@@ -229,11 +253,9 @@ class Builder:
             return False
         try:
             base = self._inspect(engine, self.base_ref(variant))
-            return self.current(variant, engine, base["Id"] if base else None) is not None
-        except Exception as exc:
-            if is_engine_error(exc):
-                return False  # the build on that engine, if chosen, reports the error
-            raise
+            return self.current(variant, engine, base.id if base else None) is not None
+        except ImagefactoryError:
+            return False  # the build on that engine, if chosen, reports the error
 
     def run(self, variant: Variant, engine: str, base: BuildResult | None) -> BuildResult:
         """Skip or build `variant` on `engine`; `base`: the result of its base variant."""
@@ -245,7 +267,7 @@ class Builder:
                 if self.options.pull:
                     self._pull(engine, self.base_ref(variant))
                 found = self._inspect(engine, self.base_ref(variant))
-                base_id = found["Id"] if found else None
+                base_id = found.id if found else None
             if variant.name not in self.options.force:
                 current = self.current(variant, engine, base_id)
                 if current:
@@ -256,28 +278,22 @@ class Builder:
         except (_Failed, ImagefactoryError) as exc:  # e.g. docker-py could not connect
             error = str(exc)
         except Exception as exc:  # a bug must fail this variant, not hang the others
-            error = (f"engine {engine}: {_one_line(exc)}" if is_engine_error(exc)
-                     else f"{type(exc).__name__}: {_one_line(exc)}")
+            error = f"{type(exc).__name__}: {_one_line(exc)}"
         result = BuildResult(variant.name, engine, FAILED, tag=tag, error=error)
         self.reporter.finished(result)
         return result
 
     def _pull(self, engine: str, ref: str) -> None:
-        from docker.errors import DockerException
-        from requests import RequestException
-
         repository, name = split_tag(ref.split("@", 1)[0])
         try:
-            self.engines[engine].client.api.pull(repository, tag=name)
-        except (DockerException, RequestException) as exc:
-            raise _Failed(f"--pull: cannot pull {ref} into {engine}: {_one_line(exc)}"
-                          ) from None
+            for _ in self.engines[engine].pull(repository, name):
+                pass
+        except ImagefactoryError as exc:
+            reason = str(exc).rsplit(": ", 1)[-1]
+            raise _Failed(f"--pull: cannot pull {ref} into {engine}: {reason}") from None
 
     def _build(self, variant: Variant, engine: str, tag: str, base_id: str | None
                ) -> BuildResult:
-        from docker.errors import DockerException
-        from requests import RequestException
-
         from ..render.context import context_tar  # tarfile: only when something is built
 
         ctx = self.contexts[variant.name]
@@ -287,13 +303,17 @@ class Builder:
         log_path = self.options.log_dir / f"{variant.name}-{stamp}.log"
         self.reporter.started(variant.name, engine, len(data), len(ctx.files) + 1, log_path)
         started = time.monotonic()
-        labels = {BASE_LABEL: base_id} if base_id else {}
+        labels = self.build_labels(variant, base_id)
         revision = self.revision()
-        buildargs = {REVISION_ARG: revision} if revision else {}
+        buildargs = dict(self.options.build_args) if variant.name in self.targeted else {}
+        if revision:
+            buildargs[REVISION_ARG] = revision
+        target = self.options.target if variant.name in self.targeted else None
         with log_path.open("w", encoding="utf-8") as log:
             log.write(f"# imagefactory build of {variant.name} ({tag}) on {engine}\n"
                       f"# inputs hash {ctx.inputs_hash}, base {self.base_ref(variant)} "
-                      f"{base_id or '(not in the engine)'}, context {len(data)} bytes\n")
+                      f"{base_id or '(not in the engine)'}, context {len(data)} bytes"
+                      + (f", target {target}" if target else "") + "\n")
 
             def on_line(text: str) -> None:
                 log.write(f"{datetime.now():%H:%M:%S} {text}\n")
@@ -302,24 +322,16 @@ class Builder:
 
             stream = BuildStream(on_line, lambda s: self.reporter.step(variant.name, s))
             try:
-                chunks = self.engines[engine].client.api.build(
-                    fileobj=data, custom_context=True, rm=True, forcerm=True, decode=True,
-                    nocache=self.options.no_cache,
-                    # Only external bases can be pulled; a base variant lives in this engine.
-                    pull=self.options.pull and not variant.base_variant,
-                    labels=labels, buildargs=buildargs,
-                    timeout=None,  # a compile step may print nothing for an hour
-                )
-                for chunk in chunks:
-                    stream.feed(chunk)  # after an error the engine ends the stream itself
-            except (DockerException, RequestException) as exc:
-                stream.close()
-                stream.feed({"error": f"engine {engine}: {_one_line(exc)}"})
+                for event in self.engines[engine].build(
+                        data, target=target, build_args=buildargs, labels=labels,
+                        no_cache=self.options.no_cache,
+                        # Only external bases can be pulled; a base variant is in this engine.
+                        pull=self.options.pull and not variant.base_variant):
+                    stream.feed(event)
+            except ImagefactoryError as exc:
+                stream.feed(BuildEvent(ERROR, str(exc)))
             stream.close()
             image_id = stream.image_id
-            if not stream.error and not image_id and stream.short_id:
-                found = self._inspect(engine, stream.short_id)
-                image_id = found["Id"] if found else None
             duration = time.monotonic() - started
             if stream.error or not image_id:
                 error = stream.error or "the engine reported no image id"
@@ -332,7 +344,7 @@ class Builder:
                                      duration, log_path)
             else:
                 repository, name = split_tag(tag)
-                self.engines[engine].client.api.tag(image_id, repository, name, force=True)
+                self.engines[engine].tag(image_id, repository, name)
                 log.write(f"# tagged {tag} -> {image_id}\n")
                 result = BuildResult(variant.name, engine, BUILT, image_id, tag, duration,
                                      log_path)
@@ -342,7 +354,5 @@ class Builder:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    if hasattr(exc, "explanation") and getattr(exc, "explanation", None):
-        text = str(exc.explanation)  # type: ignore[attr-defined]
     return (text.splitlines() or [type(exc).__name__])[0]
 

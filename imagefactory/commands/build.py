@@ -6,11 +6,32 @@ needs: docker-py, tarfile and git run only once some variant is actually built.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
 
-from ..errors import JobError
+from ..errors import JobError, UsageError
+
+# Docker's stage names (and build-arg names: POSIX-ish identifiers).
+_STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def parse_build_args(values: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """`NAME=VALUE` strings -> a mapping; a bad one is a UsageError naming it."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, arg = value.partition("=")
+        if not sep:
+            raise UsageError(f"--build-arg {value!r}: expected NAME=VALUE")
+        if not _ARG_NAME.fullmatch(name):
+            raise UsageError(f"--build-arg {value!r}: {name!r} is not a build argument name "
+                             "(letters, digits and '_', not starting with a digit)")
+        if "\x00" in arg or "\n" in arg:
+            raise UsageError(f"--build-arg {name}: the value holds a newline or NUL")
+        out[name] = arg
+    return out
 
 
 def git_revision(root: Path) -> str | None:
@@ -44,13 +65,20 @@ def git_revision(root: Path) -> str | None:
 @click.option("--progress", type=click.Choice(["auto", "plain", "quiet"]), default="auto",
               show_default=True,
               help="auto: a live view on a terminal, plain lines otherwise.")
+@click.option("--target", default=None, metavar="STAGE",
+              help="Build only up to this Dockerfile stage (as `docker build --target`); "
+                   "the image is tagged <repository>:<variant>-<STAGE>. Bases of the named "
+                   "variants are built whole.")
+@click.option("--build-arg", "build_args", multiple=True, metavar="NAME=VALUE",
+              help="A build argument for the named variants (repeatable, as `docker build "
+                   "--build-arg`). An image built with other values is not up to date.")
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where each build's full log goes. Default: .imagefactory/logs next to "
                    "the rendered dockerfiles/.")
 @click.pass_obj
 def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
             engines: tuple[str, ...], force: bool, no_cache: bool, pull: bool, progress: str,
-            log_dir: Path | None) -> None:
+            target: str | None, build_args: tuple[str, ...], log_dir: Path | None) -> None:
     """Build variants' images; tag each `<repository>:<variant>` only once it built.
 
     A variant whose image carries the same inputs hash (and was built FROM the base image
@@ -62,9 +90,14 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     from ..build.builder import FAILED, USABLE, Builder, BuildOptions
     from ..build.progress import make_view
     from ..build.schedule import Scheduler, plan
+    from ..engine.base import ContainerEngine
     from ..engine.docker_engine import default_address, open_engine
     from ..render.cache import CachedRenderer
 
+    args = parse_build_args(build_args)
+    if target is not None and not _STAGE.fullmatch(target):
+        raise UsageError(f"--target {target!r}: a stage name is letters, digits, '_', '.' "
+                         "and '-', starting with a letter or digit")
     project = state.project
     selected = state.select(variants, all_)
     order = plan(project.matrix, selected)
@@ -73,13 +106,15 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     contexts = {v.name: renderer.render(v) for v in order}
     renderer.save()
     addresses = list(dict.fromkeys(engines)) or [default_address()]
-    clients = {address: open_engine(address, timeout=120) for address in addresses}
+    clients: dict[str, ContainerEngine] = {
+        address: open_engine(address, timeout=120) for address in addresses}
     names = [v.name for v in order]
     rebuild = names if no_cache else [v.name for v in selected] if force else []
     options = BuildOptions(
         log_dir=log_dir or state_dir / "logs",
         force=frozenset(rebuild), no_cache=no_cache, pull=pull,
         revision=partial(git_revision, project.root),
+        target=target, build_args=args, targeted=frozenset(v.name for v in selected),
     )
     view = make_view(progress, names, list(clients))
     cancel = threading.Event()

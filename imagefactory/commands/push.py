@@ -42,7 +42,7 @@ def command(state, variants: tuple[str, ...], registry: str, username: str | Non
     <rocm..-torch..-gfx..>-<variant>. Prints `repo:tag repo@digest` per tag after checking
     the registry serves that digest, and writes <results>/<variant>.publish.json.
     """
-    from ..engine.docker_engine import connect
+    from ..engine.docker_engine import open_engine
     from ..publish import credentials
     from ..publish.publisher import Publisher, plan
     from ..publish.registry import Target
@@ -53,7 +53,7 @@ def command(state, variants: tuple[str, ...], registry: str, username: str | Non
     target = Target.parse(registry)
     chosen = state.select(variants)
     creds = credentials.resolve(target, username, password_stdin, sys.stdin)
-    client = connect(engine)
+    client = open_engine(engine, timeout=600)
     matrix = state.project.matrix
 
     # Decide every variant before pushing any, so a refusal never leaves half a release.

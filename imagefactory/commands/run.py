@@ -77,8 +77,8 @@ def command(state, variant: str, cmd: tuple[str, ...], profile: str | None, gpu:
 
         imagefactory run rocm62-native -- python3 train.py
     """
-    from ..engine.images import local_tag
     from ..host.devices import gpu_access
+    from ..identity import local_tag
 
     matrix = state.project.matrix
     v = matrix.get(variant)
@@ -134,10 +134,10 @@ def _amd_gpu_devices(sysfs_root: Path, dev_root: Path, gpu: int) -> tuple[str, .
 
 def _require_image(matrix, v, engine: str | None) -> None:
     """Say `imagefactory build` instead of docker's "pull access denied" for a local tag."""
-    from ..engine.docker_engine import connect
+    from ..engine.docker_engine import open_engine
     from ..engine.images import find_built
 
-    client = connect(engine, timeout=30)
+    client = open_engine(engine, timeout=30)
     try:
         if find_built(client, matrix, v) is None:
             raise JobError(f"no image {matrix.repository}:{v.name} in the engine: run "

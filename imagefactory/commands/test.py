@@ -36,7 +36,7 @@ def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile:
     suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
     check and every conv case of every variant passed."""
     from ..engine.containers import new_run_id, terminate_as_interrupt
-    from ..engine.docker_engine import connect
+    from ..engine.docker_engine import open_engine
     from ..host.devices import gpu_access
     from ..verify.tester import Tester, TestOptions, find_images
 
@@ -52,7 +52,7 @@ def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile:
     with terminate_as_interrupt():
         # The conv check may print nothing while a case runs up to its timeout: the
         # engine connection's read timeout must outlast that.
-        client = connect(engine, timeout=int(max(600, (timeout or 0) * 2 + 120)))
+        client = open_engine(engine, timeout=int(max(600, (timeout or 0) * 2 + 120)))
         built = find_images(client, state.project.matrix, selected)
         tester = Tester(client, state.project.matrix, access, options, echo=click.echo)
         failed = []

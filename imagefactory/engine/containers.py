@@ -12,13 +12,11 @@ import contextlib
 import signal
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
+from dataclasses import replace
 from types import FrameType
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import docker
-    from docker.models.containers import Container
+from .base import ContainerEngine, ContainerInfo, ContainerSpec
 
 ROLE_LABEL = "io.imagefactory.role"
 RUN_LABEL = "io.imagefactory.run"
@@ -73,28 +71,30 @@ def signals_deferred() -> Iterator[None]:
 
 
 class TrackedContainer:
-    """`with TrackedContainer(client, image, role="test", ...) as container:` starts a detached
+    """`with engine.run_container(spec, role="test") as container:` starts a detached
     container and removes it (and anything else created under its run id) when the block
-    ends, however it ends. Extra keyword arguments go to `client.containers.create`."""
+    ends, however it ends. Works on any ContainerEngine."""
 
-    def __init__(self, client: docker.DockerClient, image: str, *, role: str,
-                 run_id: str | None = None, labels: Mapping[str, str] | None = None,
-                 **create_kwargs: Any) -> None:
-        self.client = client
-        self.image = image
+    def __init__(self, engine: ContainerEngine, spec: ContainerSpec, *, role: str,
+                 run_id: str | None = None) -> None:
+        self.engine = engine
         self.run_id = run_id or new_run_id()
-        self.labels = {**(labels or {}), ROLE_LABEL: role, RUN_LABEL: self.run_id}
-        self.create_kwargs = create_kwargs
-        self.container: Container | None = None
+        self.spec = replace(spec, labels={**spec.labels, ROLE_LABEL: role,
+                                          RUN_LABEL: self.run_id})
+        self.container: ContainerInfo | None = None
+        self._id: str | None = None
 
-    def __enter__(self) -> Container:
+    def __enter__(self) -> ContainerInfo:
         self._signals = terminate_as_interrupt()
         self._signals.__enter__()
         try:
-            self.container = self.client.containers.create(
-                self.image, labels=self.labels, detach=True, **self.create_kwargs)
-            self.container.start()
-            self.container.reload()
+            self._id = self.engine.create_container(self.spec)
+            self.engine.start_container(self._id)
+            found = [c for c in self.engine.list_containers(label=f"{RUN_LABEL}={self.run_id}")
+                     if c.id == self._id]
+            self.container = found[0] if found else ContainerInfo(
+                self._id, self.spec.name or "", self.spec.image, "running",
+                dict(self.spec.labels))
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -109,17 +109,8 @@ class TrackedContainer:
 
     def remove(self) -> None:
         """Force-remove this run's containers; never raises for one already gone."""
-        from docker.errors import APIError, NotFound
-
-        found = {c.id: c for c in self.client.containers.list(
-            all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"})}
-        if self.container is not None:
-            found.setdefault(self.container.id, self.container)
-        for container in found.values():
-            try:
-                container.remove(force=True, v=True)
-            except NotFound:
-                pass
-            except APIError as exc:
-                if exc.status_code != 409:  # 409: removal already in progress
-                    raise
+        found = {c.id for c in self.engine.list_containers(label=f"{RUN_LABEL}={self.run_id}")}
+        if self._id is not None:
+            found.add(self._id)
+        for container in sorted(found):
+            self.engine.remove_container(container)

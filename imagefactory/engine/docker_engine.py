@@ -1,25 +1,44 @@
-"""Connecting to Docker engines, with one clear line when one does not answer.
+"""The ContainerEngine on docker-py: the only module that talks to docker-py.
 
-docker-py takes ~70 ms to import (requests, urllib3, ...), more than a no-change build needs
-in all, so `Engine` asks a local engine about images through the small unix-socket probe
-(engineprobe) and imports docker-py only when something has to be built, pulled or tagged.
+The client is made the way the docker CLI and `docker.from_env()` make it: DOCKER_HOST with
+DOCKER_TLS_VERIFY / DOCKER_CERT_PATH (docker-py's kwargs_from_env), else the current docker
+context with its TLS material (docker.context.ContextAPI), else the local socket; `ssh://`
+goes through the ssh binary, so ~/.ssh/config applies as it does for `docker -H ssh://`.
+docker-py is imported on first use, so `--help` and config errors never pay for it.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
-import sys
+import tarfile
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from ..errors import JobError
-from . import probe as engineprobe
+from .base import (
+    ERROR,
+    IMAGE,
+    OUTPUT,
+    STATUS,
+    BuildEvent,
+    ContainerEngine,
+    ContainerInfo,
+    ContainerSpec,
+    EngineError,
+    EngineUnreachable,
+    ImageInfo,
+    PushEvent,
+)
 
 if TYPE_CHECKING:
     import docker
 
+log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+T = TypeVar("T")
 
 
 def _docker_config_file() -> str | None:
@@ -33,110 +52,394 @@ def _docker_config_file() -> str | None:
 
 
 def _current_context_name() -> str:
-    """The docker CLI's current context name, as docker-py reads it ("default" if unset)."""
+    """The docker CLI's current context: DOCKER_CONTEXT, else the config's currentContext."""
+    if os.environ.get("DOCKER_CONTEXT"):
+        return os.environ["DOCKER_CONTEXT"]
     path = _docker_config_file()
     if not path:
         return "default"
     try:
         with open(path, encoding="utf-8") as f:
-            return str(json.load(f).get("currentContext", "default"))
-    except Exception:  # docker-py treats an unreadable config as no context, too
+            return str(json.load(f).get("currentContext") or "default")
+    except (OSError, ValueError, AttributeError):  # docker-py, too, reads it as no context
         return "default"
 
 
 def default_address() -> str:
-    """What docker-py will try: DOCKER_HOST, else the current docker context, else the socket."""
+    """What a bare `docker` would use: DOCKER_HOST, else the current context, else the
+    local socket."""
     if os.environ.get("DOCKER_HOST"):
         return os.environ["DOCKER_HOST"]
-    if _current_context_name() == "default":
-        return DEFAULT_SOCKET  # docker-py's default context; no need to import it
-    try:
-        from docker.context import ContextAPI
-
-        host = ContextAPI.get_current_context().Host
-        if host:
-            return host
-    except Exception:  # a broken context file must not hide the real connection error
-        pass
-    return DEFAULT_SOCKET
+    name = _current_context_name()
+    if name == "default":
+        return DEFAULT_SOCKET  # no need to import docker-py for that
+    return name  # a context name; client_kwargs resolves it
 
 
-def connect(url: str | None = None, timeout: int = 600) -> docker.DockerClient:
-    """A client for the engine at `url` (default: DOCKER_HOST / docker context), pinged."""
+def client_kwargs(address: str | None) -> dict[str, Any]:
+    """DockerClient arguments for `address` (a URL or a docker context name; None: the
+    default), with TLS settings from the environment or from the context."""
+    from docker.context import ContextAPI
+    from docker.errors import ContextNotFound
+    from docker.utils import kwargs_from_env
+
+    address = address or default_address()
+    if "://" not in address:  # a docker context, by name
+        try:
+            context = ContextAPI.get_context(address)
+        except ContextNotFound:
+            context = None
+        if context is None:
+            raise EngineUnreachable(f"cannot reach the Docker engine at {address}: no such "
+                                    "docker context (`docker context ls` lists them)")
+        host = context.Host or DEFAULT_SOCKET
+        kwargs: dict[str, Any] = {"base_url": host}
+        if context.TLSConfig is not None:
+            kwargs["tls"] = context.TLSConfig
+        return kwargs
+    env = kwargs_from_env()
+    kwargs = {"base_url": address}
+    # As with `docker -H tcp://...`: DOCKER_TLS_VERIFY / DOCKER_CERT_PATH apply to any TCP
+    # address, not only to DOCKER_HOST's.
+    if "tls" in env and address.startswith(("tcp://", "https://")):
+        kwargs["tls"] = env["tls"]
+    return kwargs
+
+
+def connect(address: str | None = None, timeout: int = 600) -> docker.DockerClient:
+    """A docker-py client for `address` (default: DOCKER_HOST / docker context), pinged."""
     import docker
     from docker.errors import DockerException
 
-    address = url or default_address()
+    shown = address or default_address()
     try:
-        client = docker.DockerClient(base_url=address, timeout=timeout,
-                                     use_ssh_client=address.startswith("ssh://"))
+        kwargs = client_kwargs(address)
+        shown = str(kwargs["base_url"]) if "://" not in shown else shown
+        log.debug("connecting to %s (tls: %s)", shown, "tls" in kwargs)
+        client = docker.DockerClient(timeout=timeout,
+                                     use_ssh_client=str(kwargs["base_url"]).startswith("ssh://"),
+                                     **kwargs)
         client.ping()
     except (DockerException, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise JobError(f"cannot reach the Docker engine at {address}: {reason}") from None
+        raise EngineUnreachable(f"cannot reach the Docker engine at {shown}: "
+                                f"{_reason(exc)}") from None
     return client
 
 
 def is_engine_error(exc: BaseException) -> bool:
-    """Whether `exc` is the engine's (or the connection's) fault, not a bug of ours.
-
-    requests' errors are OSErrors, and so are the probe's; docker-py's own exceptions can only
-    have been raised if docker was imported, so this never imports it.
-    """
-    if isinstance(exc, OSError):
+    """Whether `exc` is the engine's (or the connection's) fault, not a bug of ours."""
+    if isinstance(exc, (EngineError, OSError)):
         return True
+    import sys
+
     errors = sys.modules.get("docker.errors")
     return errors is not None and isinstance(exc, errors.DockerException)
 
 
-class Engine:
-    """One engine as the builder uses it: inspection through the probe where it can,
-    docker-py (connected on first use) for everything else."""
+def _reason(exc: BaseException) -> str:
+    """One line out of a docker-py / requests exception."""
+    text = str(getattr(exc, "explanation", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
 
-    def __init__(self, address: str, *, client: docker.DockerClient | None = None,
-                 probe: engineprobe.EngineProbe | None = None, timeout: int = 120) -> None:
-        self.address = address
+
+def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:
+    config = attrs.get("Config") or {}
+    return ImageInfo(
+        id=str(attrs["Id"]), tags=tuple(attrs.get("RepoTags") or ()),
+        labels=dict(config.get("Labels") or {}), created=str(attrs.get("Created") or ""),
+        size=int(attrs.get("Size") or 0), entrypoint=tuple(config.get("Entrypoint") or ()),
+        env=tuple(config.get("Env") or ()))
+
+
+def _push_event(chunk: Mapping[str, Any]) -> PushEvent:
+    if "errorDetail" in chunk or "error" in chunk:
+        detail = chunk.get("errorDetail") or {}
+        message = detail.get("message") if isinstance(detail, dict) else None
+        return PushEvent(error=str(message or chunk.get("error") or "unknown error"))
+    aux = chunk.get("aux") or {}
+    detail = chunk.get("progressDetail") or {}
+    return PushEvent(status=str(chunk.get("status", "")), layer=chunk.get("id"),
+                     progress=bool(detail.get("total")) or "progress" in chunk,
+                     digest=aux.get("Digest") if isinstance(aux, dict) else None)
+
+
+class DockerEngine(ContainerEngine):
+    """A Docker engine through docker-py; connects (and pings) on first use."""
+
+    def __init__(self, address: str | None = None, *, timeout: int = 120,
+                 client: docker.DockerClient | None = None) -> None:
+        self.address = address or default_address()
         self.timeout = timeout
         self._client = client
-        self._probe = probe
         self._lock = threading.Lock()
 
     @property
     def client(self) -> docker.DockerClient:
-        """The docker-py client; connects (raising connect's JobError) on first use."""
         with self._lock:
             if self._client is None:
                 self._client = connect(self.address, timeout=self.timeout)
             return self._client
 
-    @property
-    def uses_docker_py(self) -> bool:
-        """Whether a docker-py client exists (for tests: a no-change build creates none)."""
-        return self._client is not None
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one docker-py call, its failures as EngineError."""
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
 
-    def inspect_image(self, ref: str) -> dict[str, Any] | None:
-        """docker-py's api.inspect_image(ref), or None when the engine has no such image."""
-        if self._probe is not None:
-            return self._probe.inspect_image(ref)
-        from docker.errors import ImageNotFound
-
+        log.debug("engine %s: %s", self.address, what)
         try:
-            return self.client.api.inspect_image(ref)
-        except ImageNotFound:
-            return None
+            return fn()
+        except (DockerException, RequestException, OSError) as exc:
+            status = getattr(exc, "status_code", None)
+            raise EngineError(f"engine {self.address}: {what}: {_reason(exc)}",
+                              status=status if isinstance(status, int) else None) from None
+
+    # -- engine ------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        self._call("ping", self.client.ping)
+
+    def version(self) -> str:
+        return str(self._call("version", self.client.version).get("Version", "?"))
+
+    def registry_config(self) -> dict[str, Any]:
+        return dict(self._call("info", self.client.info).get("RegistryConfig") or {})
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
 
+    # -- images ------------------------------------------------------------------------------
 
-def open_engine(address: str, timeout: int = 120) -> Engine:
-    """The engine at `address`, pinged; unreachable: connect's one-line JobError."""
-    if engineprobe.supports(address):
-        probe = engineprobe.EngineProbe(address, timeout)
+    def build(self, context: bytes | IO[bytes], *, tag: str | None = None,
+              target: str | None = None, build_args: Mapping[str, str] | None = None,
+              labels: Mapping[str, str] | None = None, network_mode: str | None = None,
+              pull: bool = False, no_cache: bool = False) -> Iterator[BuildEvent]:
+        fileobj = io.BytesIO(context) if isinstance(context, bytes) else context
+        api = self.client.api
+        kwargs: dict[str, Any] = dict(
+            fileobj=fileobj, custom_context=True, rm=True, forcerm=True, decode=True,
+            nocache=no_cache, pull=pull, labels=dict(labels or {}),
+            buildargs=dict(build_args or {}), tag=tag, target=target,
+            network_mode=network_mode,
+            timeout=None)  # a compile step may print nothing for an hour
+        chunks = self._call("build", lambda: api.build(**kwargs))
+        return self._build_events(chunks)
+
+    def _build_events(self, chunks: Iterator[Mapping[str, Any]]) -> Iterator[BuildEvent]:
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        image_id: str | None = None
+        short_id: str | None = None
         try:
-            probe.ping()
-            return Engine(address, probe=probe, timeout=timeout)
-        except OSError:
-            pass  # docker-py tries too: it either connects or words the error as always
-    return Engine(address, client=connect(address, timeout=timeout), timeout=timeout)
+            for chunk in chunks:
+                if "stream" in chunk:
+                    text = str(chunk["stream"])
+                    if text.startswith("Successfully built "):
+                        short_id = text.split()[-1]
+                    yield BuildEvent(OUTPUT, text)
+                elif "status" in chunk and "progress" not in chunk:
+                    ident = f"{chunk['id']}: " if chunk.get("id") else ""
+                    yield BuildEvent(STATUS, f"{ident}{chunk['status']}")
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and aux.get("ID"):
+                    image_id = str(aux["ID"])
+                if "error" in chunk or "errorDetail" in chunk:
+                    detail = chunk.get("errorDetail") or {}
+                    message = detail.get("message") if isinstance(detail, dict) else None
+                    yield BuildEvent(ERROR, str(message or chunk.get("error")
+                                                or "unknown build error").strip())
+                    return  # after an error the engine ends the stream itself
+        except (DockerException, RequestException, OSError) as exc:
+            yield BuildEvent(ERROR, f"engine {self.address}: {_reason(exc)}")
+            return
+        if image_id is None and short_id is not None:
+            found = self.inspect_image(short_id)
+            image_id = found.id if found else None
+        if image_id is None:
+            yield BuildEvent(ERROR, "the engine reported no image id")
+        else:
+            yield BuildEvent(IMAGE, image_id)
+
+    def inspect_image(self, ref: str) -> ImageInfo | None:
+        from docker.errors import ImageNotFound, NotFound
+
+        api = self.client.api
+        try:
+            attrs = self._call(f"inspect {ref}", lambda: _not_found_passes(
+                lambda: api.inspect_image(ref),  # type: ignore[no-untyped-call]
+                (ImageNotFound, NotFound)))
+        except _NotFound:
+            return None
+        return _image_info(attrs)
+
+    def tag(self, image: str, repository: str, tag: str) -> None:
+        api = self.client.api
+        self._call(f"tag {repository}:{tag}",
+                   lambda: api.tag(image, repository, tag=tag, force=True))
+
+    def remove_image(self, ref: str, *, force: bool = False) -> bool:
+        from docker.errors import ImageNotFound, NotFound
+
+        api = self.client.api
+        try:
+            self._call(f"remove {ref}", lambda: _not_found_passes(
+                lambda: api.remove_image(ref, force=force), (ImageNotFound, NotFound)))
+        except _NotFound:
+            return False
+        return True
+
+    def list_images(self, *, label: str | None = None, repository: str | None = None
+                    ) -> list[ImageInfo]:
+        api = self.client.api
+        filters = {"label": label} if label else None
+        listed = self._call("list images", lambda: api.images(name=repository,
+                                                               filters=filters))
+        out = []
+        for row in listed:
+            info = self.inspect_image(str(row["Id"]))
+            if info is not None:
+                out.append(info)
+        return out
+
+    def pull(self, repository: str, tag: str) -> Iterator[PushEvent]:
+        api = self.client.api
+        chunks = self._call(f"pull {repository}:{tag}", lambda: list(api.pull(
+            repository, tag=tag, stream=True, decode=True)))
+        for chunk in chunks:
+            event = _push_event(chunk)
+            if event.error:
+                raise EngineError(f"engine {self.address}: pull {repository}:{tag}: "
+                                  f"{event.error}")
+            yield event
+
+    def push(self, repository: str, tag: str, auth: Mapping[str, str] | None = None
+             ) -> Iterator[PushEvent]:
+        api = self.client.api
+        chunks = self._call(f"push {repository}:{tag}", lambda: api.push(
+            repository, tag=tag, stream=True, decode=True,
+            auth_config=dict(auth) if auth else None))
+        return self._push_events(f"push {repository}:{tag}", chunks)
+
+    def _push_events(self, what: str, chunks: Iterator[Mapping[str, Any]]
+                     ) -> Iterator[PushEvent]:
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        try:
+            for chunk in chunks:
+                yield _push_event(chunk)
+        except (DockerException, RequestException, OSError) as exc:
+            raise EngineUnreachable(f"engine {self.address}: {what}: lost the connection to "
+                                    f"the Docker engine ({type(exc).__name__})") from None
+
+    def distribution_digest(self, ref: str, auth: Mapping[str, str] | None = None) -> str:
+        api = self.client.api
+        info = self._call(f"inspect distribution {ref}",
+                          lambda: api.inspect_distribution(  # type: ignore[no-untyped-call]
+                              ref, auth_config=dict(auth) if auth else None))
+        return str(info["Descriptor"]["digest"])
+
+    # -- containers --------------------------------------------------------------------------
+
+    def create_container(self, spec: ContainerSpec) -> str:
+        client = self.client
+        kwargs: dict[str, Any] = dict(
+            command=list(spec.command) if spec.command is not None else None,
+            name=spec.name, environment=dict(spec.environment), devices=list(spec.devices),
+            group_add=list(spec.group_add), security_opt=list(spec.security_opt) or None,
+            ipc_mode=spec.ipc_mode, network_mode=spec.network_mode, labels=dict(spec.labels),
+            detach=True)
+        if spec.volumes:
+            kwargs["volumes"] = {host: {"bind": c.split(":")[0],
+                                        "mode": c.split(":")[1] if ":" in c else "rw"}
+                                 for host, c in spec.volumes.items()}
+        container = self._call(f"create a container of {spec.image}",
+                               lambda: client.containers.create(spec.image, **kwargs))
+        return str(container.id)
+
+    def start_container(self, container: str) -> None:
+        api = self.client.api
+        self._call(f"start {container[:12]}", lambda: api.start(container))
+
+    def remove_container(self, container: str) -> None:
+        from docker.errors import APIError, NotFound
+
+        try:
+            self.client.api.remove_container(container, force=True, v=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise EngineError(f"engine {self.address}: remove container "
+                                  f"{container[:12]}: {_reason(exc)}",
+                                  status=exc.status_code) from None
+
+    def list_containers(self, *, label: str) -> list[ContainerInfo]:
+        api = self.client.api
+        rows = self._call("list containers", lambda: api.containers(
+            all=True, filters={"label": label}))
+        return [ContainerInfo(str(r["Id"]), str((r.get("Names") or ["/"])[0]).lstrip("/"),
+                              str(r.get("Image", "")), str(r.get("State", "")),
+                              dict(r.get("Labels") or {})) for r in rows]
+
+    def exec(self, container: str, command: Sequence[str],
+             on_output: Callable[[bytes], None] | None = None) -> int:
+        api = self.client.api
+        exec_id = self._call("exec", lambda: api.exec_create(
+            container, list(command), stdout=True, stderr=True))["Id"]
+
+        def run() -> int:
+            for chunk in api.exec_start(exec_id, stream=True):
+                if on_output:
+                    on_output(chunk)
+            return int(api.exec_inspect(exec_id)["ExitCode"])
+
+        return self._call(f"exec {command[0] if command else ''}", run)
+
+    def read_file(self, container: str, path: str) -> bytes | None:
+        from docker.errors import NotFound
+
+        api = self.client.api
+        try:
+            stream, _ = self._call(f"copy {path} out", lambda: _not_found_passes(
+                lambda: api.get_archive(container, path), (NotFound,)))
+        except _NotFound:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.next()
+            f = tar.extractfile(member) if member else None
+            return f.read() if f else None
+
+
+def registry_login(host: str) -> dict[str, str] | None:
+    """The login docker-py would use for a registry host (config auths, credsStore,
+    credHelpers), or None; a failing credential helper is one EngineError line."""
+    from docker import auth
+    from docker.errors import DockerException
+
+    try:
+        found = auth.load_config().resolve_authconfig(host)
+    except DockerException as exc:
+        raise EngineError(f"cannot read Docker's credentials for {host}: {_reason(exc)}"
+                          ) from None
+    return {str(k): str(v) for k, v in found.items()} if found else None
+
+
+class _NotFound(Exception):
+    """docker-py's NotFound, passed through _call untouched."""
+
+
+def _not_found_passes(fn: Callable[[], T], kinds: tuple[type[BaseException], ...]) -> T:
+    try:
+        return fn()
+    except kinds:
+        raise _NotFound() from None
+
+
+def open_engine(address: str | None = None, timeout: int = 120) -> DockerEngine:
+    """The engine at `address` (default: DOCKER_HOST / context), pinged: an unreachable
+    engine is one EngineUnreachable line naming the address."""
+    engine = DockerEngine(address, timeout=timeout)
+    engine.client  # noqa: B018 - connects and pings
+    return engine

@@ -200,13 +200,13 @@ def device_checks(scan: Scan, dev_root: Path, who: Identity) -> list[Check]:
 
 
 def docker_check(url: str | None, timeout: int) -> Check:
-    from ..engine import docker_engine as engine
-    from ..errors import JobError
+    from ..engine.base import EngineError
+    from ..engine.docker_engine import default_address, open_engine
 
-    address = url or engine.default_address()
+    address = url or default_address()
     try:
-        client = engine.connect(url, timeout=timeout)
-    except JobError as exc:
+        client = open_engine(url, timeout=timeout)
+    except EngineError as exc:
         text = str(exc)
         import shutil
 
@@ -221,8 +221,8 @@ def docker_check(url: str | None, timeout: int) -> Check:
             fix = f"start the engine at {address}, or point DOCKER_HOST / --engine at one"
         return Check("docker", False, text, fix)
     try:
-        version = client.version().get("Version", "?")
-    except Exception:  # the ping answered; a version is only decoration
+        version = client.version()
+    except EngineError:  # the ping answered; a version is only decoration
         version = "?"
     finally:
         client.close()

@@ -42,14 +42,13 @@ def resolve(target: Target, username: str | None, password_stdin: bool, stdin: T
 
 def from_docker_config(target: Target) -> Credentials | None:
     """The login docker-py would use for `target` (config auths, credsStore, credHelpers)."""
-    from docker import auth
-    from docker.errors import DockerException
+    from ..engine.base import EngineError
+    from ..engine.docker_engine import registry_login
 
     try:
-        found = auth.load_config().resolve_authconfig(target.host)
-    except DockerException as exc:  # a failing credential helper: say so, without secrets
-        raise UsageError(f"cannot read Docker's credentials for {target.host}: "
-                         f"{str(exc).splitlines()[0]}") from None
+        found = registry_login(target.host)
+    except EngineError as exc:  # a failing credential helper: say so, without secrets
+        raise UsageError(str(exc)) from None
     if not found:
         return None
     user = found.get("Username") or found.get("username")

@@ -16,20 +16,18 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .. import __version__
+from ..engine.base import ContainerEngine, EngineError, EngineUnreachable, PushEvent
 from ..engine.images import BuiltImage, find_built
 from ..errors import JobError
 from ..matrix.loader import Matrix, Variant
 from ..render.renderer import image_version
 from ..verify.results import TestResult, result_path
 from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
-
-if TYPE_CHECKING:
-    import docker
 
 SHORT_HASH = 12
 UNTESTED_SUFFIX = "untested"
@@ -159,9 +157,9 @@ def gate(built: BuiltImage, results_dir: Path, skip_tests: bool) -> TestResult |
     return result
 
 
-def plan(client: docker.DockerClient, matrix: Matrix, variant: Variant, target: Target,
+def plan(engine: ContainerEngine, matrix: Matrix, variant: Variant, target: Target,
          results_dir: Path, skip_tests: bool) -> Plan:
-    built = find_built(client, matrix, variant)
+    built = find_built(engine, matrix, variant)
     if built is None:
         raise JobError(f"{variant.name}: no image {matrix.repository}:{variant.name} in the "
                        f"engine; run `imagefactory build {variant.name}` and "
@@ -196,7 +194,7 @@ class TagPush:
                    if s == "Layer already exists" or s.startswith("Mounted from"))
 
 
-Chunk = dict[str, Any]
+Chunk = PushEvent
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -206,35 +204,28 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def push_tag(client: docker.DockerClient, repository: str, tag: str,
+def push_tag(engine: ContainerEngine, repository: str, tag: str,
              auth: dict[str, str] | None, on_chunk: Callable[[Chunk], None] | None = None
              ) -> TagPush:
-    """Push one tag; every chunk is checked, since the engine reports most failures inside
+    """Push one tag; every event is checked, since the engine reports most failures inside
     an HTTP 200 stream."""
-    import requests
-    from docker.errors import APIError
-
     out = TagPush(tag)
     try:
-        for chunk in client.api.push(repository, tag=tag, stream=True, decode=True,
-                                     auth_config=auth):
+        for event in engine.push(repository, tag, auth):
             if on_chunk:
-                on_chunk(chunk)
-            if "errorDetail" in chunk or "error" in chunk:
-                detail = chunk.get("errorDetail") or {}
-                raise classify(str(detail.get("message") or chunk.get("error")))
-            status = str(chunk.get("status", ""))
-            if chunk.get("id") and status and not chunk.get("progressDetail", {}).get("total"):
-                out.layers[chunk["id"]] = status
-            aux = chunk.get("aux") or {}
-            if aux.get("Digest"):
-                out.digest = aux["Digest"]
-    except APIError as exc:
-        raise classify(str(exc.explanation or exc)) from None
-    except requests.exceptions.RequestException as exc:
+                on_chunk(event)
+            if event.error is not None:
+                raise classify(event.error)
+            if event.layer and event.status and not event.progress:
+                out.layers[event.layer] = event.status
+            if event.digest:
+                out.digest = event.digest
+    except EngineUnreachable as exc:
         # The engine, not the registry, went away: retrying the registry will not help.
         raise PushError(f"lost the connection to the Docker engine during the push: "
-                        f"{type(exc).__name__}") from None
+                        f"{str(exc).rsplit('(', 1)[-1].rstrip(')')}") from None
+    except EngineError as exc:
+        raise classify(str(exc).split(": ", 2)[-1]) from None
     if not out.digest:
         raise PushError(f"the engine finished pushing {repository}:{tag} without reporting "
                         "a digest")
@@ -256,12 +247,12 @@ class Published:
 class Publisher:
     """Pushes planned variants to one target with one login; echo() gets progress lines."""
 
-    def __init__(self, client: docker.DockerClient, target: Target, creds: Credentials | None,
+    def __init__(self, engine: ContainerEngine, target: Target, creds: Credentials | None,
                  results_dir: Path, *, retries: int = 3, base_delay: float = 2.0,
                  echo: Callable[[str], None] = print,
                  on_chunk: Callable[[Chunk], None] | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.client = client
+        self.engine = engine
         self.target = target
         self.creds = creds
         self.results_dir = results_dir
@@ -283,7 +274,7 @@ class Publisher:
             nonlocal told
             if self.on_chunk:
                 self.on_chunk(chunk)
-            if not told and str(chunk.get("status", "")).startswith("Retrying in"):
+            if not told and chunk.status.startswith("Retrying in"):
                 told = True
                 self.echo(f"push {ref}: a layer upload failed; the engine is retrying it")
 
@@ -316,11 +307,13 @@ class Publisher:
         auth = self.creds.auth_config() if self.creds else None
         pushes: list[TagPush] = []
         for tag in plan.tags:
-            self.client.api.tag(plan.built.image_id, plan.repository, tag=tag)
+            try:
+                self.engine.tag(plan.built.image_id, plan.repository, tag)
+            except EngineError as exc:
+                raise PushError(str(exc)) from None
             ref = f"{plan.repository}:{tag}"
-            pushed = self._retrying(
-                lambda tag=tag, ref=ref: push_tag(self.client, plan.repository, tag, auth,
-                                                  self._watch(ref)), f"push {ref}")
+            pushed = self._retrying(partial(push_tag, self.engine, plan.repository, tag, auth,
+                                            self._watch(ref)), f"push {ref}")
             self.echo(f"pushed {ref} ({pushed.uploaded} layer(s) uploaded, {pushed.reused} "
                       "already in the registry)")
             pushes.append(pushed)
@@ -335,7 +328,7 @@ class Publisher:
     def verify(self, plan: Plan, digest: str) -> None:
         """Ask the registry which digest each tag names; it must be the one pushed."""
         for tag in plan.tags:
-            served = self._retrying(lambda tag=tag: self.served_digest(plan, tag),
+            served = self._retrying(partial(self.served_digest, plan, tag),
                                     f"verify {plan.repository}:{tag}")
             if served != digest:
                 raise PushError(f"the registry serves {served} for {plan.repository}:{tag}, "
@@ -351,18 +344,15 @@ class Publisher:
     @cached_property
     def _insecure(self) -> bool:
         """Plain HTTP where the engine pushed over plain HTTP (loopback, insecure-registries)."""
-        return engine_treats_insecure(self.target, self.client.info().get("RegistryConfig"))
+        return engine_treats_insecure(self.target, self.engine.registry_config())
 
     def _engine_digest(self, plan: Plan, tag: str) -> str:
-        from docker.errors import APIError
-
         assert self.creds is not None
         try:
-            info = self.client.api.inspect_distribution(f"{plan.repository}:{tag}",
-                                                        auth_config=self.creds.auth_config())
-        except APIError as exc:
-            raise classify(str(exc.explanation or exc)) from None
-        return info["Descriptor"]["digest"]
+            return self.engine.distribution_digest(f"{plan.repository}:{tag}",
+                                                   self.creds.auth_config())
+        except EngineError as exc:
+            raise classify(str(exc).split(": ", 2)[-1]) from None
 
     def write_record(self, plan: Plan, digest: str, pushes: list[TagPush]) -> Path:
         """<results>/<variant>.publish.json: what was published, from which tested image."""

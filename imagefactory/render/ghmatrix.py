@@ -56,7 +56,7 @@ def compiles(project: Project, variant: Variant) -> bool:
 def jobs(project: Project, variants: tuple[Variant, ...], runner: str = RUNNER,
          large_runner: str = RUNNER, timeout: int = TIMEOUT_MINUTES,
          source_timeout: int = SOURCE_TIMEOUT_MINUTES) -> list[Job]:
-    from ..engine.images import local_tag
+    from ..identity import local_tag
 
     out = []
     for v in variants:

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from ..identity import HASH_LABEL
 from ..matrix.loader import Matrix, Variant
 from ..project import TEMPLATE_SUFFIX, Project
 
 if TYPE_CHECKING:
     import jinja2
 
-HASH_LABEL = "io.imagefactory.inputs-hash"
 _COPY = re.compile(r"^\s*(?:COPY|ADD)\s+(.*)$", re.IGNORECASE)
 # Caches and hidden files (tool caches such as .ruff_cache) are never build inputs: they
 # would bloat the context and make the inputs hash differ from one checkout to another.

@@ -8,25 +8,20 @@ import io
 import json
 import os
 import shutil
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..engine.containers import TrackedContainer
+from ..engine.base import ContainerEngine, ContainerInfo, ContainerSpec, EngineError
 from ..engine.images import BuiltImage
 from ..errors import JobError
 from ..host.devices import GpuAccess
 from ..host.gpuinfo import decode_gfx
 from ..matrix.loader import Matrix, Variant
 from .results import Check, ConvCase, TestResult
-
-if TYPE_CHECKING:
-    import docker
-    from docker.models.containers import Container
 
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
 CONV_JSON = "/tmp/imagefactory-convcheck.json"
@@ -76,9 +71,9 @@ class Tester:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, client: docker.DockerClient, matrix: Matrix, access: GpuAccess,
+    def __init__(self, engine: ContainerEngine, matrix: Matrix, access: GpuAccess,
                  options: TestOptions, echo: Echo = print) -> None:
-        self.client = client
+        self.engine = engine
         self.matrix = matrix
         self.access = access
         self.options = options
@@ -100,9 +95,8 @@ class Tester:
         devices = ", ".join(d.container for d in self.access.devices) or "none"
         self.echo(f"{variant.name}: testing {built.tag} ({built.short_id}), profile "
                   f"{profile.name if profile else 'none'}, devices {devices}")
-        tracked = TrackedContainer(
-            self.client, built.image_id, role="test", run_id=self.options.run_id,
-            labels={"io.imagefactory.variant": variant.name},
+        spec = ContainerSpec(
+            built.image_id, labels={"io.imagefactory.variant": variant.name},
             name=f"imagefactory-test-{variant.name}-{self.options.run_id or 'x'}",
             command=["sleep", "infinity"],  # via the image's ENTRYPOINT, which must pass it on
             environment=env,
@@ -113,12 +107,12 @@ class Tester:
             ipc_mode="host",
             network_mode="none",  # nothing in the suite or the conv check needs a network
         )
-        from docker.errors import APIError
-
+        tracked = self.engine.run_container(spec, role="test", run_id=self.options.run_id)
+        container: ContainerInfo | None
         try:
             container = tracked.__enter__()
-        except APIError as exc:
-            checks.append(Check("container starts", False, _api_reason(exc)))
+        except EngineError as exc:
+            checks.append(Check("container starts", False, str(exc).rsplit(": ", 1)[-1]))
             container = None
         try:
             if container is not None:
@@ -158,10 +152,13 @@ class Tester:
 
     # -- the testinfra suite ------------------------------------------------------------
 
-    def facts(self, container: Container, built: BuiltImage, env: dict[str, str]
+    def facts(self, container: ContainerInfo, built: BuiltImage, env: dict[str, str]
               ) -> dict[str, Any]:
         """What the suite checks the container against (imagefactory.verify.suite.plugin)."""
-        image = self.client.images.get(built.image_id)
+        image = self.engine.inspect_image(built.image_id)
+        if image is None:
+            raise JobError(f"{built.variant.name}: image {built.short_id} vanished from the "
+                           "engine during its test")
         variant = built.variant
         return {
             "variant": variant.name,
@@ -174,11 +171,11 @@ class Tester:
             "env": env,
             "devices": [d.container for d in self.access.devices],
             "group_ids": list(self.access.group_ids),
-            "labels": image.labels or {},
-            "entrypoint": image.attrs.get("Config", {}).get("Entrypoint") or [],
+            "labels": dict(image.labels),
+            "entrypoint": list(image.entrypoint),
         }
 
-    def run_suite(self, container: Container, built: BuiltImage, env: dict[str, str]
+    def run_suite(self, container: ContainerInfo, built: BuiltImage, env: dict[str, str]
                   ) -> list[Check]:
         if shutil.which("docker") is None:
             return [Check("testinfra suite", False,
@@ -208,30 +205,33 @@ class Tester:
             cmd += ["--cases", self.options.cases]
         return cmd
 
-    def run_conv(self, container: Container, variant: Variant, profile: Any
+    def run_conv(self, container: ContainerInfo, variant: Variant, profile: Any
                  ) -> tuple[Check, tuple[ConvCase, ...], dict[str, Any]]:
-        from docker.errors import DockerException
-        from requests.exceptions import RequestException
-
         try:
             return self._run_conv(container, variant, profile)
-        except (DockerException, RequestException, ValueError) as exc:
+        except (EngineError, ValueError) as exc:
             # The engine or the container went away mid-run, or the JSON is not convcheck's.
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return Check("conv check", False, f"could not run: {reason}"), (), {}
 
-    def _run_conv(self, container: Container, variant: Variant, profile: Any
+    def _run_conv(self, container: ContainerInfo, variant: Variant, profile: Any
                   ) -> tuple[Check, tuple[ConvCase, ...], dict[str, Any]]:
         cmd = self.conv_command(variant, profile.name if profile else None)
         self.echo(f"  conv: {' '.join(cmd)}")
-        api = self.client.api
-        exec_id = api.exec_create(container.id, cmd, stdout=True, stderr=True)["Id"]
         tail: list[str] = []
-        for line in _lines(api.exec_start(exec_id, stream=True)):
+        lines = LineSplitter()
+
+        def on_output(chunk: bytes) -> None:
+            nonlocal tail
+            for line in lines.feed(chunk):
+                self.echo(f"  | {line}")
+                tail = [*tail[-9:], line]
+
+        rc = self.engine.exec(container.id, cmd, on_output)
+        for line in lines.close():
             self.echo(f"  | {line}")
             tail = [*tail[-9:], line]
-        rc = api.exec_inspect(exec_id)["ExitCode"]
-        report = _read_file(container, CONV_JSON)
+        report = self.engine.read_file(container.id, CONV_JSON)
         if report is None:
             return (Check("conv check", False, f"convcheck exited {rc} without writing "
                           f"{CONV_JSON}: {' | '.join(tail[-3:])}"), (), {})
@@ -297,46 +297,32 @@ def _setenv(key: str, value: str | None) -> None:
         os.environ[key] = value
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
-    buf = b""
-    for chunk in chunks:
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            yield line.decode("utf-8", "replace").rstrip("\r")
-    if buf:
-        yield buf.decode("utf-8", "replace")
+class LineSplitter:
+    """Bytes as they come -> whole decoded lines."""
 
+    def __init__(self) -> None:
+        self._buf = b""
 
-def _read_file(container: Container, path: str) -> bytes | None:
-    """A file's content, copied out of the container; None when it is not there."""
-    from docker.errors import NotFound
+    def feed(self, chunk: bytes) -> list[str]:
+        self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
 
-    try:
-        stream, _ = container.get_archive(path)
-    except NotFound:
-        return None
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        member = tar.next()
-        f = tar.extractfile(member) if member else None
-        return f.read() if f else None
-
-
-def _api_reason(exc: Exception) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc).splitlines()[0]
+    def close(self) -> list[str]:
+        rest, self._buf = self._buf, b""
+        return [rest.decode("utf-8", "replace")] if rest else []
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def find_images(client: docker.DockerClient, matrix: Matrix, variants: tuple[Variant, ...]
+def find_images(engine: ContainerEngine, matrix: Matrix, variants: tuple[Variant, ...]
                 ) -> list[BuiltImage]:
     """Every variant's built image, or one error naming the exact build command."""
     from ..engine.images import find_built
 
-    found = [(v, find_built(client, matrix, v)) for v in variants]
+    found = [(v, find_built(engine, matrix, v)) for v in variants]
     missing = [v.name for v, b in found if b is None]
     if missing:
         raise JobError(f"no built image for {', '.join(missing)}: run "

@@ -210,6 +210,36 @@ def test_bases_build_before_dependants_and_independents_in_parallel(matrix: Matr
         order.index("base:built"), order.index("solo:built"))
 
 
+def test_target_and_build_arg_tag_the_stage_and_count_for_up_to_date(
+        matrix: Matrix, docker_client) -> None:
+    from imagefactory.identity import TARGET_LABEL
+
+    run = matrix.build("solo", "--target", "tiny", "--build-arg", "IMAGEFACTORY_REVISION=abc")
+    assert run.rc == 0, run.err
+    assert run.outcomes() == {"solo": "built"}
+    assert image_id(docker_client, matrix.tag("solo")) is None  # only the stage's tag
+    got = labels(docker_client, matrix.tag("solo-tiny"))
+    assert got["org.opencontainers.image.revision"] == "abc"
+    assert got[TARGET_LABEL] == "tiny"
+    again = matrix.build("solo", "--target", "tiny", "--build-arg", "IMAGEFACTORY_REVISION=abc")
+    assert again.outcomes() == {"solo": "skipped"}
+    other = matrix.build("solo", "--target", "tiny", "--build-arg", "IMAGEFACTORY_REVISION=d")
+    assert other.outcomes() == {"solo": "built"}
+    assert labels(docker_client, matrix.tag("solo-tiny"))[
+        "org.opencontainers.image.revision"] == "d"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--build-arg", "NOVALUE"), "--build-arg 'NOVALUE': expected NAME=VALUE"),
+    (("--build-arg", "1X=2"), "--build-arg '1X=2': '1X' is not a build argument name"),
+    (("--target", "-x"), "--target '-x': a stage name is"),
+])
+def test_bad_target_or_build_arg_is_a_usage_error(matrix: Matrix, args, message) -> None:
+    run = matrix.build("solo", *args)
+    assert run.rc == 2
+    assert run.err.startswith(f"imagefactory: error: {message}") and run.err.count("\n") == 1
+
+
 # -- failures ---------------------------------------------------------------------------------
 
 def test_a_failing_build_moves_no_tag(matrix: Matrix, docker_client) -> None:

@@ -130,31 +130,43 @@ def test_a_crashing_build_function_fails_that_variant_only() -> None:
     assert "boom" in (results[1].error or "")
 
 
+def _events(chunks: list[dict]) -> list:
+    """docker-py's decoded build chunks as the engine interface passes them on."""
+    from imagefactory.engine.docker_engine import DockerEngine
+
+    return list(DockerEngine("unix:///nonexistent.sock")._build_events(iter(chunks)))
+
+
 def test_stream_parsing_steps_lines_id_and_in_stream_errors() -> None:
     lines: list[str] = []
     s = BuildStream(on_line=lines.append)
-    for chunk in [{"stream": "Step 1/3 : FROM x\n"}, {"stream": " ---> abc\nStep 2/3 : RUN "},
-                  {"stream": "make\n"}, {"stream": "50%\r100%\n"},
-                  {"status": "Pulling fs layer", "id": "l1"},
-                  {"status": "Downloading", "id": "l1", "progress": "[=>  ]"},
-                  {"aux": {"ID": "sha256:" + "f" * 64}}]:
-        s.feed(chunk)
+    for event in _events([{"stream": "Step 1/3 : FROM x\n"},
+                          {"stream": " ---> abc\nStep 2/3 : RUN "},
+                          {"stream": "make\n"}, {"stream": "50%\r100%\n"},
+                          {"status": "Pulling fs layer", "id": "l1"},
+                          {"status": "Downloading", "id": "l1", "progress": "[=>  ]"},
+                          {"aux": {"ID": "sha256:" + "f" * 64}}]):
+        s.feed(event)
     assert s.step is not None and (s.step.number, s.step.total) == (2, 3)
     assert s.step.instruction == "RUN make"
     assert lines == ["Step 1/3 : FROM x", " ---> abc", "Step 2/3 : RUN make", "100%",
                      "l1: Pulling fs layer"]
     assert s.image_id == "sha256:" + "f" * 64 and s.error is None
-    s.feed({"errorDetail": {"code": 1, "message": "The command returned a non-zero code: 3"},
-            "error": "The command returned a non-zero code: 3"})
+    for event in _events([{"errorDetail": {"code": 1, "message": "The command returned a "
+                                           "non-zero code: 3"},
+                           "error": "The command returned a non-zero code: 3"},
+                          {"stream": "never seen\n"}]):
+        s.feed(event)
     assert s.error == "The command returned a non-zero code: 3"
     assert s.tail[-1].startswith("ERROR: The command")
 
 
 def test_failure_block_names_variant_and_instruction_then_the_log_tail() -> None:
     s = BuildStream()
-    for chunk in [{"stream": "Step 4/7 : RUN exit 3\n"}, {"stream": "about to fail\n"},
-                  {"error": "returned a non-zero code: 3"}]:
-        s.feed(chunk)
+    for event in _events([{"stream": "Step 4/7 : RUN exit 3\n"},
+                          {"stream": "about to fail\n"},
+                          {"error": "returned a non-zero code: 3"}]):
+        s.feed(event)
     result = BuildResult("broken", "e1", FAILED, step=s.step, error=s.error,
                          log_tail=tuple(s.tail), log_path=Path("/x.log"))
     block = failure_lines(result)

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from imagefactory.engine.containers import RUN_LABEL, TrackedContainer, new_run_id, signals_deferred
+from imagefactory.engine.base import ContainerSpec, EngineError
+from imagefactory.engine.containers import RUN_LABEL, new_run_id, signals_deferred
 
 pytestmark = pytest.mark.docker
 
@@ -19,10 +20,13 @@ def _ours(client, run_id: str) -> list:
     return client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
 
 
-def test_removed_after_the_block(docker_client, cpu_image) -> None:
+def _spec(image: str, **kwargs) -> ContainerSpec:
+    return ContainerSpec(image, command=["sleep", "infinity"], network_mode="none", **kwargs)
+
+
+def test_removed_after_the_block(docker_client, engine, cpu_image) -> None:
     run_id = new_run_id()
-    with TrackedContainer(docker_client, cpu_image, role="test-containers", run_id=run_id,
-                          command=["sleep", "infinity"], network_mode="none") as c:
+    with engine.run_container(_spec(cpu_image), role="test-containers", run_id=run_id) as c:
         assert c.status == "running"
         assert c.labels["io.imagefactory.role"] == "test-containers"
         assert c.labels[RUN_LABEL] == run_id
@@ -30,11 +34,11 @@ def test_removed_after_the_block(docker_client, cpu_image) -> None:
     assert _ours(docker_client, run_id) == []
 
 
-def test_removed_on_an_exception_with_strays_of_the_same_run(docker_client, cpu_image) -> None:
+def test_removed_on_an_exception_with_strays_of_the_same_run(docker_client, engine,
+                                                             cpu_image) -> None:
     run_id = new_run_id()
-    with pytest.raises(RuntimeError, match="boom"), TrackedContainer(
-            docker_client, cpu_image, role="test-containers", run_id=run_id,
-            command=["sleep", "infinity"], network_mode="none"):
+    with pytest.raises(RuntimeError, match="boom"), engine.run_container(
+            _spec(cpu_image), role="test-containers", run_id=run_id):
         # As if a create call had been interrupted before its id came back.
         docker_client.containers.create(cpu_image, command=["true"], network_mode="none",
                                         labels={RUN_LABEL: run_id})
@@ -43,14 +47,11 @@ def test_removed_on_an_exception_with_strays_of_the_same_run(docker_client, cpu_
     assert _ours(docker_client, run_id) == []
 
 
-def test_a_failing_start_leaves_nothing(docker_client, cpu_image) -> None:
-    from docker.errors import APIError
-
+def test_a_failing_start_leaves_nothing(docker_client, engine, cpu_image) -> None:
     run_id = new_run_id()
-    with pytest.raises(APIError), TrackedContainer(
-            docker_client, cpu_image, role="test-containers", run_id=run_id,
-            command=["sleep", "infinity"], network_mode="none",
-            devices=["/no/such/device:/dev/kfd:rwm"]):
+    with pytest.raises(EngineError, match="no such file or directory"), engine.run_container(
+            _spec(cpu_image, devices=["/no/such/device:/dev/kfd:rwm"]),
+            role="test-containers", run_id=run_id):
         pass
     assert _ours(docker_client, run_id) == []
 
@@ -59,13 +60,12 @@ def test_a_failing_start_leaves_nothing(docker_client, cpu_image) -> None:
 def test_signals_still_clean_up(docker_client, cpu_image, sig) -> None:
     run_id = new_run_id()
     script = textwrap.dedent(f"""
-        import sys, time, docker
-        from imagefactory.engine.containers import TrackedContainer
-        client = docker.from_env()
+        import sys, time
+        from imagefactory.engine.base import ContainerSpec
+        from imagefactory.engine.docker_engine import DockerEngine
+        spec = ContainerSpec({cpu_image!r}, command=["sleep", "infinity"], network_mode="none")
         try:
-            with TrackedContainer(client, {cpu_image!r}, role="test-containers",
-                                  run_id={run_id!r}, command=["sleep", "infinity"],
-                                  network_mode="none"):
+            with DockerEngine().run_container(spec, role="test-containers", run_id={run_id!r}):
                 print("started", flush=True)
                 time.sleep(60)
         except KeyboardInterrupt as exc:

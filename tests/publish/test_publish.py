@@ -442,21 +442,21 @@ def test_registry_not_running(setup: dict, tested: Path) -> None:
 @pytest.mark.docker
 @pytest.mark.slow
 def test_registry_stopped_mid_push(setup: dict, tested: Path, tmp_path_factory,
-                                   docker_client) -> None:
+                                   engine) -> None:
     from imagefactory.project import Project
     from imagefactory.publish.publisher import Publisher, plan
 
     reg = _registry(setup, tmp_path_factory, "registry-dies")
     target = Target.parse(f"{reg.host}/dies")
     matrix = Project.locate(setup["config"]).matrix
-    p = plan(docker_client, matrix, matrix.get("cpu"), target, tested, skip_tests=False)
+    p = plan(engine, matrix, matrix.get("cpu"), target, tested, skip_tests=False)
     lines: list[str] = []
 
-    def kill_on_first_layer(chunk: dict) -> None:
-        if chunk.get("status") == "Pushing":
+    def kill_on_first_layer(event) -> None:
+        if event.status == "Pushing":
             reg.kill()
 
-    publisher = Publisher(docker_client, target, None, setup["root"] / "results-dies",
+    publisher = Publisher(engine, target, None, setup["root"] / "results-dies",
                           retries=1, base_delay=1, echo=lines.append,
                           on_chunk=kill_on_first_layer)
     start = time.monotonic()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from imagefactory.engine.containers import RUN_LABEL, TrackedContainer, new_run_id
+from imagefactory.engine.base import ContainerSpec
+from imagefactory.engine.containers import RUN_LABEL, new_run_id
 from imagefactory.host.devices import DeviceMapping, GpuAccess
 from imagefactory.host.gpuinfo import decode_gfx
 from imagefactory.verify.results import TestResult
@@ -173,7 +174,7 @@ def _stand_in_device(path: Path, gid: int) -> str:
 
 
 @pytest.mark.docker
-def test_devices_pass_through_and_open_through_the_added_group(docker_client, cpu_image,
+def test_devices_pass_through_and_open_through_the_added_group(docker_client, engine, cpu_image,
                                                                tmp_path) -> None:
     gid = 4242  # no group of the image: only --group-add can give it to the user
     kfd = _stand_in_device(tmp_path / "kfd", gid)
@@ -196,11 +197,13 @@ def test_devices_pass_through_and_open_through_the_added_group(docker_client, cp
 
     # The control: without the added group the same user cannot open the node, so the
     # "device opens" check above really tested the group.
-    with TrackedContainer(docker_client, cpu_image, role="test", network_mode="none",
-                          command=["sleep", "infinity"],
-                          devices=[f"{kfd}:/dev/kfd:rwm"]) as c:
-        rc, out = c.exec_run(["python3", "-c", "import os; os.open('/dev/kfd', os.O_RDWR)"])
-    assert rc != 0 and b"Permission denied" in out
+    output: list[bytes] = []
+    spec = ContainerSpec(cpu_image, network_mode="none", command=["sleep", "infinity"],
+                         devices=[f"{kfd}:/dev/kfd:rwm"])
+    with engine.run_container(spec, role="test") as c:
+        rc = engine.exec(c.id, ["python3", "-c", "import os; os.open('/dev/kfd', os.O_RDWR)"],
+                         output.append)
+    assert rc != 0 and b"Permission denied" in b"".join(output)
 
 
 @pytest.mark.docker

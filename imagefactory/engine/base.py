@@ -1,0 +1,204 @@
+"""The one interface every stage uses to talk to a container engine.
+
+Shaped after repo2docker's `ContainerEngine` (repo2docker/engine.py): an abstract class whose
+methods return typed records and event streams, so build/, verify/, publish/ and host/ never
+see docker-py's dicts or exceptions, and another engine (a buildx driver, a fake for unit
+tests) slots in behind the same calls. The docker-py implementation is docker_engine.py.
+
+Errors: every engine or connection failure is raised as `EngineError` (a JobError: one
+line, exit 1); "no such image/container" is a return value (None / False), not an error.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+from ..errors import JobError
+
+if TYPE_CHECKING:
+    from .containers import TrackedContainer
+
+
+class EngineError(JobError):
+    """The engine refused a call or could not be reached; `status` is its HTTP status
+    where it gave one. The message is one line."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class EngineUnreachable(EngineError):
+    """No engine answers at the address (connection refused, TLS handshake failed, ...)."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an engine says about one image."""
+
+    id: str  # "sha256:..."
+    tags: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created: str = ""  # RFC 3339, as the engine reports it
+    size: int = 0
+    entrypoint: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()  # "KEY=value", the image config's Env
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image: str
+    status: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+# Build events. A build stream is a sequence of these; the last one names the image (kind
+# IMAGE) or the error (kind ERROR). OUTPUT text is raw: it may hold several lines or part of
+# one (the engine sends what the build printed as it comes).
+OUTPUT, STATUS, IMAGE, ERROR = "output", "status", "image", "error"
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    kind: str  # OUTPUT, STATUS (pull progress during a build), IMAGE or ERROR
+    text: str  # the output, the status line, the image id or the error message
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    """One step of a push (or a pull): a layer's status, the final digest, or an error."""
+
+    status: str = ""
+    layer: str | None = None
+    progress: bool = False  # a progress-bar redraw, not a state change
+    digest: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """How to start a container: the parts of `docker run` the pipeline uses."""
+
+    image: str
+    command: Sequence[str] | None = None
+    name: str | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    devices: Sequence[str] = ()  # "host:container:rwm"
+    group_add: Sequence[str] = ()
+    security_opt: Sequence[str] = ()
+    ipc_mode: str | None = None
+    network_mode: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    volumes: Mapping[str, str] = field(default_factory=dict)  # host path -> "container:ro"
+
+
+class ContainerEngine(abc.ABC):
+    """A container engine at one address."""
+
+    address: str
+
+    # -- engine ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise EngineUnreachable unless the engine answers."""
+
+    @abc.abstractmethod
+    def version(self) -> str:
+        """The engine's version string."""
+
+    @abc.abstractmethod
+    def registry_config(self) -> dict[str, Any]:
+        """The engine's registry configuration (docker info's RegistryConfig)."""
+
+    def close(self) -> None:  # noqa: B027 - engines without a connection need nothing
+        """Release the connection."""
+
+    # -- images ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def build(self, context: bytes | IO[bytes], *, tag: str | None = None,
+              target: str | None = None, build_args: Mapping[str, str] | None = None,
+              labels: Mapping[str, str] | None = None, network_mode: str | None = None,
+              pull: bool = False, no_cache: bool = False) -> Iterator[BuildEvent]:
+        """Build a context (an uncompressed tar with a Dockerfile at its root). Errors of the
+        build itself arrive as an ERROR event; a lost engine raises EngineError."""
+
+    @abc.abstractmethod
+    def inspect_image(self, ref: str) -> ImageInfo | None:
+        """The image `ref` (id, tag or short id), or None when the engine has none."""
+
+    @abc.abstractmethod
+    def tag(self, image: str, repository: str, tag: str) -> None:
+        """Point `repository:tag` at `image` (moving it if it exists)."""
+
+    @abc.abstractmethod
+    def remove_image(self, ref: str, *, force: bool = False) -> bool:
+        """Remove a tag or image; False when there was none."""
+
+    @abc.abstractmethod
+    def list_images(self, *, label: str | None = None, repository: str | None = None
+                    ) -> list[ImageInfo]:
+        """Images with a label (`key` or `key=value`) and/or of a repository."""
+
+    @abc.abstractmethod
+    def pull(self, repository: str, tag: str) -> Iterator[PushEvent]:
+        """Pull `repository:tag`; a refused pull raises EngineError."""
+
+    @abc.abstractmethod
+    def push(self, repository: str, tag: str, auth: Mapping[str, str] | None = None
+             ) -> Iterator[PushEvent]:
+        """Push `repository:tag`; registry errors arrive as events with `error` set (the
+        engine reports them inside a successful HTTP stream)."""
+
+    @abc.abstractmethod
+    def distribution_digest(self, ref: str, auth: Mapping[str, str] | None = None) -> str:
+        """The manifest digest the registry serves for `ref`, asked through the engine."""
+
+    # -- containers --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_container(self, spec: ContainerSpec) -> str:
+        """Create (not start) a detached container; its id."""
+
+    @abc.abstractmethod
+    def start_container(self, container: str) -> None: ...
+
+    @abc.abstractmethod
+    def remove_container(self, container: str) -> None:
+        """Force-remove with its volumes; no error for one already gone or being removed."""
+
+    @abc.abstractmethod
+    def list_containers(self, *, label: str) -> list[ContainerInfo]:
+        """All containers (running or not) with a label (`key` or `key=value`)."""
+
+    @abc.abstractmethod
+    def exec(self, container: str, command: Sequence[str],
+             on_output: Callable[[bytes], None] | None = None) -> int:
+        """Run a command in a running container, stdout and stderr together passed to
+        `on_output` as it comes; its exit code."""
+
+    @abc.abstractmethod
+    def read_file(self, container: str, path: str) -> bytes | None:
+        """A file's content copied out of a container (get_archive); None if absent."""
+
+    def run_container(self, spec: ContainerSpec, *, role: str, run_id: str | None = None
+                      ) -> TrackedContainer:
+        """`with engine.run_container(spec, role="test") as c:` a started container that is
+        removed when the block ends, however it ends (engine/containers.py)."""
+        from .containers import TrackedContainer
+
+        return TrackedContainer(self, spec, role=role, run_id=run_id)

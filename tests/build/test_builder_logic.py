@@ -1,0 +1,143 @@
+"""The builder's decisions (skip, rebuild, fail, tag) on the in-memory FakeEngine: the same
+Builder code the CLI runs, with an engine that answers in microseconds. The real engine's
+behaviour is covered by test_build.py."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from imagefactory.build.builder import BUILT, FAILED, SKIPPED, Builder, BuildOptions, BuildResult
+from imagefactory.build.progress import PlainView
+from imagefactory.engine.fake import FakeEngine
+from imagefactory.identity import ARGS_LABEL, BASE_LABEL, HASH_LABEL, TARGET_LABEL
+from imagefactory.project import Project
+from imagefactory.render.renderer import Renderer
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "buildmatrix"
+
+
+@pytest.fixture
+def fixture() -> Project:
+    return Project.locate(FIXTURE / "variants.yaml")
+
+
+@pytest.fixture
+def fake() -> FakeEngine:
+    engine = FakeEngine()
+    engine.add_image("debian:bookworm-slim")
+    return engine
+
+
+def builder(project: Project, engine: FakeEngine, tmp_path: Path, **options: object
+            ) -> Builder:
+    renderer = Renderer(project)
+    contexts = {v.name: renderer.render(v) for v in project.matrix.variants}
+    edits = options.pop("contexts", {})
+    assert isinstance(edits, dict)
+    contexts.update(edits)
+    return Builder(project.matrix, contexts, {"fake": engine},
+                   BuildOptions(log_dir=tmp_path, **options),  # type: ignore[arg-type]
+                   PlainView([], quiet=True, out=io.StringIO()))
+
+
+def build_all(b: Builder) -> dict[str, BuildResult]:
+    results: dict[str, BuildResult] = {}
+    for v in b.matrix.variants:  # bases first in the fixture matrix's order
+        base = results.get(v.base_variant) if v.base_variant else None
+        results[v.name] = b.run(v, "fake", base)
+    return results
+
+
+def test_built_then_skipped_and_tagged_only_on_success(fixture, fake, tmp_path) -> None:
+    first = build_all(builder(fixture, fake, tmp_path))
+    assert {n: r.status for n, r in first.items()} == {"base": BUILT, "child": BUILT,
+                                                        "solo": BUILT}
+    for name, r in first.items():
+        assert fake.refs[f"iftest-build:{name}"] == r.image_id
+    child = fake.inspect_image("iftest-build:child")
+    assert child is not None and child.labels[BASE_LABEL] == first["base"].image_id
+    again = build_all(builder(fixture, fake, tmp_path))
+    assert {r.status for r in again.values()} == {SKIPPED}
+    assert len(fake.builds) == 3
+
+
+def test_changed_inputs_rebuild_only_that_variant(fixture, fake, tmp_path) -> None:
+    b = builder(fixture, fake, tmp_path)
+    build_all(b)
+    ctx = b.contexts["solo"]
+    b2 = builder(fixture, fake, tmp_path, contexts={"solo": replace(ctx, inputs_hash="x" * 64)})
+    results = build_all(b2)
+    assert results["solo"].status == BUILT and results["base"].status == SKIPPED
+
+
+def test_a_failing_build_moves_no_tag_and_keeps_the_old_image(fixture, fake, tmp_path) -> None:
+    build_all(builder(fixture, fake, tmp_path))
+    old = fake.refs["iftest-build:solo"]
+    r0 = builder(fixture, fake, tmp_path)
+    broken = replace(r0.contexts["solo"], dockerfile=r0.contexts["solo"].dockerfile +
+                     "RUN exit 5\n", inputs_hash="f" * 64)
+    b = builder(fixture, fake, tmp_path, contexts={"solo": broken})
+    result = b.run(fixture.matrix.get("solo"), "fake", None)
+    assert result.status == FAILED
+    assert result.error == "The command '/bin/sh -c exit 5' returned a non-zero code: 5"
+    assert result.step is not None and result.step.instruction == "RUN exit 5"
+    assert fake.refs["iftest-build:solo"] == old
+    assert result.log_path is not None and "ERROR: The command" in result.log_path.read_text()
+
+
+def test_an_engine_that_goes_away_fails_the_variant_in_one_line(fixture, fake,
+                                                                 tmp_path) -> None:
+    b = builder(fixture, fake, tmp_path)
+    fake.unreachable = True
+    result = b.run(fixture.matrix.get("solo"), "fake", None)
+    assert result.status == FAILED
+    assert result.error == "engine fake://engine: inspect debian:bookworm-slim: connection refused"
+    assert "\n" not in result.error
+
+
+def test_target_and_build_args_get_their_own_tag_and_identity(fixture, fake, tmp_path) -> None:
+    build_all(builder(fixture, fake, tmp_path))
+    plain = fake.refs["iftest-build:solo"]
+    opts = {"target": "runtime", "build_args": {"A": "1"}, "targeted": frozenset({"solo"})}
+    b = builder(fixture, fake, tmp_path, **opts)
+    r = b.run(fixture.matrix.get("solo"), "fake", None)
+    assert (r.status, r.tag) == (BUILT, "iftest-build:solo-runtime")
+    call = fake.builds[-1]
+    assert call.target == "runtime" and call.build_args["A"] == "1"
+    assert call.labels[TARGET_LABEL] == "runtime" and ARGS_LABEL in call.labels
+    assert call.labels[HASH_LABEL] == b.contexts["solo"].inputs_hash  # not on the stage else
+    assert fake.refs["iftest-build:solo"] == plain  # the whole image's tag did not move
+    # Same target and args: up to date. Other args: rebuilt.
+    assert builder(fixture, fake, tmp_path, **opts).run(
+        fixture.matrix.get("solo"), "fake", None).status == SKIPPED
+    other = {**opts, "build_args": {"A": "2"}}
+    assert builder(fixture, fake, tmp_path, **other).run(
+        fixture.matrix.get("solo"), "fake", None).status == BUILT
+
+
+def test_bases_of_a_targeted_variant_are_built_whole(fixture, fake, tmp_path) -> None:
+    b = builder(fixture, fake, tmp_path, target="runtime", build_args={"A": "1"},
+                targeted=frozenset({"child"}))
+    results = build_all(b)
+    assert results["base"].tag == "iftest-build:base"
+    assert fake.builds[0].target is None and "A" not in fake.builds[0].build_args
+    assert results["child"].tag == "iftest-build:child-runtime"
+
+
+def test_force_rebuilds_an_up_to_date_variant(fixture, fake, tmp_path) -> None:
+    build_all(builder(fixture, fake, tmp_path))
+    b = builder(fixture, fake, tmp_path, force=frozenset({"solo"}))
+    assert b.run(fixture.matrix.get("solo"), "fake", None).status == BUILT
+
+
+def test_pull_failure_is_one_line_and_builds_nothing(fixture, fake, tmp_path) -> None:
+    del fake.refs["debian:bookworm-slim"]
+    b = builder(fixture, fake, tmp_path, pull=True)
+    r = b.run(fixture.matrix.get("solo"), "fake", None)
+    assert r.status == FAILED and r.error is not None
+    assert r.error.startswith("--pull: cannot pull debian:bookworm-slim into fake: ")
+    assert fake.builds == []

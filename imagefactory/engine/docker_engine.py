@@ -109,6 +109,7 @@ def client_kwargs(address: str | None) -> dict[str, Any]:
 def connect(address: str | None = None, timeout: int = 600) -> docker.DockerClient:
     """A docker-py client for `address` (default: DOCKER_HOST / docker context), pinged."""
     import docker
+    from docker.constants import MINIMUM_DOCKER_API_VERSION
     from docker.errors import DockerException
 
     shown = address or default_address()
@@ -116,14 +117,37 @@ def connect(address: str | None = None, timeout: int = 600) -> docker.DockerClie
         kwargs = client_kwargs(address)
         shown = str(kwargs["base_url"]) if "://" not in shown else shown
         log.debug("connecting to %s (tls: %s)", shown, "tls" in kwargs)
+        tls = kwargs.get("tls")
+        pin = tls is not None and bool(getattr(tls, "ca_cert", None))
+        if pin:  # negotiate the API version only once the CA is pinned (see _pin_ca)
+            kwargs["version"] = MINIMUM_DOCKER_API_VERSION
         client = docker.DockerClient(timeout=timeout,
                                      use_ssh_client=str(kwargs["base_url"]).startswith("ssh://"),
                                      **kwargs)
+        if pin:
+            _pin_ca(client)
+            client.api._version = (  # type: ignore[attr-defined]
+                client.api._retrieve_server_version())  # type: ignore[attr-defined]
         client.ping()
     except (DockerException, OSError) as exc:
         raise EngineUnreachable(f"cannot reach the Docker engine at {shown}: "
                                 f"{_reason(exc)}") from None
     return client
+
+
+def _pin_ca(client: docker.DockerClient) -> None:
+    """Make the engine's CA (DOCKER_CERT_PATH/ca.pem, or the context's) the one verified.
+
+    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's own `verify` for
+    every request (merge_environment_settings), so with either set, as on hosts behind a TLS
+    proxy, docker-py would check the engine against the wrong CAs and fail. Not trusting the
+    environment also drops proxy variables, so they are carried over explicitly.
+    """
+    from requests.utils import get_environ_proxies
+
+    api = client.api
+    api.proxies.update(get_environ_proxies(str(api.base_url)))
+    api.trust_env = False
 
 
 def is_engine_error(exc: BaseException) -> bool:

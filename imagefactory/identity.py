@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 
 from .matrix.loader import Matrix, Variant
@@ -35,3 +36,58 @@ def build_args_digest(build_args: Mapping[str, str]) -> str | None:
         return None
     data = json.dumps(sorted(build_args.items()), separators=(",", ":")).encode()
     return hashlib.sha256(data).hexdigest()
+
+
+# -- versions and published tags ------------------------------------------------------------
+
+SHORT_HASH = 12
+UNTESTED_SUFFIX = "untested"
+_TAG_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def tag_safe(text: str) -> str:
+    """A valid tag: `+` (local versions like 2.0.1+rocm5.2) and the like become `-`."""
+    return _TAG_BAD.sub("-", text).lstrip(".-")[:128]
+
+
+def declared_version(variant: Variant, torch: str | None = None) -> str:
+    """What is inside, as `rocm6.2.4-torch2.5.1-gfx1010` (`torch1.13.0a0-cpu`): the
+    declared versions, with torch as the image reports it when `torch` is given."""
+    parts = [f"rocm{variant.rocm}"] if variant.rocm else []
+    parts.append(f"torch{torch or variant.torch.version}")
+    parts.append("-".join(variant.gfx_targets) if variant.gfx_targets else "cpu")
+    return "-".join(parts)
+
+
+def descriptive_tag(variant: Variant, torch: str | None = None) -> str:
+    """`<version>-<variant>` without saying a part twice: the cpu variant's is
+    `torch1.13.0a0-cpu`, not `torch1.13.0a0-cpu-cpu`."""
+    words = set(variant.name.split("-"))
+    version = declared_version(variant, torch).split("-")
+    while version and version[-1] in words:  # the trailing arch/`cpu` part the name repeats
+        version.pop()
+    return tag_safe("-".join([*version, variant.name]))
+
+
+def publish_tags(variant: Variant, inputs_hash: str, *, torch: str | None = None,
+                 untested: bool = False) -> tuple[str, ...]:
+    """`<variant>`, `<variant>-<short inputs hash>`, `<version>-<variant>`.
+
+    The first moves with each publish; the second names exactly one set of build inputs; the
+    third says what is inside, with torch as the tested image reported it (`torch`). An
+    emergency push without tests adds `<variant>-untested`, so the registry itself shows
+    that this digest was published untested.
+    """
+    tags = [variant.name, f"{variant.name}-{inputs_hash[:SHORT_HASH]}",
+            descriptive_tag(variant, torch)]
+    if untested:
+        tags.append(f"{variant.name}-{UNTESTED_SUFFIX}")
+    return tuple(tags)
+
+
+def version_note(declared: str, reported: str | None) -> str | None:
+    """A line saying that a declared version differs from the one the image reports (the
+    one shown in tags and reports); None when they agree or nothing was reported."""
+    if not reported or reported == declared:
+        return None
+    return f"declared torch {declared}, the image reports {reported}"

@@ -24,38 +24,12 @@ from .. import __version__
 from ..engine.base import ContainerEngine, EngineError, EngineUnreachable, PushEvent
 from ..engine.images import BuiltImage, find_built
 from ..errors import JobError
+from ..identity import UNTESTED_SUFFIX, declared_version, publish_tags
 from ..matrix.loader import Matrix, Variant
-from ..render.renderer import image_version
 from ..verify.results import TestResult, result_path
 from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
 
-SHORT_HASH = 12
-UNTESTED_SUFFIX = "untested"
-_TAG_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 T = TypeVar("T")
-
-# --- tags --------------------------------------------------------------------------------
-
-
-def _tag_safe(text: str) -> str:
-    """A valid tag: `+` (local versions like 2.0.1+rocm5.2) and the like become `-`."""
-    tag = _TAG_BAD.sub("-", text).lstrip(".-")
-    return tag[:128]
-
-
-def publish_tags(variant: Variant, inputs_hash: str, *, untested: bool = False
-                 ) -> tuple[str, ...]:
-    """`<variant>`, `<variant>-<short inputs hash>`, `<image_version>-<variant>`.
-
-    The first moves with each publish; the second names exactly one set of build inputs; the
-    third says what is inside. An emergency push without tests adds `<variant>-untested`, so
-    the registry itself shows that this digest was published untested.
-    """
-    tags = [variant.name, f"{variant.name}-{inputs_hash[:SHORT_HASH]}",
-            _tag_safe(f"{image_version(variant)}-{variant.name}")]
-    if untested:
-        tags.append(f"{variant.name}-{UNTESTED_SUFFIX}")
-    return tuple(tags)
 
 
 # --- errors and retries ------------------------------------------------------------------
@@ -169,7 +143,8 @@ def plan(engine: ContainerEngine, matrix: Matrix, variant: Variant, target: Targ
                        f"built by imagefactory); run `imagefactory build {variant.name}`")
     result = gate(built, results_dir, skip_tests)
     return Plan(built, matrix.repository, target.repository(matrix.repository),
-                publish_tags(variant, built.inputs_hash, untested=skip_tests),
+                publish_tags(variant, built.inputs_hash, untested=skip_tests,
+                             torch=result.torch if result else None),
                 result, skip_tests)
 
 
@@ -365,7 +340,10 @@ class Publisher:
             "reference": f"{plan.repository}@{digest}",
             "image_id": plan.built.image_id,
             "inputs_hash": plan.built.inputs_hash,
-            "image_version": image_version(plan.variant),
+            "image_version": declared_version(plan.variant, plan.result.torch
+                                              if plan.result else None),
+            "declared_torch": plan.variant.torch.version,
+            "reported_torch": plan.result.torch if plan.result else None,
             "tests_skipped": plan.tests_skipped,
             "test": summary(plan.result),
             "layers": {p.tag: {"uploaded": p.uploaded, "reused": p.reused} for p in pushes},

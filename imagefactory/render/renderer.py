@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..identity import HASH_LABEL
+from ..identity import declared_version as image_version
 from ..matrix.loader import Matrix, Variant
 from ..project import TEMPLATE_SUFFIX, Project
 
@@ -81,12 +82,14 @@ class Renderer:
         return self._text(variant, inputs_hash="")
 
     def inputs(self, variant: Variant, draft: str) -> tuple[tuple[tuple[str, Path], ...], str]:
-        """The files `draft` COPYs and the inputs hash over it and them."""
+        """The files `draft` COPYs and the inputs hash: the hash of the very tar stream the
+        engine would get with `draft` as its Dockerfile, so it covers exactly the bytes and
+        the modes (the executable bit) that are sent, and nothing else."""
+        from .context import context_tar
+
         files = self._context_files(variant, draft)
-        digest = hashlib.sha256(draft.encode())
-        for rel, src in files:
-            digest.update(b"\0" + rel.encode() + b"\0" + src.read_bytes())
-        return files, digest.hexdigest()
+        tar = context_tar(BuildContext(variant, draft, files, ""))
+        return files, hashlib.sha256(tar).hexdigest()
 
     def _text(self, variant: Variant, inputs_hash: str) -> str:
         import jinja2
@@ -164,19 +167,10 @@ def copy_sources(dockerfile: str) -> list[str]:
     return out
 
 
-def image_version(variant: Variant) -> str:
-    """The descriptive version: rocm6.2.4-torch2.5.1-gfx1010 (cpu: torch1.13.1-cpu)."""
-    parts = [f"rocm{variant.rocm}"] if variant.rocm else []
-    parts.append(f"torch{variant.torch.version}")
-    parts.append("-".join(variant.gfx_targets) if variant.gfx_targets else "cpu")
-    return "-".join(parts)
-
-
 def labels(variant: Variant, matrix: Matrix, inputs_hash: str) -> list[tuple[str, str]]:
     out = [
         ("org.opencontainers.image.title", f"{matrix.repository}:{variant.name}"),
         ("org.opencontainers.image.description", variant.description),
-        ("org.opencontainers.image.version", image_version(variant)),
     ]
     if matrix.source:
         out.append(("org.opencontainers.image.source", matrix.source))
@@ -184,7 +178,8 @@ def labels(variant: Variant, matrix: Matrix, inputs_hash: str) -> list[tuple[str
         ("io.imagefactory.variant", variant.name),
         ("io.imagefactory.family", variant.family),
         ("io.imagefactory.rocm", variant.rocm or "none"),
-        ("io.imagefactory.torch", variant.torch.version),
+        # Declared, not measured: what the image reports is in its test manifest and tags.
+        ("io.imagefactory.torch-declared", variant.torch.version),
         ("io.imagefactory.gfx-targets", ",".join(variant.gfx_targets) or "none"),
         ("io.imagefactory.default-profile",
          variant.default_profile.name if variant.default_profile else "none"),

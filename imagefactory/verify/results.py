@@ -72,6 +72,7 @@ class TestResult:
     devices: tuple[str, ...] = ()  # HOST:CONTAINER mappings passed to the container
     quick: bool = False
     torch: str | None = None  # as the image reports it (conv check JSON)
+    declared_torch: str | None = None  # as variants.yaml declares it; shown when it differs
     hip: str | None = None
     gpu: str | None = None  # the GPU torch saw, if any
     conv_summary: Mapping[str, int] = field(default_factory=dict)

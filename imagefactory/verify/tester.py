@@ -21,6 +21,8 @@ from ..errors import JobError
 from ..host.devices import GpuAccess
 from ..host.gpuinfo import decode_gfx
 from ..matrix.loader import Matrix, Variant
+from .manifest import Manifest
+from .manifest import collect as collect_manifest
 from .results import Check, ConvCase, TestResult
 
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
@@ -91,6 +93,7 @@ class Tester:
         checks: list[Check] = []
         conv: tuple[ConvCase, ...] = ()
         conv_info: dict[str, Any] = {}
+        manifest: Manifest | None = None
         suite_seconds = conv_seconds = 0.0
         devices = ", ".join(d.container for d in self.access.devices) or "none"
         self.echo(f"{variant.name}: testing {built.tag} ({built.short_id}), profile "
@@ -123,6 +126,16 @@ class Tester:
                 self._echo_checks(checks)
                 self.echo(f"  suite: {sum(c.passed for c in checks)}/{len(checks)} checks "
                           f"passed ({suite_seconds:.1f} s)")
+                manifest = collect_manifest(self.engine, container.id, variant.name,
+                                            built.image_id, variant.torch.version)
+                manifest_path = manifest.save(self.options.results_dir)
+                self.echo(f"  manifest: python {manifest.python}, torch {manifest.torch}"
+                          + (f", hip {manifest.hip}" if manifest.hip else "")
+                          + (f", rocm {manifest.rocm}" if manifest.rocm else "")
+                          + f", {len(manifest.pip)} Python and {len(manifest.dpkg)} Debian "
+                          f"packages -> {manifest_path}")
+                if manifest.note:
+                    self.echo(f"  note: {manifest.note}")
                 t = time.monotonic()
                 conv_check, conv, conv_info = self.run_conv(container, variant, profile)
                 conv_seconds = time.monotonic() - t
@@ -139,7 +152,11 @@ class Tester:
             profile=profile.name if profile else None, image_tag=built.tag,
             inputs_hash=built.inputs_hash, device=self.conv_device(variant),
             devices=tuple(f"{d.host}:{d.container}" for d in self.access.devices),
-            quick=self.options.quick, torch=conv_info.get("torch"), hip=conv_info.get("hip"),
+            quick=self.options.quick,
+            # As the image reports them: the conv check's, else the manifest's.
+            torch=conv_info.get("torch") or (manifest.torch if manifest else None),
+            hip=conv_info.get("hip") or (manifest.hip if manifest else None),
+            declared_torch=variant.torch.version,
             gpu=conv_info.get("gpu"), conv_summary=conv_info.get("summary") or {},
             started_at=started, finished_at=_now(), seconds=round(time.monotonic() - t0, 3),
             suite_seconds=round(suite_seconds, 3), conv_seconds=round(conv_seconds, 3),

@@ -182,6 +182,27 @@ def test_env_change_rebuilds_only_that_variant(matrix: Matrix, docker_client) ->
     assert image_id(docker_client, matrix.tag("base")) == ids["base"]
 
 
+def test_a_mode_change_of_a_copied_file_rebuilds(matrix: Matrix, docker_client) -> None:
+    """`chmod -x` changes the context the engine gets (the tar carries the mode), so it
+    changes the inputs hash: the image is rebuilt, and its copy of the file lost the bit."""
+    tool = matrix.root / "dockerfiles" / "files" / "bin" / "tiny"
+    assert tool.stat().st_mode & 0o111
+    assert matrix.build("solo").rc == 0
+    before = image_id(docker_client, matrix.tag("solo"))
+    old_hash = labels(docker_client, matrix.tag("solo"))[HASH_LABEL]
+    tool.chmod(tool.stat().st_mode & ~0o111)
+    run = matrix.build("solo")
+    assert run.rc == 0, run.err
+    assert run.outcomes() == {"solo": "built"}
+    assert image_id(docker_client, matrix.tag("solo")) != before
+    assert labels(docker_client, matrix.tag("solo"))[HASH_LABEL] != old_hash
+    out = docker_client.containers.run(matrix.tag("solo"), ["stat", "-c", "%a",
+                                       "/opt/tiny/bin/tiny"], remove=True, network_mode="none",
+                                       entrypoint=[])
+    assert out.strip() == b"644"
+    assert matrix.build("solo").outcomes() == {"solo": "skipped"}
+
+
 def test_a_rebuilt_base_rebuilds_its_dependants(matrix: Matrix, docker_client) -> None:
     assert matrix.build("--all").rc == 0
     old_child = image_id(docker_client, matrix.tag("child"))

@@ -112,6 +112,16 @@ def test_cpu_passes_and_writes_the_result(docker_client, cpu_image, tmp_path) ->
         assert case["max_abs_err"] is not None and case["max_rel_err"] is not None
     assert data["conv_summary"] == {"ok": len(data["conv"])}
     assert data["torch"].startswith("1.13")
+    # Versions as the image reports them; the declared one that differs is shown.
+    manifest = json.loads((tmp_path / "res" / "cpu.manifest.json").read_text())
+    assert manifest["torch"] == data["torch"] and manifest["image_id"] == image.id
+    assert manifest["python"].startswith("3.11") and manifest["rocm"] is None
+    assert any(p.lower().startswith("torch==") for p in manifest["pip"])
+    assert any(line.startswith("python3-torch\t1.13.1") for line in manifest["dpkg"])
+    assert data["declared_torch"] == manifest["declared_torch"] == "1.13.1"
+    if data["torch"] != "1.13.1":  # Debian's build reports 1.13.0a0
+        note = f"declared torch 1.13.1, the image reports {data['torch']}"
+        assert manifest["note"] == note and f"  note: {note}" in proc.stdout
     assert data["started_at"] <= data["finished_at"]
     assert 0 < data["suite_seconds"] < data["seconds"] and data["conv_seconds"] > 0
     assert TestResult.load(tmp_path / "res", "cpu").passed

@@ -92,7 +92,7 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     from ..build.schedule import Scheduler, plan
     from ..engine.base import ContainerEngine
     from ..engine.docker_engine import default_address, open_engine
-    from ..render.cache import CachedRenderer
+    from ..render.renderer import Renderer
 
     args = parse_build_args(build_args)
     if target is not None and not _STAGE.fullmatch(target):
@@ -102,9 +102,8 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     selected = state.select(variants, all_)
     order = plan(project.matrix, selected)
     state_dir = project.output_dir.parent / ".imagefactory"
-    renderer = CachedRenderer(project, state_dir / "render-cache.json")
+    renderer = Renderer(project)
     contexts = {v.name: renderer.render(v) for v in order}
-    renderer.save()
     addresses = list(dict.fromkeys(engines)) or [default_address()]
     clients: dict[str, ContainerEngine] = {
         address: open_engine(address, timeout=120) for address in addresses}

@@ -36,10 +36,12 @@ class LazyGroup(click.Group):
         for m in pkgutil.iter_modules(commands.__path__):
             if not m.name.startswith("_") and _command_name(m.name) == cmd_name:
                 module = importlib.import_module(f"{commands.__name__}.{m.name}")
-                return module.command
+                command: click.Command = module.command
+                return command
         return None
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
             from .matrix.loader import suggest
@@ -54,15 +56,20 @@ class LazyGroup(click.Group):
               default=None, envvar="IMAGEFACTORY_CONFIG",
               help="The matrix file. Default: ./variants.yaml, else the one shipped with "
                    "imagefactory.")
+@click.option("--debug", is_flag=True, envvar="IMAGEFACTORY_DEBUG",
+              help="Show debug logs (engine calls among them) and full tracebacks. Also: "
+                   "IMAGEFACTORY_DEBUG=1.")
 @click.version_option(__version__, prog_name="imagefactory")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None) -> None:
+def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
     """Render, build, test and publish PyTorch images for AMD RDNA1 GPUs (gfx1010/gfx1012).
 
     Exit codes: 0 ok, 1 the job failed, 2 usage or configuration error.
     """
+    from . import log
     from .appstate import AppState
 
+    log.setup(debug)
     ctx.obj = AppState(config)
 
 
@@ -86,4 +93,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("imagefactory: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug: one line and where the traceback is, never a bare one
+        from . import log
+
+        path = log.write_crash_report(exc, argv)
+        if log.debug_requested(argv):
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+        where = f"; full traceback in {path}" if path else ""
+        click.echo(f"imagefactory: internal error: {log.one_line(exc)}{where} (please "
+                   "report it)", err=True)
+        sys.exit(EXIT_FAILED)
     sys.exit(0)

@@ -8,9 +8,11 @@ catches them.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from ..matrix.loader import Matrix, Variant
 from ..render.renderer import BuildContext
 
 __all__ = ["BASE_LABEL", "BuildOptions", "BuildResult", "Builder"]
+log = logging.getLogger(__name__)
 REVISION_ARG = "IMAGEFACTORY_REVISION"
 TAIL_LINES = 15
 
@@ -180,6 +183,7 @@ class Builder:
         self.cancel = cancel or threading.Event()
         self._revision_lock = threading.Lock()
         self._revision: str | None = None
+        self._logs: dict[tuple[str, str], Path] = {}  # the log of a build in progress
 
     def revision(self) -> str | None:
         """BuildOptions.revision, a callable one asked once."""
@@ -275,13 +279,40 @@ class Builder:
                     self.reporter.finished(result)
                     return result
             return self._build(variant, engine, tag, base_id)
-        except (_Failed, ImagefactoryError) as exc:  # e.g. docker-py could not connect
+        except (_Failed, ImagefactoryError) as exc:  # e.g. the engine could not be reached
             error = str(exc)
+            log.debug("%s on %s: %s", variant.name, engine, error, exc_info=True)
+            log_path = self._log_error(variant, engine, error, None)
         except Exception as exc:  # a bug must fail this variant, not hang the others
             error = f"{type(exc).__name__}: {_one_line(exc)}"
-        result = BuildResult(variant.name, engine, FAILED, tag=tag, error=error)
+            log.debug("%s on %s: unexpected error", variant.name, engine, exc_info=True)
+            log_path = self._log_error(variant, engine, error, exc)
+            error += f" (a bug; traceback in {log_path})" if log_path else " (a bug)"
+        result = BuildResult(variant.name, engine, FAILED, tag=tag, error=error,
+                             log_path=log_path)
         self.reporter.finished(result)
         return result
+
+    def _new_log(self, variant: Variant) -> Path:
+        self.options.log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
+        return self.options.log_dir / f"{variant.name}-{stamp}.log"
+
+    def _log_error(self, variant: Variant, engine: str, error: str,
+                   exc: BaseException | None) -> Path | None:
+        """Append the full error (with the traceback of an unexpected one) to the variant's
+        build log, made for it if the build never started; its path."""
+        path = self._logs.pop((variant.name, engine), None)
+        try:
+            path = path or self._new_log(variant)
+            with path.open("a", encoding="utf-8") as f:
+                f.write(f"# imagefactory: {variant.name} on {engine} failed: {error}\n")
+                if exc is not None:
+                    f.write("".join(traceback.format_exception(type(exc), exc,
+                                                               exc.__traceback__)))
+        except OSError:
+            return None
+        return path
 
     def _pull(self, engine: str, ref: str) -> None:
         repository, name = split_tag(ref.split("@", 1)[0])
@@ -298,9 +329,8 @@ class Builder:
 
         ctx = self.contexts[variant.name]
         data = context_tar(ctx)
-        self.options.log_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
-        log_path = self.options.log_dir / f"{variant.name}-{stamp}.log"
+        log_path = self._new_log(variant)
+        self._logs[(variant.name, engine)] = log_path
         self.reporter.started(variant.name, engine, len(data), len(ctx.files) + 1, log_path)
         started = time.monotonic()
         labels = self.build_labels(variant, base_id)
@@ -309,15 +339,15 @@ class Builder:
         if revision:
             buildargs[REVISION_ARG] = revision
         target = self.options.target if variant.name in self.targeted else None
-        with log_path.open("w", encoding="utf-8") as log:
-            log.write(f"# imagefactory build of {variant.name} ({tag}) on {engine}\n"
+        with log_path.open("w", encoding="utf-8") as out:
+            out.write(f"# imagefactory build of {variant.name} ({tag}) on {engine}\n"
                       f"# inputs hash {ctx.inputs_hash}, base {self.base_ref(variant)} "
                       f"{base_id or '(not in the engine)'}, context {len(data)} bytes"
                       + (f", target {target}" if target else "") + "\n")
 
             def on_line(text: str) -> None:
-                log.write(f"{datetime.now():%H:%M:%S} {text}\n")
-                log.flush()
+                out.write(f"{datetime.now():%H:%M:%S} {text}\n")
+                out.flush()
                 self.reporter.line(variant.name, text)
 
             stream = BuildStream(on_line, lambda s: self.reporter.step(variant.name, s))
@@ -339,15 +369,16 @@ class Builder:
                                      log_path=log_path, step=stream.step, error=error,
                                      log_tail=tuple(stream.tail))
             elif self.cancel.is_set():
-                log.write("# interrupted: not tagged\n")
+                out.write("# interrupted: not tagged\n")
                 result = BuildResult(variant.name, engine, CANCELLED, image_id, tag,
                                      duration, log_path)
             else:
                 repository, name = split_tag(tag)
                 self.engines[engine].tag(image_id, repository, name)
-                log.write(f"# tagged {tag} -> {image_id}\n")
+                out.write(f"# tagged {tag} -> {image_id}\n")
                 result = BuildResult(variant.name, engine, BUILT, image_id, tag, duration,
                                      log_path)
+        self._logs.pop((variant.name, engine), None)
         self.reporter.finished(result)
         return result
 

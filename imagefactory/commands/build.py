@@ -92,6 +92,7 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     from ..build.schedule import Scheduler, plan
     from ..engine.base import ContainerEngine
     from ..engine.docker_engine import default_address, open_engine
+    from ..paths import Paths
     from ..render.renderer import Renderer
 
     args = parse_build_args(build_args)
@@ -101,7 +102,7 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     project = state.project
     selected = state.select(variants, all_)
     order = plan(project.matrix, selected)
-    state_dir = project.output_dir.parent / ".imagefactory"
+    paths = Paths.for_output(project.output_dir)
     renderer = Renderer(project)
     contexts = {v.name: renderer.render(v) for v in order}
     addresses = list(dict.fromkeys(engines)) or [default_address()]
@@ -110,7 +111,7 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     names = [v.name for v in order]
     rebuild = names if no_cache else [v.name for v in selected] if force else []
     options = BuildOptions(
-        log_dir=log_dir or state_dir / "logs",
+        log_dir=log_dir or paths.logs,
         force=frozenset(rebuild), no_cache=no_cache, pull=pull,
         revision=partial(git_revision, project.root),
         target=target, build_args=args, targeted=frozenset(v.name for v in selected),

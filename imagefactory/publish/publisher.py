@@ -9,6 +9,7 @@ each tag names, and a publish record is written next to the test results.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -29,6 +30,7 @@ from ..matrix.loader import Matrix, Variant
 from ..verify.results import TestResult, result_path
 from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -185,6 +187,7 @@ def push_tag(engine: ContainerEngine, repository: str, tag: str,
     """Push one tag; every event is checked, since the engine reports most failures inside
     an HTTP 200 stream."""
     out = TagPush(tag)
+    log.debug("push %s:%s (%s)", repository, tag, "with a login" if auth else "no login")
     try:
         for event in engine.push(repository, tag, auth):
             if on_chunk:

@@ -141,3 +141,16 @@ def test_pull_failure_is_one_line_and_builds_nothing(fixture, fake, tmp_path) ->
     assert r.status == FAILED and r.error is not None
     assert r.error.startswith("--pull: cannot pull debian:bookworm-slim into fake: ")
     assert fake.builds == []
+
+
+def test_a_bug_fails_the_variant_with_its_traceback_in_the_build_log(fixture, fake,
+                                                                     tmp_path) -> None:
+    def broken(ref: str) -> None:
+        raise TypeError("planted")
+
+    fake.inspect_image = broken  # type: ignore[method-assign]
+    r = builder(fixture, fake, tmp_path).run(fixture.matrix.get("solo"), "fake", None)
+    assert r.status == FAILED and r.error is not None and r.log_path is not None
+    assert r.error == f"TypeError: planted (a bug; traceback in {r.log_path})"
+    text = r.log_path.read_text()
+    assert "failed: TypeError: planted" in text and "Traceback (most recent call last)" in text

@@ -6,4 +6,5 @@ bash scripts/setup-test-env.sh
 venv=${IMAGEFACTORY_VENV:-.venv}
 export PATH="$PWD/$venv/bin:$PATH"
 ruff check .
+mypy --strict imagefactory
 exec python -m pytest -q "$@"

@@ -1,10 +1,21 @@
 """Shared fixtures. Integration tests drive the real Docker engine (scripts/setup-test-env.sh
-starts one); nothing here is mocked."""
+starts one); nothing here is mocked.
+
+Markers say what a test needs and skip it cleanly without: `docker` (an engine answers;
+added by itself to every test using an engine fixture), `root`, `network` (PyPI or the
+Debian archive answer). CI sets IMAGEFACTORY_REQUIRE_DOCKER=1 so that a missing engine
+fails the run instead of skipping half of it.
+"""
 
 from __future__ import annotations
 
+import functools
 import io
+import os
+import socket
 import tarfile
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +24,56 @@ import pytest
 from imagefactory.project import Project
 
 REPO = Path(__file__).resolve().parent.parent
+ENGINE_FIXTURES = {"docker_client", "engine", "cpu_image"}
+# Labels every container this session makes, in this process and in the CLIs it runs.
+SESSION = uuid.uuid4().hex[:12]
+os.environ["IMAGEFACTORY_TEST_SESSION"] = SESSION
+# Names the suite gives what it creates in the engine (repositories, registry tags).
+SUITE_PREFIXES = ("iftest-", "pubtest-", "127.0.0.1:", "localhost:")
+
+
+@functools.cache
+def engine_answers() -> str | None:
+    """None when a Docker engine answers, else why not."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.close()
+    except Exception as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+@functools.cache
+def network_answers() -> bool:
+    for host in ("deb.debian.org", "pypi.org"):
+        try:
+            socket.create_connection((host, 80 if host.startswith("deb") else 443), 5).close()
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.docker)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.skip("needs root (device nodes, chown, a second dockerd)")
+    if item.get_closest_marker("docker"):
+        why = engine_answers()
+        if why is not None:
+            if os.environ.get("IMAGEFACTORY_REQUIRE_DOCKER") == "1":
+                pytest.fail(f"no Docker engine answers ({why}); run scripts/setup-test-env.sh")
+            pytest.skip(f"no Docker engine answers ({why})")
+    if item.get_closest_marker("network") and not network_answers():
+        pytest.skip("needs the network (PyPI or deb.debian.org)")
 
 
 @pytest.fixture(scope="session")
@@ -24,13 +85,46 @@ def project() -> Project:
 def docker_client() -> Iterator[object]:
     import docker
 
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # a missing engine must fail the run, never skip it
-        pytest.fail(f"no Docker engine answers ({exc}); run scripts/setup-test-env.sh")
+    client = docker.from_env()
     yield client
     client.close()
+
+
+def _suite_made(client) -> tuple[set[str], set[str]]:
+    """Tags named as the suite names them (compared with those there before the session:
+    the engine may be shared), and containers labelled with this session's id."""
+    from imagefactory.engine.containers import SESSION_LABEL
+
+    tags = {t for image in client.images.list() for t in image.tags
+            if t.startswith(SUITE_PREFIXES)}
+    containers = {c.id for c in client.containers.list(
+        all=True, filters={"label": f"{SESSION_LABEL}={SESSION}"})}
+    return tags, containers
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """At the end of the session: no image tag or container the suite created is left in
+    the engine (each test removes what it made; this holds them to it)."""
+    if engine_answers() is not None:
+        yield
+        return
+    import docker
+
+    client = docker.from_env()
+    before_tags, before_containers = _suite_made(client)
+    yield
+    deadline = time.monotonic() + 30  # a container's removal may still be under way
+    while True:
+        tags, containers = _suite_made(client)
+        tags -= before_tags
+        containers -= before_containers
+        if not containers or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    client.close()
+    assert not tags, f"the suite left image tags behind: {sorted(tags)}"
+    assert not containers, f"the suite left containers behind: {sorted(containers)}"
 
 
 @pytest.fixture(scope="session")

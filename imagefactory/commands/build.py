@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,9 @@ from ..errors import JobError, UsageError
 # Docker's stage names (and build-arg names: POSIX-ish identifiers).
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+if TYPE_CHECKING:
+    from ..appstate import AppState
 
 
 def parse_build_args(values: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -76,7 +80,7 @@ def git_revision(root: Path) -> str | None:
               help="Where each build's full log goes. Default: .imagefactory/logs next to "
                    "the rendered dockerfiles/.")
 @click.pass_obj
-def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
+def command(state: AppState, variants: tuple[str, ...], all_: bool, jobs: int | None,
             engines: tuple[str, ...], force: bool, no_cache: bool, pull: bool, progress: str,
             target: str | None, build_args: tuple[str, ...], log_dir: Path | None) -> None:
     """Build variants' images; tag each `<repository>:<variant>` only once it built.

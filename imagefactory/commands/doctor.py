@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import JobError
+
+if TYPE_CHECKING:
+    from ..appstate import AppState
 
 
 @click.command("doctor")
@@ -25,8 +29,8 @@ from ..errors import JobError
               help="Test results to rank the recommendations by (skipped if absent).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def command(state, sysfs_root: Path, dev_root: Path, engine_url: str | None, no_docker: bool,
-            docker_timeout: int, results_dir: Path, as_json: bool) -> None:
+def command(state: AppState, sysfs_root: Path, dev_root: Path, engine_url: str | None,
+            no_docker: bool, docker_timeout: int, results_dir: Path, as_json: bool) -> None:
     """Check this host: AMD GPUs and their arch, kernel driver, /dev/kfd and render node
     access, the Docker engine; recommend variants. Exit 0 when ready, 1 when not."""
     from ..host.doctor import Options, diagnose, format_text

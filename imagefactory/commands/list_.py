@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from ..appstate import AppState
 
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def command(state, as_json: bool) -> None:
+def command(state: AppState, as_json: bool) -> None:
     """Show the variant matrix: name, ROCm, torch, GPU targets, base image."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for v in state.project.variants():
         rows.append({
             "name": v.name,

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from ..render.ghmatrix import RUNNER, SOURCE_TIMEOUT_MINUTES, TIMEOUT_MINUTES
+
+if TYPE_CHECKING:
+    from ..appstate import AppState
 
 
 @click.command("matrix")
@@ -25,7 +29,7 @@ from ..render.ghmatrix import RUNNER, SOURCE_TIMEOUT_MINUTES, TIMEOUT_MINUTES
 @click.option("--gpu-only", is_flag=True,
               help="Only ROCm variants (the jobs for an AMD GPU test runner).")
 @click.pass_obj
-def command(state, variants: tuple[str, ...], fmt: str, runner: str, large_runner: str,
+def command(state: AppState, variants: tuple[str, ...], fmt: str, runner: str, large_runner: str,
             timeout: int, source_timeout: int, gpu_only: bool) -> None:
     """Print the build matrix: each variant with its runner, timeout, and whether it is a
     source build. Default: every variant of variants.yaml."""

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import JobError
+
+if TYPE_CHECKING:
+    from ..appstate import AppState
 
 
 @click.command("push")
@@ -33,7 +37,7 @@ from ..errors import JobError
 @click.option("--retries", type=click.IntRange(0, 10), default=3, show_default=True,
               help="Retries (with doubling waits) after a transient registry failure.")
 @click.pass_obj
-def command(state, variants: tuple[str, ...], registry: str, username: str | None,
+def command(state: AppState, variants: tuple[str, ...], registry: str, username: str | None,
             password_stdin: bool, skip_tests: bool, results_dir: Path, engine: str | None,
             retries: int) -> None:
     """Push VARIANT images that passed `imagefactory test` to a registry.

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ..errors import JobError
+
+if TYPE_CHECKING:
+    from ..appstate import AppState
 
 
 @click.command("render")
@@ -13,7 +18,7 @@ from ..errors import JobError
               help="Write nothing; exit 1 naming each rendered file that differs from what "
                    "the templates produce.")
 @click.pass_obj
-def command(state, variants: tuple[str, ...], check: bool) -> None:
+def command(state: AppState, variants: tuple[str, ...], check: bool) -> None:
     """Render Dockerfiles from variants.yaml and the templates (all variants by default)."""
     from ..render.renderer import Renderer, drifted, write_rendered
 

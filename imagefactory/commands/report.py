@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import ImagefactoryError
+
+if TYPE_CHECKING:
+    from ..appstate import AppState
 
 
 @click.command("report")
@@ -19,7 +23,7 @@ from ..errors import ImagefactoryError
               help="Where COMPATIBILITY.md, compatibility.json and compatibility.png go.")
 @click.option("--no-png", is_flag=True, help="Skip the heatmap picture.")
 @click.pass_obj
-def command(state, results_dirs: tuple[Path, ...], out_dir: Path, no_png: bool) -> None:
+def command(state: AppState, results_dirs: tuple[Path, ...], out_dir: Path, no_png: bool) -> None:
     """Write the compatibility report: each tested variant against each conv check case,
     with the class of every cell (ok, hang, aperture-violation, ...) and its time, the GPU
     and profile each result came from, and a summary line per variant."""

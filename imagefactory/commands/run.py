@@ -11,6 +11,7 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,10 @@ from ..errors import JobError, UsageError
 
 SHM_SIZE = "8g"
 WORKDIR = "/work"
+
+if TYPE_CHECKING:
+    from ..appstate import AppState
+    from ..matrix.loader import Matrix, Variant
 
 
 def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, str]],
@@ -68,9 +73,9 @@ def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, st
 @click.option("--sysfs-root", type=click.Path(path_type=Path, file_okay=False), default="/sys",
               show_default=True, help="Where sysfs is (to number the AMD GPUs for --gpu).")
 @click.pass_obj
-def command(state, variant: str, cmd: tuple[str, ...], profile: str | None, gpu: int | None,
-            devices: tuple[str, ...], print_only: bool, workdir: bool, network: str | None,
-            engine: str | None, dev_root: Path, sysfs_root: Path) -> None:
+def command(state: AppState, variant: str, cmd: tuple[str, ...], profile: str | None,
+            gpu: int | None, devices: tuple[str, ...], print_only: bool, workdir: bool,
+            network: str | None, engine: str | None, dev_root: Path, sysfs_root: Path) -> None:
     """Run VARIANT's image with the GPU passed through: /dev/kfd and the render nodes, the
     host's video/render group ids, seccomp unconfined, host IPC. Standard input is passed on;
     a terminal gets a TTY; the container is always removed afterwards. Example:
@@ -126,13 +131,14 @@ def _amd_gpu_devices(sysfs_root: Path, dev_root: Path, gpu: int) -> tuple[str, .
         raise UsageError(f"--gpu {gpu}: this host has {len(gpus)} AMD GPU(s) "
                          "(`imagefactory doctor` lists them)")
     node = gpus[gpu].render_node
+    assert node is not None  # only GPUs with a render node were kept
     if not (dev_root / "dri" / node).exists():
         raise JobError(f"GPU {gpu} ({gpus[gpu].name}) has no {dev_root / 'dri' / node}: "
                        "`imagefactory doctor` says why")
     return (f"{dev_root / 'kfd'}:/dev/kfd", f"{dev_root / 'dri' / node}:/dev/dri/{node}")
 
 
-def _require_image(matrix, v, engine: str | None) -> None:
+def _require_image(matrix: Matrix, v: Variant, engine: str | None) -> None:
     """Say `imagefactory build` instead of docker's "pull access denied" for a local tag."""
     from ..engine.docker_engine import open_engine
     from ..engine.images import find_built

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import JobError, UsageError
+
+if TYPE_CHECKING:
+    from ..appstate import AppState
 
 
 @click.command("test")
@@ -29,9 +33,9 @@ from ..errors import JobError, UsageError
 @click.option("--run-id", default=None, hidden=True, envvar="IMAGEFACTORY_RUN_ID",
               help="Label value (io.imagefactory.run) for this run's containers.")
 @click.pass_obj
-def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile: str | None,
-            quick: bool, timeout: float | None, cases: str | None, results_dir: Path,
-            engine: str | None, run_id: str | None) -> None:
+def command(state: AppState, variants: tuple[str, ...], devices: tuple[str, ...],
+            profile: str | None, quick: bool, timeout: float | None, cases: str | None,
+            results_dir: Path, engine: str | None, run_id: str | None) -> None:
     """Test built images: start each with the GPU devices passed through, run the testinfra
     suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
     check and every conv case of every variant passed."""

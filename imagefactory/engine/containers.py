@@ -9,6 +9,7 @@ whose create call was interrupted before its id came back.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import uuid
@@ -20,6 +21,10 @@ from .base import ContainerEngine, ContainerInfo, ContainerSpec
 
 ROLE_LABEL = "io.imagefactory.role"
 RUN_LABEL = "io.imagefactory.run"
+# A test suite sets IMAGEFACTORY_TEST_SESSION so that it can find (and assert gone) every
+# container made on its behalf, also by the CLI processes it runs, on a shared engine.
+SESSION_ENV = "IMAGEFACTORY_TEST_SESSION"
+SESSION_LABEL = "io.imagefactory.test-session"
 
 
 def new_run_id() -> str:
@@ -79,8 +84,10 @@ class TrackedContainer:
                  run_id: str | None = None) -> None:
         self.engine = engine
         self.run_id = run_id or new_run_id()
-        self.spec = replace(spec, labels={**spec.labels, ROLE_LABEL: role,
-                                          RUN_LABEL: self.run_id})
+        labels = {**spec.labels, ROLE_LABEL: role, RUN_LABEL: self.run_id}
+        if os.environ.get(SESSION_ENV):
+            labels[SESSION_LABEL] = os.environ[SESSION_ENV]
+        self.spec = replace(spec, labels=labels)
         self.container: ContainerInfo | None = None
         self._id: str | None = None
 

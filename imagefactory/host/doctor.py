@@ -402,6 +402,7 @@ def format_text(d: Diagnosis) -> str:
         lines.append(f"  {tag}{r.variant or '(none needed)'}: {r.reason}")
     for n in d.notes:
         lines.append(f"note: {n}")
-    n = len(d.problems)
-    lines.append("Ready: yes" if d.ready else f"Ready: no ({n} problem{'s' if n != 1 else ''})")
+    count = len(d.problems)
+    lines.append("Ready: yes" if d.ready
+                 else f"Ready: no ({count} problem{'s' if count != 1 else ''})")
     return "\n".join(lines)

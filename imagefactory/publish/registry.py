@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import JobError, UsageError
 
@@ -108,7 +109,7 @@ class Target:
         return f"{'http' if insecure else 'https'}://{self.host}"
 
 
-def engine_treats_insecure(target: Target, registry_config: dict | None) -> bool:
+def engine_treats_insecure(target: Target, registry_config: dict[str, Any] | None) -> bool:
     """Whether the engine talks plain HTTP to `target` (loopback, or configured insecure)."""
     if target.is_loopback:
         return True
@@ -185,7 +186,7 @@ def _token(challenge: str, name: str, creds: Credentials | None, timeout: float)
                             f"{status}", transient=status >= 500)
     try:
         data = json.loads(body)
-        return data.get("token") or data["access_token"]
+        return str(data.get("token") or data["access_token"])
     except (ValueError, KeyError, TypeError):
         raise RegistryError(f"the registry's token service ({_origin(url)}) sent no token"
                             ) from None

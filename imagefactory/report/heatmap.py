@@ -4,7 +4,7 @@ horizontally; there are ~50 cases and a handful of variants."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -68,7 +68,7 @@ def render(compat: Compatibility) -> tuple[Image.Image, dict[tuple[int, str], Bo
     font, bold = _font(FONT_SIZE), _font(FONT_SIZE + 1)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
-    def width(text: str, f=font) -> int:
+    def width(text: str, f: Any = font) -> int:
         return int(probe.textlength(text, font=f))
 
     label_w = max([width(c) for c in compat.cases] + [60]) + 2 * PAD

@@ -59,6 +59,7 @@ def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
                           stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.root
 def test_print_rocm_variant_with_stand_in_devices(tmp_path: Path, capsys) -> None:
     dev = stand_in_dev(tmp_path / "dev")
     gids = sorted({4242, *(int(g.split("=")[1]) for g in video_gid())})
@@ -72,6 +73,7 @@ def test_print_rocm_variant_with_stand_in_devices(tmp_path: Path, capsys) -> Non
         *ROCM_ENV[:4], "imagefactory:rocm62-native", "python3", "-c", "print('a b')"]
 
 
+@pytest.mark.root
 def test_print_profile_env_and_engine(tmp_path: Path, capsys) -> None:
     dev = stand_in_dev(tmp_path / "dev")
     argv = printed(capsys, "rocm62-patched", "--profile=find-fast", f"--dev-root={dev}",
@@ -85,6 +87,7 @@ def test_print_profile_env_and_engine(tmp_path: Path, capsys) -> None:
     assert argv[-1] == "imagefactory:rocm62-patched"
 
 
+@pytest.mark.root
 def test_print_gpu_n_counts_amd_gpus_only(tmp_path: Path, capsys) -> None:
     """On the two-GPU fixture renderD128 is an Intel iGPU: --gpu 1 is the RX 5500 XT."""
     dev = stand_in_dev(tmp_path / "dev", minors=(128, 129, 130))
@@ -94,6 +97,7 @@ def test_print_gpu_n_counts_amd_gpus_only(tmp_path: Path, capsys) -> None:
         f"--device={dev}/kfd:/dev/kfd", f"--device={dev}/dri/renderD130:/dev/dri/renderD130"]
 
 
+@pytest.mark.root
 def test_print_gpu_n_without_sysfs_counts_render_nodes(tmp_path: Path, capsys) -> None:
     dev = stand_in_dev(tmp_path / "dev", minors=(128, 129))
     argv = printed(capsys, "rocm62-native", "--gpu=1", f"--dev-root={dev}",

@@ -53,6 +53,7 @@ def machine(name: str) -> str:
     return f"--sysfs-root={SYSFS / name}"
 
 
+@pytest.mark.root
 def test_rx5600xt_ready(tmp_path: Path, capsys) -> None:
     dev = make_dev(tmp_path / "dev")
     code, out, err = doctor(capsys, machine("rx5600xt"), f"--dev-root={dev}", "--no-docker")
@@ -66,6 +67,7 @@ def test_rx5600xt_ready(tmp_path: Path, capsys) -> None:
                     "rocm52-torch113"]
 
 
+@pytest.mark.root
 def test_rx5500xt_gets_wheel_variants_through_the_override(tmp_path: Path, project) -> None:
     d = diagnose(project.matrix, Options(sysfs_root=SYSFS / "rx5500xt",
                                          dev_root=make_dev(tmp_path / "dev"), docker=False))
@@ -75,6 +77,7 @@ def test_rx5500xt_gets_wheel_variants_through_the_override(tmp_path: Path, proje
                for r in d.recommendations)
 
 
+@pytest.mark.root
 def test_rdna2_needs_no_workaround(tmp_path: Path, capsys) -> None:
     dev = make_dev(tmp_path / "dev")
     code, out, _ = doctor(capsys, machine("rx6800xt"), f"--dev-root={dev}", "--no-docker")
@@ -82,6 +85,7 @@ def test_rdna2_needs_no_workaround(tmp_path: Path, capsys) -> None:
     assert "(none needed): gfx1030 (RDNA2) needs none of these RDNA1 workarounds" in out
 
 
+@pytest.mark.root
 def test_two_gpus(tmp_path: Path, capsys) -> None:
     dev = make_dev(tmp_path / "dev", minors=(128, 129, 130))
     code, out, _ = doctor(capsys, machine("two-gpus"), f"--dev-root={dev}", "--no-docker",
@@ -102,6 +106,7 @@ def test_no_amd_gpu_gets_cpu(tmp_path: Path, capsys) -> None:
     assert "  cpu: no AMD GPU found" in out
 
 
+@pytest.mark.root
 @pytest.mark.parametrize(("name", "what"), [
     ("truncated-node", "properties:17: expected `name value`, got 'simd_per'"),
     ("garbage-node", "properties: binary data where `name value` lines were expected"),
@@ -126,6 +131,7 @@ def test_driver_not_loaded(tmp_path: Path, capsys) -> None:
     assert "gfx1010 (from PCI id)" in out
 
 
+@pytest.mark.root
 def test_missing_render_node(tmp_path: Path, capsys) -> None:
     dev = make_dev(tmp_path / "dev", minors=(129,))
     code, out, _ = doctor(capsys, machine("rx5600xt"), f"--dev-root={dev}", "--no-docker")
@@ -133,6 +139,7 @@ def test_missing_render_node(tmp_path: Path, capsys) -> None:
     assert f"FAIL  {dev}/dri/renderD128 (AMD Radeon RX 5600 XT / 5700 / 5700 XT) is missing" in out
 
 
+@pytest.mark.root
 def test_user_not_in_the_group(tmp_path: Path) -> None:
     dev = make_dev(tmp_path / "dev", gid=4242, mode=0o660)
     c = check_node(dev / "kfd", ALICE, "kfd")
@@ -142,6 +149,7 @@ def test_user_not_in_the_group(tmp_path: Path) -> None:
                     "apply to new logins)"
 
 
+@pytest.mark.root
 def test_user_added_but_not_logged_in_again(tmp_path: Path) -> None:
     dev = make_dev(tmp_path / "dev", gid=4242, mode=0o660)
     added = Identity(1000, "alice", frozenset({1000}), frozenset({1000, 4242}))
@@ -149,24 +157,28 @@ def test_user_added_but_not_logged_in_again(tmp_path: Path) -> None:
     assert c.ok is False and "log out and back in (or run `newgrp 4242`" in c.fix
 
 
+@pytest.mark.root
 def test_user_in_the_group_can_open(tmp_path: Path) -> None:
     dev = make_dev(tmp_path / "dev", gid=4242, mode=0o660)
     member = Identity(1000, "alice", frozenset({1000, 4242}), frozenset({1000, 4242}))
     assert check_node(dev / "kfd", member, "kfd").ok is True
 
 
+@pytest.mark.root
 def test_group_without_rw_bits(tmp_path: Path) -> None:
     dev = make_dev(tmp_path / "dev", gid=4242, mode=0o600)
     c = check_node(dev / "kfd", ALICE, "kfd")
     assert c.ok is False and c.fix.startswith(f"sudo chmod g+rw {dev}/kfd")
 
 
+@pytest.mark.root
 def test_stand_in_files_are_flagged(tmp_path: Path) -> None:
     dev = make_dev(tmp_path / "dev", char=False)
     c = check_node(dev / "kfd", Identity.of_process(), "kfd")
     assert c.ok is True and "not a character device: a stand-in?" in c.detail
 
 
+@pytest.mark.root
 def test_group_problem_in_the_full_report(tmp_path: Path, project) -> None:
     dev = make_dev(tmp_path / "dev", gid=4242, mode=0o660)
     d = diagnose(project.matrix, Options(sysfs_root=SYSFS / "rx5600xt", dev_root=dev,
@@ -193,6 +205,7 @@ def test_docker_answers(tmp_path: Path, capsys, docker_client) -> None:
     assert code == 0 and "ok    Docker engine " in out
 
 
+@pytest.mark.root
 def test_results_rank_recommendations(tmp_path: Path, project) -> None:
     """A variant that passed its tests on this arch comes first, with its score."""
     conv = tuple(ConvCase(f"case{i}", "ok", 0.1) for i in range(3))

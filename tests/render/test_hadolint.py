@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from matrix_params import names
 
 from imagefactory.render.renderer import Renderer
 
 REPO = Path(__file__).resolve().parents[2]
-VARIANTS = ["rocm52-torch113", "rocm52-torch20", "rocm54-source", "rocm62-patched",
-            "rocm62-native", "cpu"]
+VARIANTS = names()
 
 
 @pytest.fixture(scope="module")

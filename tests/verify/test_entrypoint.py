@@ -54,12 +54,14 @@ def test_no_devices_names_kfd_and_the_fix(cpu_image: str) -> None:
     assert (r.returncode, r.stdout) == (3, "ran as 1000\n")  # the command still ran
 
 
+@pytest.mark.root
 def test_devices_without_group_add_name_the_gid(cpu_image: str, tmp_path: Path) -> None:
     r = run(cpu_image, *devices(tmp_path))
     assert r.stderr == PREFIX + "/dev/kfd cannot be opened by uid 1000: add --group-add 4242\n"
     assert (r.returncode, r.stdout) == (3, "ran as 1000\n")
 
 
+@pytest.mark.root
 def test_render_node_in_another_group(cpu_image: str, tmp_path: Path) -> None:
     r = run(cpu_image, *devices(tmp_path, render_gid=4343), "--group-add=4242")
     assert r.stderr == PREFIX + ("/dev/dri/renderD128 cannot be opened by uid 1000: "
@@ -67,12 +69,14 @@ def test_render_node_in_another_group(cpu_image: str, tmp_path: Path) -> None:
     assert r.returncode == 3
 
 
+@pytest.mark.root
 def test_kfd_without_a_render_node(cpu_image: str, tmp_path: Path) -> None:
     r = run(cpu_image, *devices(tmp_path, render=False), "--group-add=4242")
     assert r.stderr == PREFIX + ("no /dev/dri/renderD* node: run with --device=/dev/dri "
                                  "(or --device=/dev/dri/renderD128)\n")
 
 
+@pytest.mark.root
 def test_with_group_add_it_is_silent(cpu_image: str, tmp_path: Path) -> None:
     r = run(cpu_image, *devices(tmp_path), "--group-add=4242")
     assert (r.returncode, r.stdout, r.stderr) == (3, "ran as 1000\n", "")
@@ -91,6 +95,7 @@ def test_command_replaces_the_entrypoint_shell(cpu_image: str) -> None:
     assert r.stdout.split("\0")[0] == "cat"
 
 
+@pytest.mark.root
 def test_flags_from_run_print_make_the_devices_usable(cpu_image: str, tmp_path: Path) -> None:
     """The device and --group-add flags `imagefactory run --print` generates for a ROCm
     variant, applied to the cpu image told it is a ROCm one: the entrypoint is satisfied."""

@@ -183,6 +183,7 @@ def _stand_in_device(path: Path, gid: int) -> str:
     return str(path)
 
 
+@pytest.mark.root
 @pytest.mark.docker
 def test_devices_pass_through_and_open_through_the_added_group(docker_client, engine, cpu_image,
                                                                tmp_path) -> None:

@@ -132,17 +132,27 @@ class Plan:
         return self.built.variant
 
 
-def gate(built: BuiltImage, results_dir: Path, skip_tests: bool) -> TestResult | None:
+def gate(built: BuiltImage, results_dir: Path, skip_tests: bool,
+         allow_quick: bool = False) -> TestResult | None:
     """The passing test result of this exact image, or a JobError naming the test to run.
 
-    With skip_tests, whatever result exists is returned (for the record) and nothing is
-    refused."""
+    Only a full run counts, unless allow_quick lets a --quick (or --cases) run stand in when
+    there is no full one. With skip_tests, whatever result exists is returned (for the record)
+    and nothing is refused."""
     name = built.variant.name
     path = result_path(results_dir, name)
     result = TestResult.load(results_dir, name)
+    partial = [s for s in ("quick", "subset") if result_path(results_dir, name, s).exists()]
+    if result is None and (allow_quick or skip_tests) and partial:
+        path = result_path(results_dir, name, partial[0])
+        result = TestResult.load(results_dir, name, partial[0])
     if skip_tests:
         return result
     run = f"run `imagefactory test {name}`"
+    if result is None and partial:
+        raise JobError(f"{name}: image {built.short_id} has only a {partial[0]} test result "
+                       f"({result_path(results_dir, name, partial[0])}); {run} (the full "
+                       f"check) first, or push with --allow-quick")
     if result is None:
         raise JobError(f"{name}: image {built.short_id} has no test result ({path} does not "
                        f"exist); {run} first")
@@ -160,7 +170,7 @@ def gate(built: BuiltImage, results_dir: Path, skip_tests: bool) -> TestResult |
 
 
 def plan(client: docker.DockerClient, matrix: Matrix, variant: Variant, target: Target,
-         results_dir: Path, skip_tests: bool) -> Plan:
+         results_dir: Path, skip_tests: bool, allow_quick: bool = False) -> Plan:
     built = find_built(client, matrix, variant)
     if built is None:
         raise JobError(f"{variant.name}: no image {matrix.repository}:{variant.name} in the "
@@ -169,7 +179,7 @@ def plan(client: docker.DockerClient, matrix: Matrix, variant: Variant, target: 
     if not built.inputs_hash:
         raise JobError(f"{variant.name}: image {built.short_id} has no inputs-hash label (not "
                        f"built by imagefactory); run `imagefactory build {variant.name}`")
-    result = gate(built, results_dir, skip_tests)
+    result = gate(built, results_dir, skip_tests, allow_quick)
     return Plan(built, matrix.repository, target.repository(matrix.repository),
                 publish_tags(variant, built.inputs_hash, untested=skip_tests),
                 result, skip_tests)

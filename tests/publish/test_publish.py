@@ -272,9 +272,24 @@ def errors(proc: subprocess.CompletedProcess[str]) -> list[str]:
 def tested(setup: dict) -> Path:
     proc = cli(setup, "test", "cpu", "--quick", "--results", str(setup["results"]))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = TestResult.load(setup["results"], "cpu")
+    result = TestResult.load(setup["results"], "cpu", "quick")
     assert result is not None and result.passed and result.image_id == setup["image_id"]
+    assert result.scope == "quick" and TestResult.load(setup["results"], "cpu") is None
     return setup["results"]
+
+
+@pytest.mark.docker
+def test_push_needs_a_full_run_unless_told(setup: dict, tested: Path,
+                                           open_registry: Registry) -> None:
+    """A quick run is kept beside the full result, and alone it does not publish."""
+    proc = cli(setup, "push", "cpu", "--registry", f"{open_registry.host}/quickonly",
+               "--results", str(tested))
+    assert proc.returncode == 1
+    assert errors(proc) == [
+        f"imagefactory: error: cpu: image {setup['image_id'].removeprefix('sha256:')[:12]} has "
+        f"only a quick test result ({tested / 'cpu.quick.json'}); run `imagefactory test cpu` "
+        "(the full check) first, or push with --allow-quick"]
+    assert open_registry.repositories() == []
 
 
 def _registry(setup: dict, tmp_path_factory, label: str,
@@ -300,7 +315,7 @@ def auth_registry(setup: dict, tmp_path_factory) -> Iterator[Registry]:
 
 @pytest.fixture(scope="module")
 def first_push(setup: dict, tested: Path, open_registry: Registry) -> dict:
-    proc = cli(setup, "push", "cpu", "--registry", f"{open_registry.host}/it",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{open_registry.host}/it",
                "--results", str(tested))
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tested / "cpu.publish.json").read_text())
@@ -343,7 +358,7 @@ def test_push_tested_image_and_pull_it_back(setup: dict, first_push: dict,
 def test_repush_uploads_no_layer(setup: dict, first_push: dict, tested: Path,
                                  open_registry: Registry) -> None:
     start = time.monotonic()
-    proc = cli(setup, "push", "cpu", "--registry", f"{open_registry.host}/it",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{open_registry.host}/it",
                "--results", str(tested))
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tested / "cpu.publish.json").read_text())
@@ -364,7 +379,7 @@ def test_untested_image_is_refused(setup: dict, open_registry: Registry, case: s
         _result("sha256:" + "e" * 64).save(results)
     elif case == "failed":
         _result(setup["image_id"], passed=False).save(results)
-    proc = cli(setup, "push", "cpu", "--registry", f"{open_registry.host}/{case}",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{open_registry.host}/{case}",
                "--results", str(results))
     assert proc.returncode == 1
     assert proc.stdout == ""
@@ -380,7 +395,8 @@ def test_skip_tests_warns_and_marks_the_publish(setup: dict, first_push: dict,
                                                 open_registry: Registry) -> None:
     results = setup["root"] / "results-emergency"
     _result(setup["image_id"], passed=False).save(results)
-    proc = cli(setup, "push", "cpu", "--registry", f"{open_registry.host}/emergency",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry",
+               f"{open_registry.host}/emergency",
                "--results", str(results), "--skip-tests")
     assert proc.returncode == 0, proc.stderr
     assert "warning: --skip-tests" in proc.stderr
@@ -396,7 +412,7 @@ def test_skip_tests_warns_and_marks_the_publish(setup: dict, first_push: dict,
 def test_wrong_password_is_one_line_and_pushes_nothing(setup: dict, tested: Path,
                                                       auth_registry: Registry) -> None:
     blobs = auth_registry.blobs()
-    proc = cli(setup, "push", "cpu", "--registry", f"{auth_registry.host}/wrongpw",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{auth_registry.host}/wrongpw",
                "--results", str(tested), "--username", USER, "--password-stdin",
                stdin=WRONG_PASSWORD + "\n")
     assert proc.returncode == 1
@@ -412,7 +428,7 @@ def test_wrong_password_is_one_line_and_pushes_nothing(setup: dict, tested: Path
 def test_push_with_login_from_environment(setup: dict, tested: Path,
                                           auth_registry: Registry) -> None:
     env = {credentials.ENV_USER: USER, credentials.ENV_PASSWORD: PASSWORD}
-    proc = cli(setup, "push", "cpu", "--registry", f"{auth_registry.host}/authed",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{auth_registry.host}/authed",
                "--results", str(tested), env=env)
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tested / "cpu.publish.json").read_text())
@@ -428,7 +444,7 @@ def test_push_with_login_from_environment(setup: dict, tested: Path,
 @pytest.mark.docker
 def test_registry_not_running(setup: dict, tested: Path) -> None:
     start = time.monotonic()
-    proc = cli(setup, "push", "cpu", "--registry", f"127.0.0.1:{free_port()}/gone",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"127.0.0.1:{free_port()}/gone",
                "--results", str(tested), "--retries", "2")
     elapsed = time.monotonic() - start
     assert proc.returncode == 1

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -444,8 +445,8 @@ def test_push_with_login_from_environment(setup: dict, tested: Path,
 @pytest.mark.docker
 def test_registry_not_running(setup: dict, tested: Path) -> None:
     start = time.monotonic()
-    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"127.0.0.1:{free_port()}/gone",
-               "--results", str(tested), "--retries", "2")
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry",
+               f"127.0.0.1:{free_port()}/gone", "--results", str(tested), "--retries", "2")
     elapsed = time.monotonic() - start
     assert proc.returncode == 1
     assert "retry 1/2 in 2s" in proc.stderr and "retry 2/2 in 4s" in proc.stderr
@@ -465,7 +466,8 @@ def test_registry_stopped_mid_push(setup: dict, tested: Path, tmp_path_factory,
     reg = _registry(setup, tmp_path_factory, "registry-dies")
     target = Target.parse(f"{reg.host}/dies")
     matrix = Project.locate(setup["config"]).matrix
-    p = plan(docker_client, matrix, matrix.get("cpu"), target, tested, skip_tests=False)
+    p = plan(docker_client, matrix, matrix.get("cpu"), target, tested, skip_tests=False,
+             allow_quick=True)
     lines: list[str] = []
 
     def kill_on_first_layer(chunk: dict) -> None:
@@ -515,3 +517,23 @@ def test_secrets_appear_nowhere(setup: dict, tested: Path, docker_client) -> Non
     found = [(where, n[:6]) for where, text in haystacks.items() for n in needles if n in text]
     assert not found
     assert sum("registry.log" in where for where in haystacks) == len(setup["registries"])
+
+
+@pytest.mark.docker
+def test_failed_push_leaves_no_tags_and_marks_the_record_stale(setup: dict, tested: Path,
+                                                               tmp_path: Path,
+                                                               docker_client) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(tested / "cpu.quick.json", results / "cpu.quick.json")
+    previous = {"variant": "cpu", "digest": "sha256:" + "c" * 64, "tags": ["cpu"]}
+    (results / "cpu.publish.json").write_text(json.dumps(previous))
+    host = f"127.0.0.1:{free_port()}"
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{host}/gone",
+               "--results", str(results), "--retries", "0")
+    assert proc.returncode == 1, proc.stderr
+    left = [t for img in docker_client.images.list() for t in img.tags if t.startswith(host)]
+    assert left == []
+    record = json.loads((results / "cpu.publish.json").read_text())
+    assert record["stale"] is True and record["digest"] == previous["digest"]
+    assert "failed" in record["stale_reason"] and record["stale_since"]

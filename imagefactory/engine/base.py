@@ -146,8 +146,9 @@ class ContainerEngine(abc.ABC):
         """Point `repository:tag` at `image` (moving it if it exists)."""
 
     @abc.abstractmethod
-    def remove_image(self, ref: str, *, force: bool = False) -> bool:
-        """Remove a tag or image; False when there was none."""
+    def remove_image(self, ref: str, *, force: bool = False, prune: bool = True) -> bool:
+        """Remove a tag or image (prune: also its untagged parents); False when there was
+        none."""
 
     @abc.abstractmethod
     def list_images(self, *, label: str | None = None, repository: str | None = None

@@ -302,13 +302,14 @@ class DockerEngine(ContainerEngine):
         self._call(f"tag {repository}:{tag}",
                    lambda: api.tag(image, repository, tag=tag, force=True))
 
-    def remove_image(self, ref: str, *, force: bool = False) -> bool:
+    def remove_image(self, ref: str, *, force: bool = False, prune: bool = True) -> bool:
         from docker.errors import ImageNotFound, NotFound
 
         api = self.client.api
         try:
             self._call(f"remove {ref}", lambda: _not_found_passes(
-                lambda: api.remove_image(ref, force=force), (ImageNotFound, NotFound)))
+                lambda: api.remove_image(ref, force=force, noprune=not prune),
+                (ImageNotFound, NotFound)))
         except _NotFound:
             return False
         return True

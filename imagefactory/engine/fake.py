@@ -143,7 +143,7 @@ class FakeEngine(ContainerEngine):
             raise EngineError(f"engine {self.address}: no such image {image}", status=404)
         self.refs[f"{repository}:{tag}"] = found.id
 
-    def remove_image(self, ref: str, *, force: bool = False) -> bool:
+    def remove_image(self, ref: str, *, force: bool = False, prune: bool = True) -> bool:
         self._check(f"remove {ref}")
         if ref in self.refs:
             del self.refs[ref]

@@ -23,7 +23,7 @@ from ..host.gpuinfo import decode_gfx
 from ..matrix.loader import Matrix, Variant
 from .manifest import Manifest
 from .manifest import collect as collect_manifest
-from .results import Check, ConvCase, TestResult
+from .results import Check, ConvCase, TestResult, profile_label
 
 log = logging.getLogger(__name__)
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
@@ -98,7 +98,7 @@ class Tester:
         suite_seconds = conv_seconds = 0.0
         devices = ", ".join(d.container for d in self.access.devices) or "none"
         self.echo(f"{variant.name}: testing {built.tag} ({built.short_id}), profile "
-                  f"{profile.name if profile else 'none'}, devices {devices}")
+                  f"{profile_label(profile.name if profile else None)}, devices {devices}")
         spec = ContainerSpec(
             built.image_id, labels={"io.imagefactory.variant": variant.name},
             name=f"imagefactory-test-{variant.name}-{self.options.run_id or 'x'}",
@@ -125,8 +125,7 @@ class Tester:
                 checks += self.run_suite(container, built, env)
                 suite_seconds = time.monotonic() - t
                 self._echo_checks(checks)
-                self.echo(f"  suite: {sum(c.passed for c in checks)}/{len(checks)} checks "
-                          f"passed ({suite_seconds:.1f} s)")
+                self.echo(f"  suite: {suite_seconds:.1f} s")
                 manifest = collect_manifest(self.engine, container.id, variant.name,
                                             built.image_id, variant.torch.version)
                 manifest_path = manifest.save(self.options.results_dir)
@@ -142,6 +141,9 @@ class Tester:
                 conv_seconds = time.monotonic() - t
                 checks.append(conv_check)
                 self.echo(f"  conv: {conv_check.detail} ({conv_seconds:.1f} s)")
+            # One count, the one the result and the report carry: every check, the
+            # container start and the conv check included.
+            self.echo(f"  checks: {sum(c.passed for c in checks)}/{len(checks)} passed")
         finally:
             if container is not None:
                 tracked.__exit__(None, None, None)
@@ -154,6 +156,7 @@ class Tester:
             inputs_hash=built.inputs_hash, device=self.conv_device(variant),
             devices=tuple(f"{d.host}:{d.container}" for d in self.access.devices),
             quick=self.options.quick,
+            scope="quick" if self.options.quick else "subset" if self.options.cases else "full",
             # As the image reports them: the conv check's, else the manifest's.
             torch=conv_info.get("torch") or (manifest.torch if manifest else None),
             hip=conv_info.get("hip") or (manifest.hip if manifest else None),

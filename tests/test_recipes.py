@@ -139,7 +139,7 @@ def test_rocm52_torch20_is_gfx1030_with_the_override(rendered, project) -> None:
     assert "gfx1010" not in st["torch-builder"].env
     assert 'HSA_OVERRIDE_GFX_VERSION="10.3.0"' in st["runtime"].env
     variant = project.matrix.get("rocm52-torch20")
-    assert variant.gfx_targets == ("gfx1030",)
+    assert variant.recipe["torch_arch"] == "gfx1030"
     assert variant.default_profile is not None and variant.default_profile.name == "override"
     assert "override" in variant.description and "gfx1030" in variant.description
 

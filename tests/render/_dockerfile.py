@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from dockerfile_parse import DockerfileParser
 
-DEFAULT_SHELL = ("/bin/sh", "-c")
+DEFAULT_SHELL: tuple[str, ...] = ("/bin/sh", "-c")
 
 
 @dataclass

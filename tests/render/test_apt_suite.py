@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,16 +17,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagefactory.errors import ConfigError
+from imagefactory.project import Project
 from imagefactory.render import Renderer
 
 ROCM = ["rocm52-torch113", "rocm52-torch20", "rocm54-source", "rocm62-patched", "rocm62-native"]
 APT_LINE = re.compile(r"https://repo\.radeon\.com/rocm/apt/(\S+) (\S+) main")
 
 
+def apt_suite_rule(project: Project) -> Callable[[str, str], str]:
+    """rocm-macros.j2's rocm_apt_suite(rocm, codename) as a Python function."""
+    module = Renderer(project).env.get_template("rocm-macros.j2").module
+    rule = module.rocm_apt_suite  # type: ignore[attr-defined]
+    return lambda rocm, codename: str(rule(rocm, codename))
+
+
 @pytest.fixture(scope="module")
-def suite(project):
-    macros = Renderer(project).env.get_template("rocm-macros.j2").module
-    return lambda rocm, codename: str(macros.rocm_apt_suite(rocm, codename))
+def suite(project: Project) -> Callable[[str, str], str]:
+    return apt_suite_rule(project)
 
 
 # (ROCm release, Ubuntu codename, distribution AMD published it under). Sources: ROCm/ROCm-docker
@@ -60,8 +68,7 @@ def test_suite_matches_known_history(suite, rocm: str, codename: str, expected: 
        codename=st.sampled_from(["focal", "jammy", "noble"]))
 def test_suite_rule_for_any_version(project, major: int, minor: int, patch: int,
                                     codename: str) -> None:
-    macros = Renderer(project).env.get_template("rocm-macros.j2").module
-    got = str(macros.rocm_apt_suite(f"{major}.{minor}.{patch}", codename))
+    got = apt_suite_rule(project)(f"{major}.{minor}.{patch}", codename)
     expected = ("xenial" if (major, minor) < (4, 2) else
                 "ubuntu" if (major, minor) < (5, 3) else codename)
     assert got == expected
@@ -141,8 +148,5 @@ def test_rule_matches_every_rocm_docker_version() -> None:
 
 
 def suite_for(release: str, codename: str) -> str:
-    from imagefactory.project import Project
-
     project = Project.locate(Path(__file__).resolve().parents[2] / "variants.yaml")
-    macros = Renderer(project).env.get_template("rocm-macros.j2").module
-    return str(macros.rocm_apt_suite(release, codename))
+    return apt_suite_rule(project)(release, codename)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from imagefactory.errors import ConfigError
 from imagefactory.project import Project
-from imagefactory.render import Renderer
+from imagefactory.render.renderer import Renderer
 
 ROCM = ["rocm52-torch113", "rocm52-torch20", "rocm54-source", "rocm62-patched", "rocm62-native"]
 APT_LINE = re.compile(r"https://repo\.radeon\.com/rocm/apt/(\S+) (\S+) main")

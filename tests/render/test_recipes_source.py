@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from _dockerfile import Stage, parse
 
-from imagefactory.render import Renderer
+from imagefactory.render.renderer import Renderer
 
 REPO = Path(__file__).resolve().parents[2]
 PATCH_DIR = REPO / "dockerfiles" / "files" / "patches"

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 from _dockerfile import Run, parse
 
-from imagefactory.render import Renderer
+from imagefactory.render.renderer import Renderer
 
 VARIANTS = ["rocm52-torch113", "rocm52-torch20", "rocm54-source", "rocm62-patched",
             "rocm62-native", "cpu"]

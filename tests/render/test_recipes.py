@@ -158,7 +158,11 @@ def test_rocm54_library_chain_order_and_tensile(rendered, project) -> None:
                 "-DTensile_CODE_OBJECT_VERSION=V3", "-DTensile_SEPARATE_ARCHITECTURES=OFF",
                 "-DTensile_LIBRARY_FORMAT=msgpack"):
         assert opt in rocblas
-    assert "000b8e8b45f5bbe9af70928ec59a257323a3d9cd8795d32d78eefd0e006fc123" in rocblas
+    # Tensile (patched to gfx1010) is prepared in the family's base stage, which rocBLAS
+    # builds FROM; no library-name branch in the template
+    base = by_name(st)["rocm-base"].run
+    assert "000b8e8b45f5bbe9af70928ec59a257323a3d9cd8795d32d78eefd0e006fc123" in base
+    assert "-DTensile_TEST_LOCAL_PATH=/src/Tensile" in rocblas
     assert all("-DAMDGPU_TARGETS=gfx1010" in s.run for s in st[1:6])
     assert "MAX_JOBS=" in "\n".join(st[0].values("ARG"))
     recipe = project.matrix.get("rocm54-source").recipe

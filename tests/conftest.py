@@ -95,7 +95,8 @@ def _suite_made(client) -> tuple[set[str], set[str]]:
     the engine may be shared), and containers labelled with this session's id."""
     from imagefactory.engine.containers import SESSION_LABEL
 
-    tags = {t for image in client.images.list() for t in image.tags
+    # The low-level list: no per-image inspect that another session's removal could fail.
+    tags = {t for row in client.api.images() for t in (row.get("RepoTags") or ())
             if t.startswith(SUITE_PREFIXES)}
     containers = {c.id for c in client.containers.list(
         all=True, filters={"label": f"{SESSION_LABEL}={SESSION}"})}

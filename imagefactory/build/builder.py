@@ -1,9 +1,9 @@
 """One variant's build on one engine: skip decision, streamed build, tag on success.
 
 The image is built without a tag and tagged `<repository>:<variant>` only once the engine
-reports success, so a failed or interrupted build never moves a tag. docker-py does not raise
-for errors reported inside the build stream (chunks with "error"/"errorDetail"); `BuildStream`
-catches them.
+reports success, so a failed or interrupted build never moves a tag. The engine reports a
+failed build inside its event stream (an ERROR event), not as an exception; `BuildStream`
+follows the stream and keeps the failing step and the last lines for the failure report.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""imagefactory build: render variants and build them through docker-py, with progress.
+"""imagefactory build: render variants and build them on the engine(s), with progress.
 
-A no-change build is mostly start-up, so this path imports only what deciding "up to date"
-needs: docker-py, tarfile and git run only once some variant is actually built.
+Parsing and printing only: the order and engines come from build/schedule.py, each
+variant's skip-or-build decision from build/builder.py; git runs only once something is
+actually built.
 """
 
 from __future__ import annotations

@@ -150,16 +150,6 @@ def _pin_ca(client: docker.DockerClient) -> None:
     api.trust_env = False
 
 
-def is_engine_error(exc: BaseException) -> bool:
-    """Whether `exc` is the engine's (or the connection's) fault, not a bug of ours."""
-    if isinstance(exc, (EngineError, OSError)):
-        return True
-    import sys
-
-    errors = sys.modules.get("docker.errors")
-    return errors is not None and isinstance(exc, errors.DockerException)
-
-
 def _reason(exc: BaseException) -> str:
     """One line out of a docker-py / requests exception."""
     text = str(getattr(exc, "explanation", None) or exc).strip()

@@ -15,21 +15,18 @@ import os
 import socket
 import tarfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from suite_session import SESSION
 
 from imagefactory.project import Project
 
 REPO = Path(__file__).resolve().parent.parent
 ENGINE_FIXTURES = {"docker_client", "engine", "cpu_image"}
 # Labels every container this session makes, in this process and in the CLIs it runs.
-SESSION = uuid.uuid4().hex[:12]
 os.environ["IMAGEFACTORY_TEST_SESSION"] = SESSION
-# Names the suite gives what it creates in the engine (repositories, registry tags).
-SUITE_PREFIXES = ("iftest-", "pubtest-", "127.0.0.1:", "localhost:")
 
 
 @functools.cache
@@ -91,13 +88,13 @@ def docker_client() -> Iterator[object]:
 
 
 def _suite_made(client) -> tuple[set[str], set[str]]:
-    """Tags named as the suite names them (compared with those there before the session:
-    the engine may be shared), and containers labelled with this session's id."""
+    """Tags with this session's id in their name (tests name repositories with
+    suite_session.unique) and containers labelled with it."""
     from imagefactory.engine.containers import SESSION_LABEL
 
     # The low-level list: no per-image inspect that another session's removal could fail.
     tags = {t for row in client.api.images() for t in (row.get("RepoTags") or ())
-            if t.startswith(SUITE_PREFIXES)}
+            if f"iftest-{SESSION}-" in t}
     containers = {c.id for c in client.containers.list(
         all=True, filters={"label": f"{SESSION_LABEL}={SESSION}"})}
     return tags, containers

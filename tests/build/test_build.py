@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from suite_session import unique
 
 from imagefactory.build.builder import BASE_LABEL
 from imagefactory.render.renderer import HASH_LABEL
@@ -88,7 +89,7 @@ def remove_repository(client, repository: str) -> None:
 
 @pytest.fixture
 def matrix(tmp_path: Path, docker_client) -> Iterator[Matrix]:
-    repository = f"iftest-build-{uuid.uuid4().hex[:8]}"
+    repository = unique("build")
     root = tmp_path / "matrix"
     shutil.copytree(FIXTURE, root)
     for name in ("variants.yaml", "failing.yaml"):

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from suite_session import unique
 
 from imagefactory.engine import docker_engine
 from imagefactory.engine.base import IMAGE, ContainerSpec, EngineError, EngineUnreachable
@@ -121,7 +122,7 @@ def test_build_tag_exec_copy_out_and_remove(engine: DockerEngine, project) -> No
     import io
     import tarfile
 
-    repository = f"iftest-engine-{uuid.uuid4().hex[:8]}"
+    repository = unique("engine")
     dockerfile = (b"FROM debian:bookworm-slim\nARG GREETING=none\nARG LATER\n"
                   b"FROM debian:bookworm-slim AS first\nARG GREETING\n"
                   b"RUN echo \"$GREETING\" > /greeting\n"

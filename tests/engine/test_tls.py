@@ -14,11 +14,11 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from suite_session import unique
 
 pytestmark = pytest.mark.docker
 
@@ -145,7 +145,7 @@ def _imagefactory(args: list[str], env: dict[str, str], cwd: Path
 @pytest.mark.parametrize("ca_bundle", ["/etc/ssl/certs/ca-certificates.crt", None])
 def test_build_over_tls_with_the_client_certificate(tls_engine: dict, docker_client,
                                                     tmp_path: Path, ca_bundle) -> None:
-    repository = f"iftest-tls-{uuid.uuid4().hex[:8]}"
+    repository = unique("tls")
     root = tmp_path / "matrix"
     shutil.copytree(FIXTURE, root)
     config = root / "variants.yaml"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from registry_fixture import Registry, free_port  # tests/ is on sys.path (rootdir conftest)
+from suite_session import unique
 
 from imagefactory.engine.images import BuiltImage
 from imagefactory.errors import JobError, UsageError
@@ -240,10 +241,10 @@ TRANSCRIPT: list[str] = []  # everything the tool printed here, for the secrets 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, cpu_image: str, docker_client) -> Iterator[dict]:
-    """A variants.yaml of this module's own (repository pubtest-<random>) with the cpu image
-    tagged into it, and the real `imagefactory test cpu --quick` result for it."""
+    """A variants.yaml of this module's own (repository iftest-<session>-pub-<random>) with
+    the cpu image tagged into it, and the real `imagefactory test cpu --quick` result for it."""
     root = tmp_path_factory.mktemp("publish")
-    name = "pubtest-" + secrets.token_hex(4)
+    name = unique("pub")
     config = root / "variants.yaml"
     text = (REPO / "variants.yaml").read_text()
     config.write_text(text.replace("\nrepository: imagefactory\n", f"\nrepository: {name}\n"))

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from suite_session import SESSION
+from suite_session import CPU_CONFIG, SESSION
 
 from imagefactory.project import Project
 
@@ -147,9 +147,18 @@ def context_tar(ctx) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def cpu_image(engine, project: Project, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The real `cpu` variant image, built (or found up to date) once per session through
-    imagefactory's builder; the tag moves only when the build succeeds."""
+def cpu_project() -> Project:
+    """The repository's matrix under this session's repository name (suite_session)."""
+    return Project.locate(CPU_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def cpu_image(engine, cpu_project: Project, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[str]:
+    """The real `cpu` variant image, built (or found up to date: the layers are the shared
+    imagefactory:cpu's) once per session through imagefactory's builder, tagged
+    iftest-<session>-cpu:cpu (CPU_CONFIG) and untagged at the end."""
+    project = cpu_project
     from imagefactory.build.builder import Builder, BuildOptions
     from imagefactory.build.progress import PlainView, failure_lines
     from imagefactory.render.renderer import Renderer
@@ -163,4 +172,5 @@ def cpu_image(engine, project: Project, tmp_path_factory: pytest.TempPathFactory
     if not result.ok:
         pytest.fail("cpu image build failed:\n" + "\n".join(failure_lines(result)))
     assert result.tag is not None
-    return result.tag
+    yield result.tag
+    engine.remove_image(result.tag, prune=False)

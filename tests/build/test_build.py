@@ -116,15 +116,15 @@ def labels(client, tag: str) -> dict[str, str]:
 
 # -- the real cpu variant -------------------------------------------------------------------
 
-def test_cpu_variant_builds_and_is_then_up_to_date(cpu_image: str, docker_client, project,
+def test_cpu_variant_builds_and_is_then_up_to_date(cpu_image: str, docker_client, cpu_project,
                                                    tmp_path: Path) -> None:
     from imagefactory.render.renderer import Renderer
 
-    ctx = Renderer(project).render(project.matrix.get("cpu"))
+    ctx = Renderer(cpu_project).render(cpu_project.matrix.get("cpu"))
     assert labels(docker_client, cpu_image)[HASH_LABEL] == ctx.inputs_hash
     before = image_id(docker_client, cpu_image)
-    run = imagefactory("build", "cpu", "--progress", "plain", "--log-dir", str(tmp_path),
-                       cwd=project.config_path.parent)
+    run = imagefactory("--config", str(cpu_project.config_path), "build", "cpu", "--progress",
+                       "plain", "--log-dir", str(tmp_path), cwd=tmp_path)
     assert run.rc == 0, run.err
     assert run.outcomes() == {"cpu": "skipped"}
     assert image_id(docker_client, cpu_image) == before

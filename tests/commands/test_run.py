@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from suite_session import CPU_CONFIG
 
 from imagefactory.cli import main
 
@@ -53,7 +54,7 @@ def video_gid() -> list[str]:
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*IMAGEFACTORY, "--config", str(REPO / "variants.yaml"), *args],
+    return subprocess.run([*IMAGEFACTORY, "--config", str(CPU_CONFIG), *args],
                           cwd=cwd, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
 
@@ -158,7 +159,7 @@ def test_printed_line_runs_the_same(cpu_image: str, tmp_path: Path) -> None:
 
 @pytest.mark.docker
 def test_stdin_reaches_the_command(cpu_image: str) -> None:
-    r = subprocess.run([*IMAGEFACTORY, "--config", str(REPO / "variants.yaml"), "run", "cpu",
+    r = subprocess.run([*IMAGEFACTORY, "--config", str(CPU_CONFIG), "run", "cpu",
                         "--network=none", "--", "python3", "-"], input="print(6 * 7)\n",
                        capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout) == (0, "42\n"), r.stderr
@@ -237,7 +238,7 @@ def test_run_writes_to_the_mounted_folder_as_the_user(cpu_image: str, tmp_path: 
         env.update(SUDO_UID="4242", SUDO_GID="4242")
     else:
         args.insert(2, "--user=4242:4242")
-    r = subprocess.run([*IMAGEFACTORY, "--config", str(REPO / "variants.yaml"), *args],
+    r = subprocess.run([*IMAGEFACTORY, "--config", str(CPU_CONFIG), *args],
                        cwd=work, capture_output=True, text=True, timeout=120,
                        stdin=subprocess.DEVNULL, env=env)
     assert (r.returncode, r.stdout) == (0, "4242\n"), r.stderr

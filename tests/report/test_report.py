@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from suite_session import CPU_CONFIG
 
 from imagefactory.cli import main
 from imagefactory.report import heatmap
@@ -27,7 +28,7 @@ def cpu_results(cpu_image: str, tmp_path_factory) -> Path:
     """A real result: the quick conv check set in the real cpu image."""
     out = tmp_path_factory.mktemp("cpu-results")
     r = subprocess.run([sys.executable, "-m", "imagefactory", "--config",
-                        str(REPO / "variants.yaml"), "test", "cpu", "--quick", "--results",
+                        str(CPU_CONFIG), "test", "cpu", "--quick", "--results",
                         str(out)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     return out

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from suite_session import CPU_CONFIG, SESSION
 
 from imagefactory.engine.base import ContainerSpec
 from imagefactory.engine.containers import RUN_LABEL, new_run_id
@@ -75,7 +76,7 @@ def _ours(client, run_id: str) -> list:
 
 
 def _config_copy(tmp_path: Path, old: str, new: str) -> Path:
-    text = (REPO / "variants.yaml").read_text()
+    text = CPU_CONFIG.read_text()
     assert old in text
     path = tmp_path / "variants.yaml"
     path.write_text(text.replace(old, new, 1))
@@ -86,7 +87,7 @@ def _config_copy(tmp_path: Path, old: str, new: str) -> Path:
 @pytest.mark.slow
 def test_cpu_passes_and_writes_the_result(docker_client, cpu_image, tmp_path) -> None:
     run_id = new_run_id()
-    proc = _imagefactory(["--config", str(REPO / "variants.yaml"), "test", "cpu", "--quick",
+    proc = _imagefactory(["--config", str(CPU_CONFIG), "test", "cpu", "--quick",
                           "--results", str(tmp_path / "res")], tmp_path, run_id)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cpu: PASSED" in proc.stdout
@@ -150,7 +151,7 @@ def test_a_failing_expectation_exits_1_naming_the_check(docker_client, cpu_image
 
 @pytest.mark.docker
 def test_missing_image_names_the_build_command(docker_client, tmp_path) -> None:
-    config = _config_copy(tmp_path, "repository: imagefactory\n",
+    config = _config_copy(tmp_path, f"repository: iftest-{SESSION}-cpu\n",
                           f"repository: imagefactory-missing-{new_run_id()}\n")
     proc = _imagefactory(["--config", str(config), "test", "cpu"], tmp_path, new_run_id())
     assert proc.returncode == 1
@@ -161,7 +162,7 @@ def test_missing_image_names_the_build_command(docker_client, tmp_path) -> None:
 @pytest.mark.docker
 def test_unknown_profile_is_a_usage_error(docker_client, tmp_path) -> None:
     run_id = new_run_id()
-    proc = _imagefactory(["--config", str(REPO / "variants.yaml"), "test", "cpu",
+    proc = _imagefactory(["--config", str(CPU_CONFIG), "test", "cpu",
                           "--profile", "override"], tmp_path, run_id)
     assert proc.returncode == 2
     assert "has no profile 'override'" in proc.stderr
@@ -169,7 +170,7 @@ def test_unknown_profile_is_a_usage_error(docker_client, tmp_path) -> None:
 
 
 def test_missing_device_is_a_usage_error(tmp_path) -> None:
-    proc = _imagefactory(["--config", str(REPO / "variants.yaml"), "test", "cpu",
+    proc = _imagefactory(["--config", str(CPU_CONFIG), "test", "cpu",
                           "--device", f"{tmp_path}/nothing:/dev/kfd"], tmp_path, new_run_id())
     assert proc.returncode == 2
     assert f"--device {tmp_path}/nothing: no such device" in proc.stderr
@@ -191,7 +192,7 @@ def test_devices_pass_through_and_open_through_the_added_group(docker_client, en
     kfd = _stand_in_device(tmp_path / "kfd", gid)
     render = _stand_in_device(tmp_path / "renderD128", gid)
     run_id = new_run_id()
-    proc = _imagefactory(["--config", str(REPO / "variants.yaml"), "test", "cpu",
+    proc = _imagefactory(["--config", str(CPU_CONFIG), "test", "cpu",
                           "--device", f"{kfd}:/dev/kfd",
                           "--device", f"{render}:/dev/dri/renderD128",
                           "--cases", FAST_CASES, "--results", "res"], tmp_path, run_id)
@@ -225,7 +226,7 @@ def test_interrupted_run_removes_its_container(docker_client, cpu_image, tmp_pat
                                                phase) -> None:
     run_id = new_run_id()
     proc = subprocess.Popen(
-        [*CLI, "--config", str(REPO / "variants.yaml"), "test", "cpu", "--results", "res"],
+        [*CLI, "--config", str(CPU_CONFIG), "test", "cpu", "--results", "res"],
         cwd=tmp_path, env={**os.environ, "IMAGEFACTORY_RUN_ID": run_id, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

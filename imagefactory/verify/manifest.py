@@ -70,7 +70,9 @@ class Manifest:
         return out
 
     def save(self, results_dir: Path) -> Path:
-        path = results_dir / f"{self.variant}.manifest.json"
+        """<results>/manifests/<variant>.json: beside the results, not among them (readers
+        of <results>/*.json take every file there for a test result)."""
+        path = results_dir / "manifests" / f"{self.variant}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -114,7 +114,7 @@ def test_cpu_passes_and_writes_the_result(docker_client, cpu_image, tmp_path) ->
     assert data["conv_summary"] == {"ok": len(data["conv"])}
     assert data["torch"].startswith("1.13")
     # Versions as the image reports them; the declared one that differs is shown.
-    manifest = json.loads((tmp_path / "res" / "cpu.manifest.json").read_text())
+    manifest = json.loads((tmp_path / "res" / "manifests" / "cpu.json").read_text())
     assert manifest["torch"] == data["torch"] and manifest["image_id"] == image.id
     assert manifest["python"].startswith("3.11") and manifest["rocm"] is None
     assert any(p.lower().startswith("torch==") for p in manifest["pip"])

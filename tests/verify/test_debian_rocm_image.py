@@ -54,9 +54,10 @@ VARIANT = "debian-rocm64"
 ARCHIVE = os.environ.get("IMAGEFACTORY_DEBIAN_ARCHIVE", "http://deb.debian.org/debian")
 ARCH_DIR = "/usr/lib/x86_64-linux-gnu"
 # The fat math libraries the issue names, by package: the audit must find gfx1010 in each.
-MATH_LIBS = {"librocblas4": "librocblas.so", "librocfft0": "librocfft.so",
-             "librocsparse1": "librocsparse.so", "librocrand1": "librocrand.so",
-             "librocsolver0": "librocsolver.so"}
+# (SONAME links: the unversioned .so names belong to the -dev packages.)
+MATH_LIBS = {"librocblas4": "librocblas.so.4", "librocfft0": "librocfft.so.0",
+             "librocsparse1": "librocsparse.so.1", "librocrand1": "librocrand.so.1",
+             "librocsolver0": "librocsolver.so.0"}
 BUILD_SECONDS: dict[str, float] = {}
 
 
@@ -366,15 +367,19 @@ cat > k.hip <<'EOF'
 EOF
 # PyTorch's setup.py forwards CMAKE_* environment variables as -D definitions
 cmake -G Ninja -S . -B build -DCMAKE_HIP_ARCHITECTURES=gfx1010 \\
-    -DCMAKE_MODULE_PATH="$CMAKE_MODULE_PATH" > configure.log 2>&1 \\
+    -DCMAKE_MODULE_PATH="$CMAKE_MODULE_PATH" -DCMAKE_PROJECT_INCLUDE="$CMAKE_PROJECT_INCLUDE" \\
+    > configure.log 2>&1 \\
     || {{ cat configure.log; exit 1; }}
 grep -E "FOUND|HIP" configure.log
 cmake --build build
 /usr/lib/llvm-21/bin/llvm-objcopy --dump-section .hip_fatbin=fatbin build/k build/k.stripped
 /usr/lib/llvm-21/bin/clang-offload-bundler --list --type=o --input=fatbin | sed 's/^/BUNDLE /'
+set +e
+build/k; echo "EXIT $?"
 """
     status, out = run(docker_client, toolchain_image, script)
     assert status == 0, out
+    assert "EXIT 3" in out and "no GPU: " in out, out  # linked through FindHIP's rule, runs
     for pkg in ("rocblas", "miopen", "hipblaslt", "rocsolver", "rocthrust", "hsa-runtime64"):
         assert f"FOUND {pkg} " in out, out
     assert "BUNDLE hipv4-amdgcn-amd-amdhsa--gfx1010" in out, out

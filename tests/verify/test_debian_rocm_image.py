@@ -257,13 +257,15 @@ def test_toolchain_compiles_a_hip_kernel_for_gfx1010(docker_client: Any,
     # Runs with the stage's own environment (ROCM_PATH=/usr, the FHS layout the PyTorch
     # builder uses), as the unprivileged default user of the image would.
     script = f"""
-set -e
+set -e -o pipefail
 cd /tmp
 cat > k.hip <<'EOF'
 {KERNEL}
 EOF
 hipcc --offload-arch=gfx1010 -c k.hip -o k.o
-/usr/lib/llvm-21/bin/clang-offload-bundler --list --type=o --input=k.o | sed 's/^/BUNDLE /'
+# the device code object sits in the host object's .hip_fatbin section, as an offload bundle
+/usr/lib/llvm-21/bin/llvm-objcopy --dump-section .hip_fatbin=fatbin k.o k.stripped.o
+/usr/lib/llvm-21/bin/clang-offload-bundler --list --type=o --input=fatbin | sed 's/^/BUNDLE /'
 hipcc --offload-arch=gfx1010 k.o -o k
 set +e
 ./k; echo "EXIT $?"

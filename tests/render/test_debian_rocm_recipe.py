@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagefactory.project import Project
-from imagefactory.render import BuildContext, Renderer
+from imagefactory.render.renderer import BuildContext, Renderer
 
 REPO = Path(__file__).resolve().parents[2]
 VARIANT = "debian-rocm64"

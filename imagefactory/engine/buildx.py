@@ -189,14 +189,12 @@ class SolveProgress:
         if isinstance(item, str):
             self._text(item)
             return
-        for vertex in item.get("vertexes") or ():
-            if isinstance(vertex, dict):
-                self._vertex(vertex)
-        for entry in item.get("logs") or ():
-            if isinstance(entry, dict):
-                self._log(entry)
-        for warning in item.get("warnings") or ():
-            if isinstance(warning, dict) and warning.get("short"):
+        for vertex in _dicts(item.get("vertexes")):
+            self._vertex(vertex)
+        for entry in _dicts(item.get("logs")):
+            self._log(entry)
+        for warning in _dicts(item.get("warnings")):
+            if warning.get("short"):
                 with contextlib.suppress(ValueError, TypeError):
                     short = base64.b64decode(str(warning["short"])).decode(errors="replace")
                     self._emit(f"WARNING: {short.strip()}")
@@ -253,7 +251,7 @@ class SolveProgress:
             data = base64.b64decode(str(entry.get("data") or "")).decode(errors="replace")
         except (ValueError, TypeError):
             return
-        key = (str(entry.get("vertex") or ""), int(entry.get("stream") or 1))
+        key = (str(entry.get("vertex") or ""), 2 if entry.get("stream") == 2 else 1)
         text = self._partial.get(key, "") + data
         *lines, self._partial[key] = text.split("\n")
         for line in lines:
@@ -266,6 +264,11 @@ class SolveProgress:
         self.tail.append(line)
         if self.on_line:
             self.on_line(line)
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The mappings of a list field; anything else in a hostile stream is ignored."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _seconds(start: Any, end: Any) -> float | None:

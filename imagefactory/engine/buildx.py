@@ -307,6 +307,7 @@ class BuildxRequest:
     cache_to: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()  # only for pushes to a registry (push=True)
     push: bool = False
+    target: str | None = None  # a stage of the Dockerfile
     docker: str = "docker"
 
     def argv(self, metadata: Path) -> list[str]:
@@ -327,6 +328,8 @@ class BuildxRequest:
             argv += ["--cache-to", spec]
         for tag in self.tags:
             argv += ["--tag", tag]
+        if self.target:
+            argv += ["--target", self.target]
         if self.no_cache:
             argv.append("--no-cache")
         if self.pull:

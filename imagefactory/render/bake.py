@@ -16,8 +16,9 @@ CI) builds the same images without imagefactory.
 - registry cache when CACHE_REPO is set: every target reads all of its variant's cache refs
   (`${CACHE_REPO}:<variant>[--<stage>]`) and writes its own; CACHE_MODE `max` (all layers,
   `type=registry`, needs a builder that exports caches: docker-container, remote,
-  kubernetes) or `inline` (the image carries its cache: the only export the engine's own
-  BuildKit, the `docker` driver, has; push the image to `${CACHE_REPO}:<variant>`);
+  kubernetes), `min`, `inline` (the image carries its cache: the only export the engine's
+  own BuildKit, the `docker` driver, has; push the image to `${CACHE_REPO}:<variant>`) or
+  `read` (import only: pull requests, which may not write the cache);
 - groups: `all`, one per family (`family-<family>`), `default` = all.
 
 Values interpolated by bake are the `${...}` expressions written here; matrix values never
@@ -89,8 +90,8 @@ def _cache_from(refs: Sequence[str]) -> list[str]:
 
 
 def _cache_to(ref: str) -> list[str]:
-    return [f'${{CACHE_REPO == "" ? "" : CACHE_MODE == "inline" ? "type=inline" : '
-            f'"type=registry,ref=${{CACHE_REPO}}:{ref},mode=${{CACHE_MODE}}"}}']
+    return [f'${{CACHE_REPO == "" || CACHE_MODE == "read" ? "" : CACHE_MODE == "inline" ? '
+            f'"type=inline" : "type=registry,ref=${{CACHE_REPO}}:{ref},mode=${{CACHE_MODE}}"}}']
 
 
 def bake(project: Project, contexts: Sequence[BuildContext]) -> dict[str, Any]:

@@ -153,6 +153,8 @@ def test_bake_variables_shape_tags_and_caches(project) -> None:
     assert t["cache-to"] == ["type=registry,ref=127.0.0.1:5000/cache:cpu,mode=max"]
     inline = bake_print(REPO, "cpu", env={**env, "CACHE_MODE": "inline"})["target"]["cpu"]
     assert inline["cache-to"] == ["type=inline"]
+    read = bake_print(REPO, "cpu", env={**env, "CACHE_MODE": "read"})["target"]["cpu"]
+    assert "cache-to" not in read and read["cache-from"] == t["cache-from"]
 
 
 @needs_buildx
@@ -213,3 +215,32 @@ def test_bake_builds_a_base_then_its_dependant_on_an_old_engine(fixture_copy: Pa
         for name in ("child", "base"):
             subprocess.run(["docker", "image", "rm", f"{repository}:{name}"],
                            capture_output=True, check=False)
+
+
+# -- the images workflow bakes with the registry cache -----------------------------------------
+
+def test_images_workflow_bakes_stage_by_stage_with_the_registry_cache(project) -> None:
+    import yaml
+
+    from imagefactory.render.bake import VARIABLES
+    from imagefactory.render.ghmatrix import jobs
+
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "images.yml").read_text())
+    assert {"CACHE_REPO", "CACHE_MODE"} <= set(workflow["env"]) & set(VARIABLES)
+    assert "'read'" in workflow["env"]["CACHE_MODE"]  # pull requests never write the cache
+    steps = workflow["jobs"]["build"]["steps"]
+    uses = [s.get("uses", "") for s in steps]
+    assert any(u.startswith("docker/setup-buildx-action@") for u in uses)
+    runs = [s.get("run", "") for s in steps]
+    stage_step = next(r for r in runs if '"$VARIANT-stages"' in r)
+    image_step = next(r for r in runs if '--load "$VARIANT"' in r)
+    for script in (stage_step, image_step):
+        assert "docker buildx bake -f dockerfiles/docker-bake.json" in script
+        assert "set -o pipefail" in script  # `| tee` must not hide a failed bake
+    assert runs.index(stage_step) < runs.index(image_step)
+    assert not any("imagefactory build" in r for r in runs)
+    # Every variant CI treats as a source build has the stage group the loop reads.
+    d = definition(project)
+    for job in jobs(project, project.matrix.variants):
+        if job.source_build:
+            assert f"{job.variant}-stages" in d["group"], job.variant

@@ -184,7 +184,7 @@ def test_bake_builds_cpu_with_the_rendered_labels(project, docker_client) -> Non
         assert labels["io.imagefactory.variant"] == "cpu"
         out = docker_client.containers.run(tag, ["python3", "-c", "import torch; "
                                                  "print(torch.__version__)"], remove=True)
-        assert out.decode().startswith("1.13.1")
+        assert out.decode().startswith("1.13")  # Debian's 1.13.1 says 1.13.0a0
     finally:
         subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
 

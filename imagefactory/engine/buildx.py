@@ -458,3 +458,53 @@ def _watch(proc: subprocess.Popen[bytes], cancel: threading.Event) -> None:
             log.debug("cancelling buildx (pid %d)", proc.pid)
             _interrupt(proc)
             return
+
+
+# Event kinds of the engine interface's build stream (engine/base.py on the arch2 branch:
+# OUTPUT, IMAGE, ERROR), so a ContainerEngine.build for buildx is `yield from events(...)`.
+OUTPUT, IMAGE, ERROR = "output", "image", "error"
+
+
+def events(request: BuildxRequest) -> Iterator[tuple[str, str]]:
+    """The build as a stream of (kind, text): OUTPUT lines (newline-terminated) as they come,
+    then IMAGE (the image id) or ERROR (one line). Closing the generator early (the consumer
+    was interrupted) cancels the build."""
+    import queue
+
+    items: queue.Queue[tuple[str, str] | None] = queue.Queue()
+    cancel = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome = build(request, on_line=lambda line: items.put((OUTPUT, line + "\n")),
+                            cancel=cancel)
+            if outcome.error or not (outcome.image_id or request.push):
+                items.put((ERROR, outcome.error or "the build was interrupted"))
+            else:
+                items.put((IMAGE, outcome.image_id or ""))
+        except Exception as exc:  # a worker must always end the stream
+            items.put((ERROR, f"buildx: {type(exc).__name__}: {exc}"))
+        finally:
+            items.put(None)
+
+    worker = threading.Thread(target=run, name="buildx-events", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is None:
+                return
+            yield item
+    finally:
+        cancel.set()  # a no-op once the build ended; otherwise it stops buildx
+        worker.join(timeout=30)
+
+
+def step_of(line: str) -> tuple[int, int, str, str | None] | None:
+    """(number, total, instruction, stage) of a `#N [stage i/n] INSTR` progress line."""
+    m = re.match(r"^#\d+ (\[.*)$", line.rstrip("\n"))
+    if not m:
+        return None
+    s = _STEP.match(m.group(1))
+    return (int(s.group("n")), int(s.group("total")), s.group("instr"),
+            s.group("stage")) if s else None

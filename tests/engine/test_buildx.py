@@ -367,3 +367,64 @@ def test_explicit_buildx_without_the_plugin_is_one_line(matrix: Matrix, tmp_path
     assert run.returncode == 1
     assert ("build of 'solo' failed: --builder buildx: `docker buildx version` does not "
             "answer") in run.stderr.splitlines()[0]
+
+
+def test_step_lines_parse_back() -> None:
+    assert buildx.step_of("#7 [stage-1 3/7] RUN make -j8\n") == (3, 7, "RUN make -j8",
+                                                                  "stage-1")
+    assert buildx.step_of("#4 [2/4] COPY a /a") == (2, 4, "COPY a /a", None)
+    assert buildx.step_of("#1 [internal] load build definition") is None
+    assert buildx.step_of("make: *** [all] Error 2") is None
+
+
+@pytest.mark.docker
+@needs_buildx
+def test_event_stream_for_the_engine_interface(docker_client) -> None:
+    token = uuid.uuid4().hex[:8]
+    ok = list(buildx.events(buildx.BuildxRequest(_tar(f"FROM debian:bookworm-slim\n"
+                                                      f"RUN echo event {token}\n"))))
+    kinds = [k for k, _ in ok]
+    assert kinds[-1] == buildx.IMAGE and set(kinds[:-1]) == {buildx.OUTPUT}
+    assert (buildx.OUTPUT, f"event {token}\n") in ok
+    assert any(buildx.step_of(text) == (2, 2, f"RUN echo event {token}", None)
+               for _, text in ok)
+    image = ok[-1][1]
+    try:
+        assert docker_client.images.get(image).id == image
+    finally:
+        docker_client.images.remove(image)
+    bad = list(buildx.events(buildx.BuildxRequest(_tar("FROM debian:bookworm-slim\n"
+                                                       "RUN exit 5\n"))))
+    assert bad[-1] == (buildx.ERROR, "executor failed running [/bin/sh -c exit 5]: exit "
+                                     "code: 5")
+
+
+@pytest.mark.docker
+@needs_buildx
+def test_closing_the_event_stream_cancels_the_build() -> None:
+    seconds = 500 + uuid.uuid4().int % 200
+    stream = buildx.events(buildx.BuildxRequest(_tar(
+        f"FROM debian:bookworm-slim\nRUN echo started && sleep {seconds}\n")))
+    for kind, text in stream:
+        assert kind == buildx.OUTPUT
+        if text == "started\n":
+            break
+    assert _sleepers(f"sleep {seconds}")
+    stream.close()
+    deadline = time.monotonic() + 30
+    while _sleepers(f"sleep {seconds}") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _sleepers(f"sleep {seconds}")
+
+
+def _tar(dockerfile: str) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = dockerfile.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

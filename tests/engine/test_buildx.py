@@ -367,6 +367,14 @@ def test_explicit_buildx_without_the_plugin_is_one_line(matrix: Matrix, tmp_path
     assert run.returncode == 1
     assert ("build of 'solo' failed: --builder buildx: `docker buildx version` does not "
             "answer") in run.stderr.splitlines()[0]
+    # auto (the default) falls back to the classic builder there, and says so in the log.
+    auto = subprocess.run([sys.executable, "-c", "from imagefactory.cli import main; main()",
+                           "build", "solo", "--force", "--progress", "plain", "--log-dir",
+                           str(matrix.logs)], cwd=matrix.root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert auto.returncode == 0, auto.stderr
+    assert "Step 1/" in auto.stdout  # the classic builder's own progress lines
+    assert any("classic builder" in p.read_text() for p in matrix.logs.glob("solo-*.log"))
 
 
 def test_step_lines_parse_back() -> None:

@@ -244,3 +244,33 @@ def test_images_workflow_bakes_stage_by_stage_with_the_registry_cache(project) -
     for job in jobs(project, project.matrix.variants):
         if job.source_build:
             assert f"{job.variant}-stages" in d["group"], job.variant
+
+
+_NAMES = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(names=st.lists(_NAMES, min_size=1, max_size=5, unique=True))
+def test_any_valid_variant_names_give_valid_targets_or_one_config_error(
+        names: list[str], tmp_path_factory) -> None:
+    import re
+
+    from imagefactory.errors import ConfigError
+
+    root = tmp_path_factory.mktemp("bakenames")
+    shutil.copytree(FIXTURE / "dockerfiles", root / "dockerfiles")
+    entries = "".join(
+        f"  {n}:\n    family: tiny\n    description: d\n    base: debian:bookworm-slim\n"
+        f"    torch: {{version: '0', source: debian}}\n    recipe:\n      command: echo x\n"
+        f"    expect: {{}}\n" for n in names)
+    (root / "variants.yaml").write_text(f"repository: iftest-names\nvariants:\n{entries}")
+    project = Project.locate(root / "variants.yaml")
+    try:
+        d = definition(project)
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and "bake" in str(exc)
+        return
+    assert len(d["group"]["all"]["targets"]) == len(names)
+    for target in d["target"]:
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", target)
+    json.loads(json.dumps(d))

@@ -110,6 +110,8 @@ class BuildOptions:
     revision: str | Callable[[], str | None] | None = None
     builder: str = CLASSIC  # CLASSIC, BUILDX or AUTO
     buildx_builder: str | None = None  # a named buildx builder; None: the engine's BuildKit
+    cache_from: tuple[str, ...] = ()  # buildx --cache-from specs (BuildKit only)
+    cache_to: tuple[str, ...] = ()  # buildx --cache-to specs
 
 
 class BuildStream:
@@ -421,7 +423,8 @@ class Builder:
                 # An engine given as a docker-py client has a name, not an address: buildx
                 # then uses DOCKER_HOST / the docker context, as that client did.
                 address=engine if "://" in engine else None,
-                builder=self.options.buildx_builder),
+                builder=self.options.buildx_builder, cache_from=self.options.cache_from,
+                cache_to=self.options.cache_to),
             on_line, on_step, self.cancel)
         step = Step(*outcome.step) if outcome.step else None
         if outcome.image_id and not outcome.error:

@@ -436,3 +436,33 @@ def _tar(dockerfile: str) -> bytes:
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+@pytest.mark.docker
+@needs_buildx
+def test_build_exports_and_imports_a_cache_through_imagefactory(matrix: Matrix,
+                                                                docker_client) -> None:
+    """`imagefactory build --cache-to/--cache-from` reach buildx (inline: the docker driver's
+    export); the engine's BuildKit then reports importing it. The registry round trip on an
+    empty engine is tests/engine/test_buildx_registry_cache.py."""
+    run = matrix.build("solo", "--force", "--cache-to", "type=inline")
+    assert run.returncode == 0, run.stderr
+    log = next(matrix.logs.glob("solo-*.log")).read_text()
+    assert "exporting cache" in log or "preparing build cache for export" in log
+    ref = matrix.tag("solo")
+    again = matrix.build("solo", "--force", "--cache-from", f"type=registry,ref={ref}")
+    # Asked to import it: BuildKit looks the ref up (here in no registry it can reach, so it
+    # goes on without it, as a missing cache must not fail a build).
+    assert again.returncode == 0, again.stderr
+    logs = sorted(matrix.logs.glob("solo-*.log"))
+    assert len(logs) == 2 and f"importing cache manifest from {ref}" in logs[-1].read_text()
+
+
+def test_cache_flags_are_usage_errors_on_the_classic_builder(tmp_path: Path) -> None:
+    for args in (["--builder", "classic", "--cache-to", "type=inline"],
+                 ["--cache-from", "type=registry,ref=x\nRUN"],
+                 ["--builder", "classic", "--buildx-builder", "fleet"]):
+        run = imagefactory("--config", str(MATRIX / "variants.yaml"), "build", "solo",
+                           "--log-dir", str(tmp_path), *args, cwd=tmp_path)
+        assert run.returncode == 2, (args, run.stderr)
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr

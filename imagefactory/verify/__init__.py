@@ -1,0 +1,1 @@
+"""Built image -> TestResult: the testinfra suite, the conv check and the GPU code audit."""

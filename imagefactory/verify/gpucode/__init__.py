@@ -1,0 +1,16 @@
+"""GPU code audit: which gfx targets the device code in a directory or an image is built for.
+
+Pure Python, no ROCm: reads ELF `.hip_fatbin` sections, clang offload bundles (plain and
+compressed), standalone AMDGPU code objects, Tensile library files and MIOpen kernel databases.
+"""
+
+from .audit import audit_file, audit_path, audit_tar, library_of
+from .errors import AuditUsageError, GpuCodeError, MalformedInput
+from .model import KINDS, REQUIRED_KINDS, CodeFile, Inventory, Library
+from .targets import TargetId, parse_entry_id, parse_target_id, runs_on
+
+__all__ = [
+    "KINDS", "REQUIRED_KINDS", "AuditUsageError", "CodeFile", "GpuCodeError", "Inventory",
+    "Library", "MalformedInput", "TargetId", "audit_file", "audit_path", "audit_tar",
+    "library_of", "parse_entry_id", "parse_target_id", "runs_on",
+]

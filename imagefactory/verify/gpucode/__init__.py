@@ -7,10 +7,11 @@ compressed), standalone AMDGPU code objects, Tensile library files and MIOpen ke
 from .audit import audit_file, audit_path, audit_tar, library_of
 from .errors import AuditUsageError, GpuCodeError, MalformedInput
 from .model import KINDS, REQUIRED_KINDS, CodeFile, Inventory, Library
+from .reader import chunk_stream
 from .targets import TargetId, parse_entry_id, parse_target_id, runs_on
 
 __all__ = [
     "KINDS", "REQUIRED_KINDS", "AuditUsageError", "CodeFile", "GpuCodeError", "Inventory",
     "Library", "MalformedInput", "TargetId", "audit_file", "audit_path", "audit_tar",
-    "library_of", "parse_entry_id", "parse_target_id", "runs_on",
+    "chunk_stream", "library_of", "parse_entry_id", "parse_target_id", "runs_on",
 ]

@@ -79,7 +79,7 @@ def read_plain_header(src: _Source, limit: int | None) -> tuple[list[BundleEntry
         except UnicodeDecodeError:
             raise MalformedInput(f"bundle entry {i} ID is not ASCII") from None
         _kind, _triple, target = parse_entry_id(entry_id)
-        if size and off == 0:
+        if off == 0:  # LLVM's reader rejects this too (BinaryFileHandler::ReadHeader)
             raise MalformedInput(f"bundle entry {entry_id} starts at offset 0")
         if limit is not None and off + size > limit:
             raise MalformedInput(f"bundle entry {entry_id} ends at {off + size}, "

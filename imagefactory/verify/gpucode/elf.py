@@ -49,7 +49,7 @@ class Section:
 def parse_header(head: bytes) -> ElfHeader | None:
     """The ELF header of a 64-bit little-endian file; None for anything else (AMDGPU code
     objects and the x86-64 libraries that embed them are all ELF64 little endian)."""
-    if head[:4] != ELF_MAGIC or head[4:6] != b"\x02\x01" and len(head) >= 6:
+    if head[:4] != ELF_MAGIC or (head[4:6] != b"\x02\x01" and len(head) >= 6):
         return None
     if len(head) < EHDR_SIZE:
         raise MalformedInput(f"truncated ELF header ({len(head)} bytes)")

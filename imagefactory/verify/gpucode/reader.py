@@ -6,7 +6,9 @@ seeking where the source can seek (a file on disk) or by reading and dropping (a
 
 from __future__ import annotations
 
-from typing import IO
+import io
+from collections.abc import Iterable
+from typing import IO, Any
 
 from .errors import MalformedInput
 
@@ -122,3 +124,29 @@ class ForwardReader:
             if len(self._buf) - self._off <= before:
                 self._off = len(self._buf)
                 return None
+
+
+class _ChunkStream(io.RawIOBase):
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._left = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not len(self._left):
+            try:
+                self._left = memoryview(next(self._it))
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._left))
+        b[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+
+def chunk_stream(chunks: Iterable[bytes]) -> IO[bytes]:
+    """A readable stream over an iterable of byte chunks, such as the generator an engine's
+    export call returns, for audit_tar."""
+    return io.BufferedReader(_ChunkStream(chunks), 1 << 20)

@@ -16,6 +16,7 @@ from imagefactory.verify.gpucode import (
     Library,
     MalformedInput,
     audit_path,
+    audit_tar,
     chunk_stream,
     library_of,
     parse_entry_id,
@@ -202,3 +203,11 @@ def test_audit_path_errors(tmp_path) -> None:
     inv = audit_path(tmp_path)
     assert [lib.name for lib in inv.libraries] == ["miopen"]
     assert inv.files_seen == 2
+
+
+
+def test_audit_tar_rejects_a_broken_stream() -> None:
+    from imagefactory.verify.gpucode import GpuCodeError
+
+    with pytest.raises(GpuCodeError):
+        audit_tar(io.BytesIO(b"this is not a tar stream" * 100), "junk")

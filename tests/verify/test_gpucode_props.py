@@ -115,7 +115,7 @@ def test_entry_fields_are_checked(idlen: int, off: int, size: int) -> None:
     except MalformedInput:
         return
     # accepted only when every field is consistent with the bytes there
-    assert idlen == len(eid) and 0 < off and off + size <= len(data)
+    assert idlen == len(eid) and off > 0 and off + size <= len(data)
     assert [str(e.target) for e in b.entries] == ["gfx1010"]
 
 

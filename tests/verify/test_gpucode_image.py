@@ -1,0 +1,206 @@
+"""The GPU code audit on real device code: a HIP kernel compiled by Debian's hipcc for chosen
+targets (plain, compressed CCOB v2 and v3, a generic target, a standalone code object, a
+shared library), and Debian sid's rocBLAS and hipBLASLt as shipped. Images come from
+tests/fixtures/gpucode/Dockerfile on a sid base made with debootstrap (no registry needed).
+
+Cost on the 2-core test machine: sid base 57 s (debootstrap 52 s + import), stage `kernels`
+(hipcc, clang-21/llvm-21: ~300 MB download, 1.27 GB image) 3.5 min, stage `libs` (librocblas4
++ libhipblaslt1: ~440 MB download, 6.6 GB image) 1.7 min more."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imagefactory.verify.gpucode import Inventory, audit_file, audit_path, audit_tar, chunk_stream
+from imagefactory.verify.gpucode.targets import processors_in_name
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.network]
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "gpucode"
+SID_BASE = "imagefactory-test/debian:sid-slim"
+KERNELS = "imagefactory-test/gpucode:kernels"
+LIBS = "imagefactory-test/gpucode:libs"
+MIRROR = os.environ.get("IMAGEFACTORY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+# file -> (kind, targets found, compression) that the Dockerfile compiled; nothing else under
+# /opt/gpucode carries GPU code.
+COMPILED = {
+    "plain-gfx1010-gfx1030": ("fatbin", {"gfx1010": 1, "gfx1030": 1}, ()),
+    "ccob2-gfx1010-gfx1030": ("fatbin", {"gfx1010": 1, "gfx1030": 1}, ("zstd:v2",)),
+    "ccob3-gfx1010-gfx1030": ("fatbin", {"gfx1010": 1, "gfx1030": 1}, ("zstd:v3",)),
+    "plain-gfx1030": ("fatbin", {"gfx1030": 1}, ()),
+    "plain-gfx10-1-generic": ("fatbin", {"gfx10-1-generic": 1}, ()),
+    "plain-gfx1010-xnack-off": ("fatbin", {"gfx1010:xnack-": 1}, ()),
+    "code-object-gfx1012.co": ("code-object", {"gfx1012": 1}, ()),
+    "libvecadd.so": ("fatbin", {"gfx1010": 1}, ("zstd:v2",)),
+}
+
+
+def ensure_sid_base(client) -> None:  # type: ignore[no-untyped-def]
+    """Make the sid base once (idempotent): debootstrap minbase + import, as for bookworm."""
+    import docker
+
+    try:
+        client.images.get(SID_BASE)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    if shutil.which("debootstrap") is None or os.geteuid() != 0:
+        pytest.fail(f"{SID_BASE} is missing and debootstrap (as root) is not available to "
+                    "make it; run scripts/setup-test-env.sh")
+    with tempfile.TemporaryDirectory(prefix="sid-rootfs-") as root:
+        subprocess.run(["debootstrap", "--variant=minbase", "sid", root, MIRROR], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(f"tar -C {root} -c . | docker import - {SID_BASE}", shell=True,
+                       check=True, stdout=subprocess.DEVNULL)
+
+
+def build(client, target: str, tag: str) -> None:  # type: ignore[no-untyped-def]
+    import docker
+
+    try:
+        client.images.build(path=str(FIXTURE), target=target, tag=tag, rm=True, forcerm=True)
+    except docker.errors.BuildError as exc:
+        log = "".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)
+        pytest.fail(f"building {tag} failed: {exc}\n{log[-3000:]}")
+
+
+def export_inventory(client, image: str) -> Inventory:  # type: ignore[no-untyped-def]
+    """The audit of an image's whole filesystem, streamed from `docker export`."""
+    ct = client.containers.create(image, "true")
+    try:
+        return audit_tar(chunk_stream(ct.export(chunk_size=1 << 20)), image)
+    finally:
+        ct.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def kernels_image(docker_client) -> str:  # type: ignore[no-untyped-def]
+    ensure_sid_base(docker_client)
+    build(docker_client, "kernels", KERNELS)
+    return KERNELS
+
+
+@pytest.fixture(scope="module")
+def kernels_inventory(docker_client, kernels_image: str) -> Inventory:  # type: ignore[no-untyped-def]
+    return export_inventory(docker_client, kernels_image)
+
+
+@pytest.fixture(scope="module")
+def kernels_dir(docker_client, kernels_image: str,  # type: ignore[no-untyped-def]
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """/opt/gpucode copied out of the image (only that directory)."""
+    out = tmp_path_factory.mktemp("gpucode")
+    ct = docker_client.containers.create(kernels_image, "true")
+    try:
+        stream, _stat = ct.get_archive("/opt/gpucode")
+        with tarfile.open(fileobj=chunk_stream(stream), mode="r|") as tar:
+            tar.extractall(out, filter="data")
+    finally:
+        ct.remove(force=True)
+    yield out / "gpucode"
+
+
+def _by_name(inv: Inventory, prefix: str) -> dict[str, tuple[str, dict[str, int], tuple[str, ...]]]:
+    return {Path(f.path).name: (f.kind, f.targets, f.compressed)
+            for lib in inv.libraries for f in lib.files if f.path.startswith(prefix)}
+
+
+def test_stream_audit_finds_exactly_the_compiled_targets(kernels_inventory: Inventory) -> None:
+    assert _by_name(kernels_inventory, "/opt/gpucode/") == COMPILED
+    # the rest of the image (clang, llvm, the HIP runtime: all carry the magic strings as
+    # constants) yields no false bundles and no problems
+    assert kernels_inventory.problems == ()
+
+
+def test_file_audit_agrees_with_the_stream(kernels_dir: Path) -> None:
+    inv = audit_path(kernels_dir)
+    assert _by_name(inv, str(kernels_dir)) == COMPILED
+    assert inv.problems == ()
+
+
+def test_missing_targets_are_reported(kernels_inventory: Inventory) -> None:
+    inv = kernels_inventory
+    assert inv.carries("plain-gfx1010-gfx1030", "gfx1010")
+    assert inv.carries("ccob3-gfx1010-gfx1030", "gfx1030")
+    assert inv.carries("vecadd", "gfx1010")  # libvecadd.so
+    # gfx1030 code does not run on gfx1010: built for gfx1030 only, gfx1010 is missing
+    assert not inv.carries("plain-gfx1030", "gfx1010")
+    assert inv.missing(["plain-gfx1030", "ccob2-gfx1010-gfx1030"], "gfx1010") == [
+        "plain-gfx1030: no gfx1010 code (fatbin; it has gfx1030)"]
+    # the generic target covers gfx1010 and gfx1012, not gfx1030
+    assert inv.carries("plain-gfx10-1-generic", "gfx1010")
+    assert inv.carries("plain-gfx10-1-generic", "gfx1012")
+    assert not inv.carries("plain-gfx10-1-generic", "gfx1030")
+    # the standalone code object is for gfx1012 only
+    assert inv.carries("code-object-gfx1012.co", "gfx1012")
+    assert not inv.carries("code-object-gfx1012.co", "gfx1010")
+    # xnack- code runs on a gfx1010 in xnack- mode (RDNA1's default), not in xnack+ mode
+    assert inv.carries("plain-gfx1010-xnack-off", "gfx1010:xnack-")
+    assert not inv.carries("plain-gfx1010-xnack-off", "gfx1010:xnack+")
+
+
+def test_truncated_real_files_give_typed_problems(kernels_dir: Path, tmp_path: Path) -> None:
+    for name in ("plain-gfx1010-gfx1030", "ccob2-gfx1010-gfx1030", "ccob3-gfx1010-gfx1030"):
+        data = (kernels_dir / name).read_bytes()
+        # where the bundle starts in the file, then cuts inside its header and payload
+        at = max(data.find(b"__CLANG_OFFLOAD_BUNDLE__"), data.find(b"CCOB"))
+        assert at > 0
+        for cut in (at + 3, at + 10, at + 30, at + 60, at + 200, len(data) // 2):
+            f = tmp_path / f"{name}-{cut}"
+            f.write_bytes(data[:cut])
+            audit_file(f)  # never raises, whatever is left
+            broken = bytearray(data)
+            broken[at + 24: at + 40] = b"\xff" * 16  # absurd count / CCOB sizes
+            f.write_bytes(bytes(broken))
+            cf = audit_file(f)
+            assert cf is None or cf.problems or "gfx1010" not in cf.targets
+
+
+@pytest.fixture(scope="module")
+def libs_image(docker_client, kernels_image: str) -> str:  # type: ignore[no-untyped-def]
+    build(docker_client, "libs", LIBS)
+    return LIBS
+
+
+def _in_image(client, image: str, cmd: str) -> str:  # type: ignore[no-untyped-def]
+    out = client.containers.run(image, ["sh", "-c", cmd], remove=True)
+    return out.decode() if isinstance(out, bytes) else str(out)
+
+
+def test_debian_rocblas_and_hipblaslt(docker_client, libs_image: str) -> None:  # type: ignore[no-untyped-def]
+    inv = export_inventory(docker_client, libs_image)
+    rocblas = inv.library("rocblas")
+    assert rocblas is not None
+    # the architectures Debian built rocBLAS for (its control field) are exactly the ones
+    # the audit finds in librocblas.so's fat binary and Tensile files
+    status = _in_image(docker_client, libs_image, "dpkg -s librocblas4")
+    field = next(line for line in status.splitlines()
+                 if line.startswith("X-Rocm-Gpu-Architecture:"))
+    debian_archs = set(field.split(":", 1)[1].split())
+    assert {t.split(":")[0] for t in rocblas.targets} == debian_archs
+    assert rocblas.kinds == ("fatbin", "tensile")
+    assert inv.carries("rocblas", "gfx1010")
+    # the Tensile files for gfx1010 are the ones the package lists
+    listed = _in_image(docker_client, libs_image, "dpkg -L librocblas4").split()
+    tensile_1010 = [p for p in listed if "/library/" in p and "gfx1010" in processors_in_name(
+        Path(p).name) and p.endswith((".co", ".hsaco", ".dat"))]
+    assert rocblas.files_for("gfx1010", "tensile") == len(tensile_1010) > 0
+    assert f"rocblas yes ({len(tensile_1010)} Tensile files)" in inv.summary("gfx1010")
+    # Debian builds hipBLASLt without gfx1010: the audit names it
+    assert not inv.carries("hipblaslt", "gfx1010")
+    assert inv.missing(["rocblas", "hipblaslt"], "gfx1010") == inv.missing(["hipblaslt"],
+                                                                            "gfx1010")
+    assert inv.missing(["hipblaslt"], "gfx1010")[0].startswith("hipblaslt: no gfx1010 code")
+    assert inv.problems == ()
+    # and the result is JSON that reads back
+    assert Inventory.from_dict(inv.to_dict()) == inv
+

@@ -214,3 +214,30 @@ def test_header_limits_bound_memory(count: int, idlen: int) -> None:
     data = BUNDLE_MAGIC + struct.pack("<Q", count) + struct.pack("<QQQ", 4096, 1, idlen)
     with pytest.raises(MalformedInput):
         read_bundle(ForwardReader(io.BytesIO(data), 0, len(data)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(pieces=st.lists(st.one_of(st.binary(max_size=40),
+                                 st.sampled_from([BUNDLE_MAGIC, b"CCOB", b"CCO", b"__CLANG"])),
+                       max_size=30),
+       chunk=st.integers(1, 64), seekable=st.booleans())
+def test_reader_finds_every_magic_whatever_the_chunking(pieces: list[bytes], chunk: int,
+                                                        seekable: bool) -> None:
+    """find() sees the same magics, at the same offsets, as a search of the whole buffer."""
+    data = b"".join(pieces)
+    magics = (BUNDLE_MAGIC, b"CCOB")
+    expected = []
+    i = 0
+    while True:
+        hits = [(j, m) for m in magics if (j := data.find(m, i)) >= 0]
+        if not hits:
+            break
+        j, m = min(hits)
+        expected.append((j, m))
+        i = j + 1
+    r = ForwardReader(io.BytesIO(data), 0, len(data), seekable=seekable, chunk=chunk)
+    got = []
+    while (m := r.find(magics)) is not None:
+        got.append((r.pos, m))
+        r.skip_to(r.pos + 1)
+    assert got == expected

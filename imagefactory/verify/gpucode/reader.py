@@ -57,6 +57,10 @@ class ForwardReader:
                 self._eof = True
                 break
             self.bytes_read += len(data)
+            if self._off == len(self._buf):  # all consumed: swap, no copy
+                self._base += self._off
+                self._buf, self._off = data, 0
+                continue
             if self._off:  # drop what was consumed before growing the buffer
                 self._base += self._off
                 self._buf = self._buf[self._off:]
@@ -117,13 +121,22 @@ class ForwardReader:
             if self._eof:
                 self._off = len(self._buf)
                 return None
-            # Keep a tail that may hold the start of a magic split across chunks.
-            self._off = max(self._off, len(self._buf) - keep)
-            before = len(self._buf) - self._off
-            self._fill(before + 1)
-            if len(self._buf) - self._off <= before:
-                self._off = len(self._buf)
-                return None
+            # Next chunk. A magic split across the chunk edge starts in the last `keep` bytes;
+            # only then are tail and chunk joined (a copy): the usual case swaps buffers.
+            tail = self._buf[max(self._off, len(self._buf) - keep):]
+            want = self._want()
+            data = self._raw.read(want) if want else b""
+            if not data:
+                self._eof = True
+                continue
+            self.bytes_read += len(data)
+            edge = tail + data[:keep]
+            if len(data) < keep or any(0 <= edge.find(m) < len(tail) for m in magics):
+                self._base += len(self._buf) - len(tail)
+                self._buf, self._off = tail + data, 0
+            else:
+                self._base += len(self._buf)
+                self._buf, self._off = data, 0
 
 
 class _ChunkStream(io.RawIOBase):

@@ -211,3 +211,43 @@ def test_audit_tar_rejects_a_broken_stream() -> None:
 
     with pytest.raises(GpuCodeError):
         audit_tar(io.BytesIO(b"this is not a tar stream" * 100), "junk")
+
+
+def test_override_and_runtime_isas() -> None:
+    from imagefactory.verify.gpucode import AuditUsageError, isa_from_override, runtime_isas
+
+    assert isa_from_override("10.3.0") == "gfx1030"
+    assert isa_from_override("9.0.10") == "gfx90a"
+    assert isa_from_override(" 10.1.0 ") == "gfx1010"
+    for bad in ("10.3", "gfx1030", "", "10.3.0.1"):
+        with pytest.raises(AuditUsageError):
+            isa_from_override(bad)
+    assert runtime_isas(("gfx1010", "gfx1012"), {}) == ("gfx1010", "gfx1012")
+    assert runtime_isas(("gfx1010",), {"HSA_OVERRIDE_GFX_VERSION": "10.3.0"}) == ("gfx1030",)
+    with pytest.raises(MalformedInput):
+        runtime_isas(("gfx10x0",), {})
+
+
+def test_check_inventory() -> None:
+    from imagefactory.verify.gpucode import check_inventory
+
+    inv = _inv()
+    ok = check_inventory(inv, ("gfx1030",), ("rocblas", "miopen"))
+    assert ok.passed and ok.failures == ()
+    assert ok.summary == (inv.summary("gfx1030"),)
+    bad = check_inventory(inv, ("gfx1010",), ("rocblas", "hipblaslt", "miopen", "torch"))
+    assert not bad.passed
+    assert bad.failures == (
+        "hipblaslt: no gfx1010 code (tensile; it has gfx10-1-generic, gfx1100)",
+        "torch: not found in /l",
+    )  # MIOpen without gfx1010 code only compiles at run time: a note, not a failure
+    assert bad.notes and "MIOpen" in bad.notes[0]
+
+
+def test_format_inventory() -> None:
+    from imagefactory.verify.gpucode import format_inventory
+
+    text = format_inventory(_inv(), ("gfx1010",))
+    assert "rocblas" in text and "gfx1010 (3 code objects, 1 Tensile files)" in text
+    assert "gfx1010 code: hipblaslt NO" in text
+    assert "note: MIOpen has no kernel database for gfx1010" in text

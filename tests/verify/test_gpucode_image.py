@@ -19,7 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from imagefactory.verify.gpucode import Inventory, audit_file, audit_path, audit_tar, chunk_stream
+from imagefactory.verify.gpucode import (
+    Inventory,
+    audit_file,
+    audit_path,
+    audit_tar,
+    check_inventory,
+    chunk_stream,
+    format_inventory,
+    runtime_isas,
+)
 from imagefactory.verify.gpucode.targets import processors_in_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.network]
@@ -201,6 +210,17 @@ def test_debian_rocblas_and_hipblaslt(docker_client, libs_image: str) -> None:  
                                                                             "gfx1010")
     assert inv.missing(["hipblaslt"], "gfx1010")[0].startswith("hipblaslt: no gfx1010 code")
     assert inv.problems == ()
+    # the check `imagefactory test` runs: rocBLAS passes for gfx1010, hipBLASLt is named
+    result = check_inventory(inv, runtime_isas(("gfx1010",), {}), ("rocblas", "hipblaslt"))
+    assert result.failures == tuple(inv.missing(["hipblaslt"], "gfx1010"))
+    # under the override the image runs as gfx1030: Debian's hipBLASLt lacks that too
+    result = check_inventory(inv, runtime_isas(("gfx1010",), {"HSA_OVERRIDE_GFX_VERSION":
+                                                               "10.3.0"}), ("rocblas", "hipblaslt"))
+    assert result.isas == ("gfx1030",)
+    assert len(result.failures) == 1
+    assert result.failures[0].startswith("hipblaslt: no gfx1030 code")
+    text = format_inventory(inv, ("gfx1010",))
+    assert "rocblas" in text and "hipblaslt" in text
     # and the result is JSON that reads back
     assert Inventory.from_dict(inv.to_dict()) == inv
 

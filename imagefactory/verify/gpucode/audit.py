@@ -27,6 +27,7 @@ from .model import (
     BUNDLE,
     CODE_OBJECT,
     FATBIN,
+    HOST,
     KDB,
     TENSILE,
     CodeFile,
@@ -41,6 +42,12 @@ log = logging.getLogger(__name__)
 
 _TENSILE_EXT = (".co", ".hsaco", ".dat", ".yaml")
 _VERSION_DIR = re.compile(r"^\d+(\.\d+)*$")
+# torch's own libraries; the ROCm libraries a wheel bundles in torch/lib keep their names.
+_TORCH_LIBS = ("libtorch", "libc10", "libcaffe2", "_C.")
+# ROCm libraries listed even when they carry no device code: MIOpen without a fat binary
+# still compiles its kernels at run time, and "present, no code" differs from "absent".
+KNOWN_LIBRARIES = frozenset({"miopen", "rocblas", "hipblaslt", "hipblas", "rocfft",
+                             "rocsparse", "rocrand", "rocsolver", "rccl", "amdhip64"})
 
 
 def is_kdb(path: str) -> bool:
@@ -61,9 +68,8 @@ def library_of(path: str, kind: str) -> str:
     """The library a file belongs to, as the audit names it (lower case, no lib/.so)."""
     p = PurePosixPath(path)
     parts = p.parts
-    for i in range(len(parts) - 2):
-        if parts[i] == "torch" and parts[i + 1] == "lib":  # torch/lib/*.so: one library
-            return "torch"
+    if p.name.startswith(_TORCH_LIBS) and "torch" in parts:  # libtorch_hip.so, libc10_hip.so
+        return "torch"
     if kind == KDB:
         return "miopen"
     if kind == TENSILE and "library" in parts[:-1]:
@@ -82,6 +88,7 @@ class _Found:
     targets: dict[str, int] = field(default_factory=dict)
     compressed: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    elf_library: bool = False  # a host ELF shared library (name *.so*)
 
     def add_bundle(self, b: Bundle) -> None:
         for e in b.code_objects:
@@ -116,6 +123,7 @@ def _inspect(path: str, size: int, f: IO[bytes], seekable: bool) -> tuple[_Found
             found.kind = CODE_OBJECT
             found.targets[str(elf.code_object_target(hdr))] = 1
         elif hdr is not None and seekable:
+            found.elf_library = ".so" in PurePosixPath(path).name
             for sec in elf.fatbin_sections(elf.read_sections(f, hdr, size), size):
                 f.seek(sec.offset)
                 r = ForwardReader(f, sec.offset, sec.offset + sec.size, seekable=True)
@@ -125,6 +133,7 @@ def _inspect(path: str, size: int, f: IO[bytes], seekable: bool) -> tuple[_Found
         elif hdr is not None or head.startswith((BUNDLE_MAGIC, CCOB_MAGIC)):
             # A bundle file, or a host ELF streamed from a tar: search it as it comes.
             bundle_file = hdr is None
+            found.elf_library = not bundle_file and ".so" in PurePosixPath(path).name
             r = ForwardReader(f, len(head), size, seekable=seekable, prefix=head)
             _scan(found, r, report=bundle_file)
             nread += r.bytes_read
@@ -142,6 +151,9 @@ def _inspect(path: str, size: int, f: IO[bytes], seekable: bool) -> tuple[_Found
 
 
 def _code_file(path: str, size: int, found: _Found) -> CodeFile | None:
+    if found.kind is None and found.elf_library and \
+            library_of(path, HOST) in KNOWN_LIBRARIES:
+        found.kind = HOST
     if found.kind is None or (found.kind == TENSILE and not found.targets and not found.problems):
         return None  # nothing GPU, or a Tensile index that names no arch
     return CodeFile(path, found.kind, library_of(path, found.kind), size,

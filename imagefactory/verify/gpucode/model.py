@@ -15,7 +15,8 @@ BUNDLE = "bundle"  # a file that is an offload bundle, plain or compressed
 CODE_OBJECT = "code-object"  # a standalone AMDGPU ELF (.co, .hsaco)
 TENSILE = "tensile"  # a file of a Tensile library directory (rocBLAS, hipBLASLt)
 KDB = "miopen-kdb"  # an MIOpen kernel database (precompiled kernels per arch)
-KINDS = (FATBIN, BUNDLE, CODE_OBJECT, TENSILE, KDB)
+HOST = "host"  # a known ROCm library that carries no device code (listed, no targets)
+KINDS = (FATBIN, BUNDLE, CODE_OBJECT, TENSILE, KDB, HOST)
 # Kinds whose absence for an ISA means a run-time failure; a missing MIOpen kernel database
 # only means MIOpen compiles its kernels at run time.
 REQUIRED_KINDS = (FATBIN, BUNDLE, CODE_OBJECT, TENSILE)

@@ -175,7 +175,7 @@ def test_inventory_questions() -> None:
     assert inv.notes("gfx1010") and "compiles its kernels at run time" in inv.notes("gfx1010")[0]
     assert inv.notes("gfx1030") == []
     assert inv.summary("gfx1010") == (
-        "gfx1010 code: hipblaslt NO, miopen NO (compiles at run time), "
+        "gfx1010 code: hipblaslt NO, miopen compiles at run time, "
         "rocblas yes (1 Tensile files)")
     totals = inv.totals()
     assert totals["gfx1010"] == {"libraries": 1, "code_objects": 3, "tensile_files": 1,

@@ -140,20 +140,20 @@ class Inventory:
         return notes
 
     def summary(self, isa: str | TargetId) -> str:
-        """`gfx1010 code: torch yes, rocblas yes (52 Tensile files), miopen compiles at run time`"""
+        """`gfx1010 code: miopen compiles at run time, rocblas yes (52 Tensile files), torch yes`"""
         dev = as_target(isa)
         parts = []
         for lib in self.libraries:
             if not set(lib.kinds) & set(REQUIRED_KINDS) and lib.name != "miopen":
                 continue
-            word = "yes" if lib.carries(dev) else "NO"
-            extra = []
-            if n := lib.files_for(dev, TENSILE):
-                extra.append(f"{n} Tensile files")
-            if lib.name == "miopen":
+            if lib.name == "miopen":  # kernels: a database for the arch, else compiled at run time
                 k = lib.files_for(dev, KDB)
-                extra.append(f"{k} kernel databases" if k else "compiles at run time")
-            parts.append(f"{lib.name} {word}" + (f" ({', '.join(extra)})" if extra else ""))
+                parts.append(f"miopen yes ({k} kernel databases)" if k
+                             else "miopen compiles at run time")
+                continue
+            word = "yes" if lib.carries(dev) else "NO"
+            n = lib.files_for(dev, TENSILE)
+            parts.append(f"{lib.name} {word}" + (f" ({n} Tensile files)" if n else ""))
         return f"{dev} code: " + (", ".join(parts) if parts else "no GPU libraries found")
 
     def to_dict(self) -> dict[str, Any]:

@@ -251,3 +251,20 @@ def test_format_inventory() -> None:
     assert "rocblas" in text and "gfx1010 (3 code objects, 1 Tensile files)" in text
     assert "gfx1010 code: hipblaslt NO" in text
     assert "note: MIOpen has no kernel database for gfx1010" in text
+
+
+def test_brief_and_check_json() -> None:
+    from imagefactory.verify.gpucode import check_inventory
+
+    inv = _inv()
+    brief = json.loads(json.dumps(inv.brief()))
+    rocblas = next(lib for lib in brief["libraries"] if lib["name"] == "rocblas")
+    assert rocblas == {"name": "rocblas", "kinds": ["fatbin", "tensile"], "files": 3,
+                       "targets": {"gfx1010": {"code_objects": 3, "tensile_files": 1,
+                                               "kdb_files": 0},
+                                   "gfx1030": {"code_objects": 3, "tensile_files": 1,
+                                               "kdb_files": 0}}}
+    chk = check_inventory(inv, ("gfx1010",), ("rocblas", "hipblaslt"))
+    d = json.loads(json.dumps(chk.to_dict()))
+    assert d["passed"] is False and d["failures"][0].startswith("hipblaslt: no gfx1010")
+    assert chk.detail == d["failures"][0]

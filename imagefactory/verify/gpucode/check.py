@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from .errors import AuditUsageError
 from .model import Inventory
@@ -52,6 +53,14 @@ class CodeCheck:
     @property
     def passed(self) -> bool:
         return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, **asdict(self)}
+
+    @property
+    def detail(self) -> str:
+        """One line for a result's check: the failures, else the summary."""
+        return "; ".join(self.failures or self.summary)
 
 
 def check_inventory(inv: Inventory, isas: Sequence[str],

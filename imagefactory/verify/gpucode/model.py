@@ -156,6 +156,27 @@ class Inventory:
             parts.append(f"{lib.name} {word}" + (f" ({n} Tensile files)" if n else ""))
         return f"{dev} code: " + (", ".join(parts) if parts else "no GPU libraries found")
 
+    def brief(self, max_problems: int = 20) -> dict[str, Any]:
+        """A compact JSON form for result files: per library its kinds, targets with code
+        object and Tensile/kdb file counts, no file list (hipBLASLt alone has ~1500 files)."""
+        libs = []
+        for lib in self.libraries:
+            targets: dict[str, dict[str, int]] = {}
+            for f in lib.files:
+                for t, n in f.targets.items():
+                    row = targets.setdefault(t, {"code_objects": 0, "tensile_files": 0,
+                                                 "kdb_files": 0})
+                    key = {TENSILE: "tensile_files", KDB: "kdb_files"}.get(f.kind)
+                    if key:
+                        row[key] += 1
+                    else:
+                        row["code_objects"] += n
+            libs.append({"name": lib.name, "kinds": list(lib.kinds), "files": len(lib.files),
+                         "targets": dict(sorted(targets.items()))})
+        return {"source": self.source, "libraries": libs, "totals": self.totals(),
+                "files_seen": self.files_seen, "problems": list(self.problems[:max_problems]),
+                "problems_total": len(self.problems)}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["totals"] = self.totals()

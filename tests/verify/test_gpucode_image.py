@@ -9,6 +9,7 @@ Cost on the 2-core test machine: sid base 57 s (debootstrap 52 s + import), stag
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -230,3 +231,37 @@ def test_debian_rocblas_and_hipblaslt(docker_client, libs_image: str) -> None:  
     # and the result is JSON that reads back
     assert Inventory.from_dict(inv.to_dict()) == inv
 
+
+
+def test_imagefactory_test_runs_the_gpu_code_check(docker_client, libs_image: str,  # type: ignore[no-untyped-def]
+                                                   project, tmp_path: Path) -> None:
+    """Tester.run (what `imagefactory test` runs per variant) on the image with Debian's
+    rocBLAS, as a gfx1010 ROCm variant needing rocBLAS, hipBLASLt and MIOpen: rocBLAS is
+    found with gfx1010, hipBLASLt fails by name, and the result JSON carries the inventory."""
+    from imagefactory.engine.images import BuiltImage
+    from imagefactory.host.devices import GpuAccess
+    from imagefactory.verify.results import TestResult
+    from imagefactory.verify.tester import Tester, TestOptions
+
+    variant = project.matrix.get("rocm62-native")
+    assert variant.rocm and variant.gfx_targets == ("gfx1010",)
+    built = BuiltImage(variant, docker_client.images.get(libs_image).id, libs_image, None)
+    lines: list[str] = []
+    opts = TestOptions(quick=True, results_dir=tmp_path,
+                       gpu_libraries=("rocblas", "hipblaslt", "miopen"))
+    result = Tester(docker_client, project.matrix, GpuAccess((), ()), opts,
+                    echo=lines.append).run(built)
+    check = next(c for c in result.checks if c.name == "gpu code")
+    assert not check.passed
+    assert check.detail.startswith("hipblaslt: no gfx1010 code (tensile; it has gfx1100")
+    assert "rocblas" not in check.detail
+    out = "\n".join(lines)
+    assert "rocblas yes (52 Tensile files)" in out and "hipblaslt NO" in out
+    assert "miopen compiles at run time" in out
+    assert result.gpu_code is not None
+    inv = result.gpu_code["inventory"]
+    rocblas = next(lib for lib in inv["libraries"] if lib["name"] == "rocblas")
+    assert rocblas["targets"]["gfx1010"]["tensile_files"] == 52
+    assert result.gpu_code["check"]["isas"] == ["gfx1010"]
+    back = TestResult.load(tmp_path, variant.name) if result.save(tmp_path) else None
+    assert back is not None and back.gpu_code == json.loads(json.dumps(result.gpu_code))

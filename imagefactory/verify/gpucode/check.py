@@ -55,7 +55,9 @@ class CodeCheck:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, **asdict(self)}
+        """JSON-shaped: lists, not tuples, so a saved result reads back equal."""
+        return {"passed": self.passed,
+                **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}}
 
     @property
     def detail(self) -> str:

@@ -268,3 +268,30 @@ def test_brief_and_check_json() -> None:
     d = json.loads(json.dumps(chk.to_dict()))
     assert d["passed"] is False and d["failures"][0].startswith("hipblaslt: no gfx1010")
     assert chk.detail == d["failures"][0]
+
+
+def test_report_shows_the_gpu_code_section(tmp_path) -> None:
+    from imagefactory.report.writer import load, markdown, to_json
+    from imagefactory.verify.gpucode import check_inventory
+    from imagefactory.verify.results import TestResult
+
+    inv = _inv()
+    chk = check_inventory(inv, ("gfx1010",), ("rocblas", "hipblaslt", "miopen"))
+    base = dict(image_id="sha256:" + "a" * 64, checks=(), conv=(), host=None, profile=None)
+    TestResult(variant="debian-rocm", passed=False, **base,  # type: ignore[arg-type]
+               gpu_code={"inventory": inv.brief(), "check": chk.to_dict()}).save(tmp_path)
+    # a hand-edited result: wrong shapes are skipped, table syntax is escaped
+    TestResult(variant="odd", passed=False, **base,  # type: ignore[arg-type]
+               gpu_code={"check": {"summary": ["a | b"], "failures": "not a list"}}
+               ).save(tmp_path)
+    TestResult(variant="cpu", passed=True, **base).save(tmp_path)  # type: ignore[arg-type]
+    compat = load([tmp_path])
+    md = markdown(compat, png=None, generated="now")
+    assert "## GPU code" in md
+    assert ("- **debian-rocm**: gfx1010 code: hipblaslt NO, miopen compiles at run time, "
+            "rocblas yes (1 Tensile files); hipblaslt: no gfx1010 code") in md
+    assert "- **odd**: a \\| b" in md
+    assert "- **cpu**" not in md.split("## GPU code")[1].split("## Matrix")[0]
+    rows = {r["variant"]: r for r in to_json(compat, "now")["rows"]}
+    assert rows["debian-rocm"]["gpu_code"][0].startswith("gfx1010 code:")
+    assert rows["cpu"]["gpu_code"] == []

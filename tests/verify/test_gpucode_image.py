@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -265,3 +266,31 @@ def test_imagefactory_test_runs_the_gpu_code_check(docker_client, libs_image: st
     assert result.gpu_code["check"]["isas"] == ["gfx1010"]
     back = TestResult.load(tmp_path, variant.name) if result.save(tmp_path) else None
     assert back is not None and back.gpu_code == json.loads(json.dumps(result.gpu_code))
+
+
+def test_doctor_audits_a_host_torch(kernels_dir: Path, tmp_path: Path, project) -> None:  # type: ignore[no-untyped-def]
+    """doctor on a torch/lib whose libtorch_hip.so is real compiled code: the gfx1010 library
+    passes for an RX 5600 XT, the gfx1030-only one is named with the override as the way out."""
+    from imagefactory.host.doctor import Options, diagnose
+
+    sysfs = Path(__file__).resolve().parent.parent / "fixtures" / "sysfs" / "rx5600xt"
+    cases = {"libvecadd.so": "gfx1010 code: torch yes", "plain-gfx1030": "gfx1010 code: torch NO"}
+    for source, expected in cases.items():
+        lib = tmp_path / source / "torch" / "lib"
+        lib.mkdir(parents=True)
+        shutil.copy(kernels_dir / source, lib / "libtorch_hip.so")
+        d = diagnose(project.matrix, Options(sysfs_root=sysfs, dev_root=tmp_path, docker=False,
+                                             torch=lib.parent))
+        check = next(c for c in d.checks if c.name == "host torch")
+        assert check.ok is None and expected in check.detail, check
+        if "NO" in expected:
+            assert check.fix and "HSA_OVERRIDE_GFX_VERSION=10.3.0" in check.fix
+            assert "(it has gfx1030)" in check.detail
+        else:
+            assert check.fix is None
+    proc = subprocess.run(
+        [sys.executable, "-m", "imagefactory", "doctor", "--no-docker", f"--sysfs-root={sysfs}",
+         f"--dev-root={tmp_path}", f"--torch={tmp_path / 'libvecadd.so' / 'torch'}", "--json"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    data = json.loads(proc.stdout)
+    assert any(c["name"] == "host torch" and "torch yes" in c["detail"] for c in data["checks"])

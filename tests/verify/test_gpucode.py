@@ -176,7 +176,7 @@ def test_inventory_questions() -> None:
     assert inv.notes("gfx1030") == []
     assert inv.summary("gfx1010") == (
         "gfx1010 code: hipblaslt NO, miopen compiles at run time, "
-        "rocblas yes (1 Tensile files)")
+        "rocblas yes (1 Tensile file)")
     totals = inv.totals()
     assert totals["gfx1010"] == {"libraries": 1, "code_objects": 3, "tensile_files": 1,
                                  "kdb_files": 0}
@@ -248,7 +248,7 @@ def test_format_inventory() -> None:
     from imagefactory.verify.gpucode import format_inventory
 
     text = format_inventory(_inv(), ("gfx1010",))
-    assert "rocblas" in text and "gfx1010 (3 code objects, 1 Tensile files)" in text
+    assert "rocblas" in text and "gfx1010 (3 code objects, 1 Tensile file)" in text
     assert "gfx1010 code: hipblaslt NO" in text
     assert "note: MIOpen has no kernel database for gfx1010" in text
 
@@ -289,9 +289,35 @@ def test_report_shows_the_gpu_code_section(tmp_path) -> None:
     md = markdown(compat, png=None, generated="now")
     assert "## GPU code" in md
     assert ("- **debian-rocm**: gfx1010 code: hipblaslt NO, miopen compiles at run time, "
-            "rocblas yes (1 Tensile files); hipblaslt: no gfx1010 code") in md
+            "rocblas yes (1 Tensile file); hipblaslt: no gfx1010 code") in md
     assert "- **odd**: a \\| b" in md
     assert "- **cpu**" not in md.split("## GPU code")[1].split("## Matrix")[0]
     rows = {r["variant"]: r for r in to_json(compat, "now")["rows"]}
     assert rows["debian-rocm"]["gpu_code"][0].startswith("gfx1010 code:")
     assert rows["cpu"]["gpu_code"] == []
+
+
+def _cli(*args: str):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([sys.executable, "-m", "imagefactory", "audit", *args],
+                          capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+
+
+def test_audit_command_usage_errors(tmp_path) -> None:
+    proc = _cli(str(tmp_path / "nope"))
+    assert proc.returncode == 2 and "no such file or directory" in proc.stderr
+    proc = _cli(str(tmp_path), "--isa", "gfx10x0")
+    assert proc.returncode == 2 and "--isa gfx10x0: not a GPU target" in proc.stderr
+    proc = _cli(str(tmp_path), "--need", "torch")
+    assert proc.returncode == 2 and "--need takes effect with --isa" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (tmp_path / "gfx1030_40.kdb").write_bytes(b"SQLite format 3\0")
+    proc = _cli(str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [lib["name"] for lib in data["inventory"]["libraries"]] == ["miopen"]
+    assert data["inventory"]["totals"]["gfx1030"]["kdb_files"] == 1

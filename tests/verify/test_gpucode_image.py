@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -294,3 +295,24 @@ def test_doctor_audits_a_host_torch(kernels_dir: Path, tmp_path: Path, project) 
         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     data = json.loads(proc.stdout)
     assert any(c["name"] == "host torch" and "torch yes" in c["detail"] for c in data["checks"])
+
+
+def test_audit_command_on_an_image(kernels_image: str) -> None:
+    """`imagefactory audit IMAGE --isa gfx1010`: exit 1 naming the library built for gfx1030
+    only; exit 0 for the ones that carry gfx1010 code."""
+    cwd = Path(__file__).resolve().parents[2]
+    base = [sys.executable, "-m", "imagefactory", "audit", kernels_image, "--isa", "gfx1010"]
+    proc = subprocess.run([*base, "--need", "plain-gfx1030", "--need", "vecadd"],
+                          capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 1, proc.stderr
+    assert ("1 library without code for gfx1010: plain-gfx1030: no gfx1010 code (fatbin; it "
+            "has gfx1030)") in proc.stderr
+    assert re.search(r"\n  vecadd +\[fatbin\]  gfx1010 \(1 code object\)\n", proc.stdout)
+    proc = subprocess.run([*base, "--need", "vecadd", "--need", "plain-gfx10-1-generic",
+                           "--json"], capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["check"]["passed"] is True
+    files = {Path(f["path"]).name: f for lib in data["inventory"]["libraries"]
+             for f in lib["files"]}
+    assert files["ccob3-gfx1010-gfx1030"]["compressed"] == ["zstd:v3"]

@@ -148,12 +148,13 @@ class Inventory:
                 continue
             if lib.name == "miopen":  # kernels: a database for the arch, else compiled at run time
                 k = lib.files_for(dev, KDB)
-                parts.append(f"miopen yes ({k} kernel databases)" if k
+                parts.append(f"miopen yes ({k} kernel database{'s' if k != 1 else ''})" if k
                              else "miopen compiles at run time")
                 continue
             word = "yes" if lib.carries(dev) else "NO"
             n = lib.files_for(dev, TENSILE)
-            parts.append(f"{lib.name} {word}" + (f" ({n} Tensile files)" if n else ""))
+            files = f"{n} Tensile file{'s' if n != 1 else ''}"
+            parts.append(f"{lib.name} {word}" + (f" ({files})" if n else ""))
         return f"{dev} code: " + (", ".join(parts) if parts else "no GPU libraries found")
 
     def brief(self, max_problems: int = 20) -> dict[str, Any]:

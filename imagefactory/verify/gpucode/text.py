@@ -18,9 +18,8 @@ def format_inventory(inv: Inventory, isas: tuple[str, ...] = ()) -> str:
             tensile = sum(1 for f in files if f.kind == TENSILE)
             kdb = sum(1 for f in files if f.kind == KDB)
             code = sum(f.targets[target] for f in files if f.kind not in (TENSILE, KDB))
-            counts = [c for c in (f"{code} code objects" if code else "",
-                                  f"{tensile} Tensile files" if tensile else "",
-                                  f"{kdb} kdb" if kdb else "") if c]
+            counts = [c for c in (_n(code, "code object"), _n(tensile, "Tensile file"),
+                                  _n(kdb, "kernel database")) if c]
             parts.append(f"{target} ({', '.join(counts)})")
         kinds = ",".join(lib.kinds) or "no device code"
         lines.append(f"  {lib.name:<{width}}  [{kinds}]  " + ("; ".join(parts) or "-"))
@@ -32,3 +31,7 @@ def format_inventory(inv: Inventory, isas: tuple[str, ...] = ()) -> str:
     lines.extend(f"note: {n}" for isa in isas for n in inv.notes(isa))
     lines.extend(f"problem: {p}" for p in inv.problems)
     return "\n".join(lines)
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'s' if count != 1 else ''}" if count else ""

@@ -191,10 +191,7 @@ def audit_path(root: str | os.PathLike[str]) -> Inventory:
     seen = nbytes = 0
     inodes: set[tuple[int, int]] = set()
     paths: Iterable[Path]
-    if top.is_file():
-        paths = [top]
-    else:
-        paths = (Path(d) / n for d, _dirs, names in os.walk(top) for n in sorted(names))
+    paths = [top] if top.is_file() else _walk(top)
     for p in paths:
         try:
             st = p.lstat()
@@ -212,6 +209,16 @@ def audit_path(root: str | os.PathLike[str]) -> Inventory:
         if cf is not None:
             files.append(cf)
     return _group(str(top), files, problems, seen, nbytes)
+
+
+_PSEUDO = frozenset({"/proc", "/sys", "/dev", "/run"})  # reads there block or never end
+
+
+def _walk(top: Path) -> Iterable[Path]:
+    for d, dirs, names in os.walk(top):
+        dirs[:] = sorted(x for x in dirs if os.path.realpath(os.path.join(d, x)) not in _PSEUDO)
+        for n in sorted(names):
+            yield Path(d) / n
 
 
 def audit_tar(fileobj: IO[bytes], source: str = "<tar>") -> Inventory:

@@ -190,6 +190,14 @@ def test_inventory_json_round_trip() -> None:
     assert back == inv
     with pytest.raises(MalformedInput):
         Inventory.from_dict({"source": "x", "libraries": [{"name": "a"}]})
+    bad = json.loads(text)
+    bad["libraries"][0]["files"][0]["targets"] = {"sm_80": 1}
+    with pytest.raises(MalformedInput):
+        Inventory.from_dict(bad)
+    bad["libraries"][0]["files"][0]["targets"] = {"gfx1010": 1}
+    bad["libraries"][0]["files"][0]["kind"] = "elf"
+    with pytest.raises(MalformedInput):
+        Inventory.from_dict(bad)
 
 
 def test_audit_path_errors(tmp_path) -> None:

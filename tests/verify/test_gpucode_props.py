@@ -241,3 +241,27 @@ def test_reader_finds_every_magic_whatever_the_chunking(pieces: list[bytes], chu
         got.append((r.pos, m))
         r.skip_to(r.pos + 1)
     assert got == expected
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["source", "libraries", "name", "files", "path", "kind",
+                                       "library", "size", "targets", "compressed", "problems",
+                                       "x"]), children, max_size=6),
+    max_leaves=30)
+
+
+@SETTINGS
+@given(data=json_values)
+def test_inventory_from_hostile_json(data: object) -> None:
+    """A result file edited by hand or by an attacker: a typed error, never a traceback."""
+    from imagefactory.verify.gpucode import Inventory
+
+    try:
+        inv = Inventory.from_dict(data)  # type: ignore[arg-type]
+    except MalformedInput:
+        return
+    inv.to_dict()
+    inv.summary("gfx1010")
+    inv.missing(["rocblas"], "gfx1010")

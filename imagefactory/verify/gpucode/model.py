@@ -194,7 +194,13 @@ class Inventory:
                              tuple(f.get("compressed", ())), tuple(f.get("problems", ())))
                     for f in lib["files"]))
                 for lib in d["libraries"])
-            return cls(str(d["source"]), libs, tuple(d.get("problems", ())),
+            for lib in libs:
+                for f in lib.files:
+                    if f.kind not in KINDS:
+                        raise ValueError(f"unknown kind {f.kind!r} of {f.path}")
+                    for t in f.targets:
+                        parse_target_id(t)  # MalformedInput for a target that is none
+            return cls(str(d["source"]), libs, tuple(str(p) for p in d.get("problems", ())),
                        int(d.get("files_seen", 0)), int(d.get("bytes_read", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedInput(f"not a GPU code inventory: {exc!r}") from None

@@ -117,6 +117,7 @@ def _inspect(path: str, size: int, f: IO[bytes], seekable: bool) -> tuple[_Found
         return found, 0
     head = f.read(elf.EHDR_SIZE)
     nread = len(head)
+    hdr = None
     try:
         hdr = elf.parse_header(head)
         if hdr is not None and hdr.machine == elf.EM_AMDGPU:
@@ -140,8 +141,17 @@ def _inspect(path: str, size: int, f: IO[bytes], seekable: bool) -> tuple[_Found
             if found.targets or found.problems:
                 found.kind = BUNDLE if bundle_file else FATBIN
     except MalformedInput as exc:
-        found.problems.append(str(exc))
-        found.kind = found.kind or (CODE_OBJECT if head[:4] == elf.ELF_MAGIC else BUNDLE)
+        name = PurePosixPath(path).name
+        host_elf = head[:4] == elf.ELF_MAGIC and (hdr is None or hdr.machine != elf.EM_AMDGPU)
+        if host_elf and not found.targets and not name.endswith((".co", ".hsaco")):
+            # A broken program or data file says nothing about GPU code; a broken library
+            # might hide some: list it, with the problem.
+            if ".so" in name:
+                found.kind = HOST
+                found.problems.append(str(exc))
+        else:
+            found.problems.append(str(exc))
+            found.kind = found.kind or (CODE_OBJECT if head[:4] == elf.ELF_MAGIC else BUNDLE)
     if is_tensile(path):
         found.kind = TENSILE
         if not found.targets:  # a .dat index, or a code object that did not parse

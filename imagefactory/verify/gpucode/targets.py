@@ -49,6 +49,8 @@ GENERIC_MEMBERS: dict[str, frozenset[str]] = {
     "gfx12-generic": frozenset({"gfx1200", "gfx1201"}),
 }
 
+KNOWN_PROCESSORS = frozenset(MACH_PROCESSORS.values())
+
 # A processor name as it appears in target IDs and file names (gfx1010, gfx90a, gfx10-1-generic).
 PROCESSOR_RE = r"gfx(?:\d{1,2}(?:-\d)?-generic|\d{2,4}[a-f]?)"
 _TARGET_ID = re.compile(rf"^(?P<proc>{PROCESSOR_RE})(?P<feats>(?::[A-Za-z0-9_]+[+-])*)$")
@@ -78,6 +80,9 @@ def parse_target_id(text: str) -> TargetId:
     m = _TARGET_ID.match(text)
     if not m:
         raise MalformedInput(f"not an AMDGPU target ID: {text[:80]!r}")
+    if m.group("proc") not in KNOWN_PROCESSORS:
+        raise MalformedInput(f"unknown AMDGPU processor {m.group('proc')!r} (not in LLVM's "
+                             "EF_AMDGPU_MACH table this audit knows)")
     feats = tuple(sorted((n, s == "+") for n, s in _FEATURE.findall(m.group("feats"))))
     return TargetId(m.group("proc"), feats)
 
@@ -90,8 +95,11 @@ def parse_entry_id(entry: str) -> tuple[str, str, TargetId | None]:
     if not _ENTRY_ID.match(entry):
         raise MalformedInput(f"bundle entry ID is not a short ASCII name: {entry[:80]!r}")
     parts = entry.split("-", 5)
-    if len(parts) < 4 or parts[0] not in OFFLOAD_KINDS:
+    if parts[0] not in OFFLOAD_KINDS:
         raise MalformedInput(f"bundle entry ID has no known offload kind: {entry[:80]!r}")
+    # kind + a 4-part triple (+ target); old host entries had a 3-part triple
+    if len(parts) < (4 if parts[0] == "host" else 5) or not all(parts[1:4]):
+        raise MalformedInput(f"bundle entry ID has no full triple: {entry[:80]!r}")
     kind = parts[0]
     if len(parts) == 5 and parts[4].startswith("gfx"):  # old 3-component triple + processor
         triple, tid = "-".join(parts[1:4]), parts[4]
@@ -130,4 +138,4 @@ _IN_NAME = re.compile(rf"(?<![0-9A-Za-z])({PROCESSOR_RE})(?![0-9a-z])")
 
 def processors_in_name(name: str) -> list[str]:
     """Processor names in a file name (`TensileLibrary_..._gfx1010.co`, `gfx1030_40.kdb`)."""
-    return _IN_NAME.findall(name)
+    return [p for p in _IN_NAME.findall(name) if p in KNOWN_PROCESSORS]

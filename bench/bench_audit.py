@@ -9,7 +9,7 @@ Three ways the audit reads a file:
 - big:    the stream path on a multi-gigabyte file made by concatenating the real library
           --copies times (each copy's bundles are found: copies x targets).
 - cold:   --cold evicts the file's pages (posix_fadvise DONTNEED, this file only) before
-          every run of cat and of the stream path, so both read from the disk.
+          every timed run, so cat and the audit both read from the disk.
 - image:  --image IMAGE times `docker export` of a container of IMAGE into /dev/null and into
           audit_tar (the `imagefactory` path for a built image).
 Usage: python3 bench/bench_audit.py LIBRARY [--copies 3] [--runs 3] [--scratch DIR] [--cold]
@@ -91,10 +91,13 @@ def main() -> None:
     print(f"{lib} ({size / 1e9:.2f} GB): {cf.kind if cf else 'no GPU code'}, "
           f"{sum(cf.targets.values()) if cf else 0} code objects, "
           f"{len(cf.targets) if cf else 0} targets")
-    cat_s = best(lambda: cat(lib), args.runs)
-    line("cat > /dev/null", cat_s, size, cat_s)
-    line("audit, file path (seeks)", best(lambda: audit_file(lib), args.runs), size, cat_s)
-    line("audit, stream path (reads all)", best(lambda: stream_audit(lib), args.runs), size,
+    lcold = lib if args.cold else None
+    how = "cold" if args.cold else "warm"
+    cat_s = best(lambda: cat(lib), args.runs, lcold)
+    line(f"cat > /dev/null ({how})", cat_s, size, cat_s)
+    line(f"audit, file path (seeks, {how})", best(lambda: audit_file(lib), args.runs, lcold),
+         size, cat_s)
+    line(f"audit, stream path ({how})", best(lambda: stream_audit(lib), args.runs, lcold), size,
          cat_s)
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-audit-", dir=args.scratch))
@@ -108,7 +111,6 @@ def main() -> None:
         n = stream_audit(big)
         print(f"{big.name}: {args.copies} copies, {bsize / 1e9:.2f} GB, {n} code objects found")
         cold = big if args.cold else None
-        how = "cold" if cold else "warm"
         big_cat = best(lambda: cat(big), args.runs, cold)
         line(f"cat > /dev/null ({bsize / 1e9:.1f} GB, {how})", big_cat, bsize, big_cat)
         line(f"audit, stream path ({bsize / 1e9:.1f} GB, {how})",

@@ -37,9 +37,14 @@ from imagefactory.verify.gpucode.targets import processors_in_name
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.network]
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "gpucode"
-SID_BASE = "imagefactory-test/debian:sid-slim"
+# The shared sid base (scripts/setup-test-env.sh makes it; made here too when missing).
+SID_BASE = os.environ.get("IMAGEFACTORY_SID_BASE", "debian:sid-slim")
 KERNELS = "imagefactory-test/gpucode:kernels"
 LIBS = "imagefactory-test/gpucode:libs"
+# An image that already has Debian's librocblas4, libhipblaslt1 and libmiopen1 (e.g. the
+# debian-rocm64 variant's toolchain stage) can stand in for the `libs` stage: no second
+# 4.7 GB install in CI.
+LIBS_IMAGE = os.environ.get("IMAGEFACTORY_GPUCODE_LIBS_IMAGE")
 MIRROR = os.environ.get("IMAGEFACTORY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 # file -> (kind, targets found, compression) that the Dockerfile compiled; nothing else under
@@ -79,7 +84,8 @@ def build(client, target: str, tag: str) -> None:  # type: ignore[no-untyped-def
     import docker
 
     try:
-        client.images.build(path=str(FIXTURE), target=target, tag=tag, rm=True, forcerm=True)
+        client.images.build(path=str(FIXTURE), target=target, tag=tag, rm=True, forcerm=True,
+                            buildargs={"BASE": SID_BASE})
     except docker.errors.BuildError as exc:
         log = "".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)
         pytest.fail(f"building {tag} failed: {exc}\n{log[-3000:]}")
@@ -179,6 +185,8 @@ def test_truncated_real_files_give_typed_problems(kernels_dir: Path, tmp_path: P
 
 @pytest.fixture(scope="module")
 def libs_image(docker_client, kernels_image: str) -> str:  # type: ignore[no-untyped-def]
+    if LIBS_IMAGE:
+        return LIBS_IMAGE
     build(docker_client, "libs", LIBS)
     return LIBS
 
@@ -202,7 +210,8 @@ def test_debian_rocblas_and_hipblaslt(docker_client, libs_image: str) -> None:  
     assert rocblas.kinds == ("fatbin", "tensile")
     assert inv.carries("rocblas", "gfx1010")
     # the Tensile files for gfx1010 are the ones the package lists
-    listed = _in_image(docker_client, libs_image, "dpkg -L librocblas4").split()
+    listed = _in_image(docker_client, libs_image, 'dpkg -L librocblas4 | while read -r f; do '
+                       '[ -f "$f" ] && echo "$f"; done').split()  # listed and still there
     tensile_1010 = [p for p in listed if "/library/" in p and "gfx1010" in processors_in_name(
         Path(p).name) and p.endswith((".co", ".hsaco", ".dat"))]
     assert rocblas.files_for("gfx1010", "tensile") == len(tensile_1010) > 0
@@ -216,12 +225,17 @@ def test_debian_rocblas_and_hipblaslt(docker_client, libs_image: str) -> None:  
     # the check `imagefactory test` runs: rocBLAS passes for gfx1010, hipBLASLt is named
     result = check_inventory(inv, runtime_isas(("gfx1010",), {}), ("rocblas", "hipblaslt"))
     assert result.failures == tuple(inv.missing(["hipblaslt"], "gfx1010"))
-    # under the override the image runs as gfx1030: Debian's hipBLASLt lacks that too
+    # under the override the image runs as gfx1030: Debian's hipBLASLt lacks that too, and
+    # rocBLAS passes exactly when its gfx1030 Tensile files are in the image (an image may
+    # delete other archs' files after installing the package)
     result = check_inventory(inv, runtime_isas(("gfx1010",), {"HSA_OVERRIDE_GFX_VERSION":
                                                                "10.3.0"}), ("rocblas", "hipblaslt"))
     assert result.isas == ("gfx1030",)
-    assert len(result.failures) == 1
-    assert result.failures[0].startswith("hipblaslt: no gfx1030 code")
+    present = _in_image(docker_client, libs_image, "ls /usr/lib/x86_64-linux-gnu/rocblas/*/library"
+                        "/ | grep -c gfx1030 || true").strip()
+    expected = ["hipblaslt"] if int(present or 0) else ["rocblas", "hipblaslt"]
+    assert [f.split(":")[0] for f in result.failures] == expected
+    assert all(": no gfx1030 code" in f for f in result.failures)
     # MIOpen is there with no kernel database: it compiles at run time, a note, not a failure
     assert inv.library("miopen") is not None
     result = check_inventory(inv, ("gfx1010",), ("rocblas", "miopen"))
@@ -255,7 +269,7 @@ def test_imagefactory_test_runs_the_gpu_code_check(docker_client, libs_image: st
                     echo=lines.append).run(built)
     check = next(c for c in result.checks if c.name == "gpu code")
     assert not check.passed
-    assert check.detail.startswith("hipblaslt: no gfx1010 code (tensile; it has gfx1100")
+    assert check.detail.startswith("hipblaslt: no gfx1010 code (tensile; it has gfx")
     assert "rocblas" not in check.detail
     out = "\n".join(lines)
     assert "rocblas yes (52 Tensile files)" in out and "hipblaslt NO" in out
@@ -265,7 +279,8 @@ def test_imagefactory_test_runs_the_gpu_code_check(docker_client, libs_image: st
     rocblas = next(lib for lib in inv["libraries"] if lib["name"] == "rocblas")
     assert rocblas["targets"]["gfx1010"]["tensile_files"] == 52
     assert result.gpu_code["check"]["isas"] == ["gfx1010"]
-    back = TestResult.load(tmp_path, variant.name) if result.save(tmp_path) else None
+    back = TestResult.load(tmp_path, variant.name, result.scope) if result.save(tmp_path) \
+        else None
     assert back is not None and back.gpu_code == json.loads(json.dumps(result.gpu_code))
 
 

@@ -253,7 +253,8 @@ int main() {
 
 
 def test_toolchain_compiles_a_hip_kernel_for_gfx1010(docker_client: Any,
-                                                     toolchain_image: str) -> None:
+                                                     toolchain_image: str,
+                                                     tmp_path: Path) -> None:
     # Runs with the stage's own environment (ROCM_PATH=/usr, the FHS layout the PyTorch
     # builder uses), as the unprivileged default user of the image would.
     script = f"""
@@ -267,16 +268,24 @@ hipcc --offload-arch=gfx1010 -c k.hip -o k.o
 /usr/lib/llvm-21/bin/llvm-objcopy --dump-section .hip_fatbin=fatbin k.o k.stripped.o
 /usr/lib/llvm-21/bin/clang-offload-bundler --list --type=o --input=fatbin | sed 's/^/BUNDLE /'
 hipcc --offload-arch=gfx1010 k.o -o k
+cp k.o k /out/
 set +e
 ./k; echo "EXIT $?"
 """
-    status, out = run(docker_client, toolchain_image, script)
+    status, out = run(docker_client, toolchain_image, script,
+                      volumes={str(tmp_path): {"bind": "/out", "mode": "rw"}})
     assert status == 0, out
     assert "BUNDLE hipv4-amdgcn-amd-amdhsa--gfx1010" in out, out
     # the linked program runs without a GPU and says so in one line, with its own exit code
     assert "EXIT 3" in out, out
     no_gpu = [line for line in out.splitlines() if line.startswith("no GPU: ")]
     assert len(no_gpu) == 1, out
+    # imagefactory's audit finds the gfx1010 code object in what the toolchain produced
+    audit = imagefactory_cli("audit", str(tmp_path), "--json")
+    assert audit.returncode == 0, audit.stderr
+    files = json.loads(audit.stdout)["inventory"]
+    assert "gfx1010" in json.dumps(files), files
+    assert "gfx1030" not in json.dumps(files), files
 
 
 CTYPES_CHECK = r"""
@@ -430,6 +439,13 @@ def test_cli_test_on_the_runtime_stage_runs_what_applies(runtime_image: str,
     assert "skip  torch imports: no torch in stage 'rocm-runtime'" in out
     assert "skip  entrypoint: stage 'rocm-runtime': only the variant's final image has it" in out
     assert "conv: skipped: no torch in stage 'rocm-runtime'" in out
+    # imagefactory's GPU code audit (verify/gpucode) on the stage: gfx1010 code in each math
+    # library, Tensile files for gfx1010 only after pruning, MIOpen compiling at run time
+    assert "ok    gpu code" in out
+    line = next(x for x in out.splitlines() if x.startswith("  gpu code: gfx1010 code: "))
+    for lib in ("rocblas yes", "rocfft yes", "rocsparse yes", "rocrand yes", "rocsolver yes"):
+        assert lib in line, line
+    assert "miopen compiles at run time" in line
     assert "PASSED" in out
     # the stage's result sits apart from the variant's, which push and report read
     assert (tmp_path / "stages" / f"{VARIANT}.json").is_file()

@@ -77,8 +77,8 @@ def command(state, variant: str, cmd: tuple[str, ...], profile: str | None, gpu:
 
         imagefactory run rocm62-native -- python3 train.py
     """
-    from ..devices import gpu_access
-    from ..images import local_tag
+    from ..engine.images import local_tag
+    from ..host.devices import gpu_access
 
     matrix = state.project.matrix
     v = matrix.get(variant)
@@ -117,7 +117,7 @@ def _amd_gpu_devices(sysfs_root: Path, dev_root: Path, gpu: int) -> tuple[str, .
     """/dev/kfd and the render node of AMD GPU number `gpu` in KFD order (HIP's numbering,
     and doctor's); other vendors' render nodes (an Intel iGPU's renderD128) do not count.
     Empty when sysfs names no AMD GPU: then N counts the render nodes as they are."""
-    from ..gpuinfo import scan
+    from ..host.gpuinfo import scan
 
     gpus = [g for g in scan(sysfs_root).gpus if g.render_node]
     if not gpus:
@@ -134,8 +134,8 @@ def _amd_gpu_devices(sysfs_root: Path, dev_root: Path, gpu: int) -> tuple[str, .
 
 def _require_image(matrix, v, engine: str | None) -> None:
     """Say `imagefactory build` instead of docker's "pull access denied" for a local tag."""
-    from ..engine import connect
-    from ..images import find_built
+    from ..engine.docker_engine import connect
+    from ..engine.images import find_built
 
     client = connect(engine, timeout=30)
     try:

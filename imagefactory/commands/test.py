@@ -35,10 +35,10 @@ def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile:
     """Test built images: start each with the GPU devices passed through, run the testinfra
     suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
     check and every conv case of every variant passed."""
-    from ..containers import new_run_id, terminate_as_interrupt
-    from ..devices import gpu_access
-    from ..engine import connect
-    from ..tester import Tester, TestOptions, find_images
+    from ..engine.containers import new_run_id, terminate_as_interrupt
+    from ..engine.docker_engine import connect
+    from ..host.devices import gpu_access
+    from ..verify.tester import Tester, TestOptions, find_images
 
     selected = state.select(variants)
     for v in selected:

@@ -22,8 +22,8 @@ glob wins), which nothing in the images sets. Faults:
   tensile              rocBLAS "Cannot read .../TensileLibrary_lazy_gfx1010.dat", then abort
   illegal-address      RuntimeError "HIP error: an illegal memory access was encountered"
   oom                  a real allocation torch cannot make (2**62 bytes on the CPU)
-  compile:SECONDS      burns CPU for SECONDS inside the first call, then runs normally: a
-                       kernel compiling past the timeout
+  compile:SECONDS      keeps a core busy for SECONDS (wall clock) inside the first call, then
+                       runs normally: a kernel compiling past the timeout
   spin                 burns CPU forever: a hang that keeps its process busy
 
 The fork server (zygote.py) has fault points of its own, matched only by rules whose glob
@@ -160,10 +160,11 @@ def trigger(fault: str) -> None:
 
 
 def _burn(seconds: float) -> None:
-    """Keep one core busy for `seconds` of CPU time, as a compiler would."""
-    deadline = time.process_time() + seconds
+    """Keep one core busy for `seconds`, as a compiler would (wall clock, so the fault lasts
+    as long on a loaded machine as on an idle one)."""
+    deadline = time.monotonic() + seconds
     x = 0
-    while time.process_time() < deadline:
+    while time.monotonic() < deadline:
         for i in range(10000):
             x ^= i
 

@@ -17,6 +17,7 @@ Env: WORKERS (4), ITERS (50), SPAWN_ITERS (10), DEVICE (cuda), CASES (comma list
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import gc
 import importlib
@@ -69,18 +70,15 @@ def _child(case: str, err_path: str, variant: str, core: bool) -> None:
 def worker(variant: str, index: int, iters: int, tmp: str) -> list[dict[str, Any]]:
     sys.path.insert(0, PYDIR)
     if variant != "spawn":
-        import torch  # noqa: F401
-        import torch.nn.functional  # noqa: F401
-
         import im2col_fallback  # noqa: F401
+        import torch
+        import torch.nn.functional  # noqa: F401
         from convcheck import child, cli, zygote  # noqa: F401
 
         if variant != "nolazy":
             for name in zygote.LAZY_IMPORTS:
-                try:
+                with contextlib.suppress(Exception):
                     importlib.import_module(name)
-                except Exception:
-                    pass
         gc.collect()
         if variant != "nofreeze":
             gc.freeze()

@@ -295,12 +295,14 @@ def test_every_failure_class_from_a_real_fault(cpu_image: str, isolation: str) -
     assert {c["isolation"] for c in report["cases"]} == {isolation}
     assert "GRANDCHILD-LEFT" not in out, "the hung case's process group survived"
     by_case = {c["case"]: c for c in report["cases"]}
-    assert 5 <= by_case["conv2d-k1-c64-64x64-fwd"]["seconds"] < 20
+    # idle at the timeout (or once its loaded start-up is done): killed, no retry budget spent
+    hang = by_case["conv2d-k1-c64-64x64-fwd"]
+    assert 5 <= hang["seconds"] < 20 + hang["budget_extended"] < 60
     assert "HSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION" in by_case[
         "conv2d-k3-c16to32-32x32-fwd"]["detail"]
     assert by_case["conv2d-k3-c16-64x64-bwd"]["max_rel_err"] > 0.1
     assert report["summary"]["ok"] == len(CLEAN) and report["summary"]["crash"] == 2
-    assert elapsed < 60
+    assert elapsed < 240  # a loaded 2-core machine; ~30 s on an idle one
 
 
 @pytest.mark.docker

@@ -7,6 +7,7 @@ print a runtime's message and abort, raise torch's own error, burn CPU or block.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -182,14 +183,16 @@ def test_new_signatures_from_real_faults_and_a_gpu_reset_stops_the_run(cpu_image
     reset_lines = [ln for ln in out.splitlines() if ln.startswith("convcheck: GPU reset")]
     assert reset_lines == [f"convcheck: {report['gpu_reset']}"]
     assert "the 3 cases after it are not-run (gpu reset)" in reset_lines[0]
-    assert "maxpool2d-k2-c64-64x64-bwd  not-run (gpu reset)" in out
+    assert re.search(r"^maxpool2d-k2-c64-64x64-bwd +not-run \(gpu reset\)$", out, re.M), out
     assert report["summary"]["not-run"] == 3
     assert report["works"]["basics"]["verdict"] == "partly (1/5)"
 
 
-TIMEOUT = 12
-COMPILE_SECONDS = TIMEOUT + 4  # the "compiling" case keeps a core busy this long
-RETRY = 15
+# Generous for a loaded 2-core machine, where a spawned child's `import torch` alone can take
+# 15 s: the properties checked are who gets the longer budget and who does not.
+TIMEOUT = 15
+COMPILE_SECONDS = TIMEOUT + 5  # the "compiling" case keeps a core busy this long
+RETRY = 45
 
 
 @pytest.mark.docker
@@ -206,19 +209,24 @@ def test_compiling_past_the_timeout_is_retried_and_a_real_hang_is_still_caught(
         cpu_image, f"--device cpu --isolation {isolation} --timeout {TIMEOUT} "
         f"--retry-budget {RETRY} --cases 'matmul-512-*,linear-256to512-*'", {faults.ENV: spec})
     by_case = {c["case"]: c for c in report["cases"]}
-    got = {case: (c["status"], c["budget_extended"]) for case, c in by_case.items()}
-    got["linear-256to512-bwd"] = (by_case["linear-256to512-bwd"]["status"], None)  # a plain one
-    assert got == {"matmul-512-fwd": ("ok", RETRY), "matmul-512-bwd": ("hang", 0.0),
-                   "linear-256to512-fwd": ("hang", RETRY),
-                   "linear-256to512-bwd": ("ok", None)}, out
+    got = {case: c["status"] for case, c in by_case.items()}
+    assert got == {"matmul-512-fwd": "ok", "matmul-512-bwd": "hang",
+                   "linear-256to512-fwd": "hang", "linear-256to512-bwd": "ok"}, out
     assert rc == 1 and report["retry_budget"] == RETRY
-    compiled = by_case["matmul-512-fwd"]
-    assert compiled["compile_seconds"] >= COMPILE_SECONDS - 0.5
-    assert compiled["run_seconds"] < 1 and compiled["seconds"] > TIMEOUT
-    assert (f"still compiling at the {TIMEOUT} s timeout (busy CPU): given {RETRY} s more"
-            in compiled["detail"])
     window = runner.BUSY_WINDOW
-    assert TIMEOUT <= by_case["matmul-512-bwd"]["seconds"] < TIMEOUT + window + 4
+    # compiling past the timeout: given more time while busy, and it passes
+    compiled = by_case["matmul-512-fwd"]
+    assert compiled["seconds"] > TIMEOUT and 0 < compiled["budget_extended"] < RETRY
+    assert compiled["compile_seconds"] >= COMPILE_SECONDS - 0.5
+    assert compiled["run_seconds"] < 1
+    assert compiled["detail"].startswith(f"still busy at the {TIMEOUT} s timeout (compiling?)")
+    # a real hang (blocked, no CPU): caught as soon as a window shows it idle after the
+    # timeout, never waiting out the retry budget
+    hang = by_case["matmul-512-bwd"]
+    assert TIMEOUT <= hang["seconds"] < TIMEOUT + window + 3 + hang["budget_extended"]
+    assert hang["seconds"] < TIMEOUT + RETRY and hang["budget_extended"] < RETRY - window
+    # a busy hang (spinning): killed at timeout + retry budget (+ a window and a few seconds)
     spin = by_case["linear-256to512-fwd"]
-    assert TIMEOUT + RETRY <= spin["seconds"] < TIMEOUT + window + RETRY + 4
-    assert f"no result in {TIMEOUT} s + {RETRY} s more" in spin["detail"]
+    assert TIMEOUT + RETRY <= spin["seconds"] < TIMEOUT + RETRY + window + 5
+    assert spin["detail"] == (f"no result in {TIMEOUT} s + {RETRY} s more while busy "
+                              "(compiling?), then out of retry budget; child killed")

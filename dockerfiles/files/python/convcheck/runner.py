@@ -10,11 +10,14 @@ that fails too, the run goes on with `spawn` and says so.
 
 Compiling is not hanging: on a first run MIOpen builds kernels for minutes (and old ROCm
 spawns clang to do it, inside the case's process group). A case still without a result at
-its timeout whose process group used CPU in the last BUSY_WINDOW seconds gets one longer
+its timeout whose process group is busy (used CPU in the last BUSY_WINDOW seconds, or has a
+runnable process: on a loaded machine a compiler may be waiting for a core) gets one longer
 budget (--retry-budget) instead of being killed: killing it would throw the compile away
-(MIOpen stores a kernel in its cache once it is built), and a rerun would start it over. A
-real hang waits in the driver without CPU, so it is still killed at the timeout (plus the
-window); a busy hang (a CUDA spin-wait, a kernel loop) is killed at timeout + retry budget.
+(MIOpen stores a kernel in its cache once it is built), and a rerun would start it over. The
+group is watched window by window through that budget: once it is idle without a result it
+is a hang and killed at once. A real hang waits in the driver without CPU, so it is killed
+at the timeout plus one window; a busy hang (a CUDA spin-wait, a kernel loop) at timeout +
+retry budget.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from convcheck.cases import Case
 from convcheck.classify import CLASSES, Verdict, classify, parse_result, short
@@ -52,7 +55,7 @@ class ChildRun:
     timed_out: bool
     seconds: float
     isolation: str = "spawn"
-    extended: float = 0.0  # seconds added to the budget because the group was busy
+    extended: float = 0.0  # seconds it ran past its timeout because its group was busy
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -78,7 +81,12 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds used by the processes of a process group, their reaped children included
     (utime, stime, cutime, cstime of /proc/PID/stat; proc(5))."""
-    total = 0
+    return _group_stat(pgid)[0]
+
+
+def _group_stat(pgid: int) -> tuple[float, bool]:
+    """(CPU seconds, whether a process is runnable now) of a process group."""
+    total, running = 0, False
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -92,7 +100,31 @@ def group_cpu_seconds(pgid: int) -> float:
         fields = stat[stat.rfind(b")") + 2:].split()  # after "(comm) "; comm may hold spaces
         if len(fields) > 14 and int(fields[2]) == pgid:
             total += sum(int(f) for f in fields[11:15])
-    return total / _CLK_TCK
+            running = running or fields[0] == b"R"
+    return total / _CLK_TCK, running
+
+
+class StillIdle(Exception):
+    """No result, and the case's process group is idle (or its budget is spent): a hang."""
+
+
+def wait_while_busy(wait: Callable[[float], Any], pgid: int, budget: float,
+                    timeout_exc: type[BaseException]) -> tuple[Any, float]:
+    """After a case's timeout: (wait's result, seconds waited) as long as the group stays
+    busy, window by window, for at most `budget` seconds; StillIdle once a window ends with
+    the group idle and no result, or the budget spent. `wait(seconds)` returns the result or
+    raises timeout_exc."""
+    start = time.monotonic()
+    while True:
+        left = budget - (time.monotonic() - start)
+        before = group_cpu_seconds(pgid)
+        try:
+            return wait(max(min(BUSY_WINDOW, left), 0.0)), time.monotonic() - start
+        except timeout_exc as exc:
+            cpu, running = _group_stat(pgid)
+            busy = cpu - before >= BUSY_MIN_CPU or running
+            if not busy or time.monotonic() - start >= budget:
+                raise StillIdle(time.monotonic() - start) from exc
 
 
 def run_child(args: list[str], env: dict[str, str], timeout: float,
@@ -110,17 +142,19 @@ def run_child(args: list[str], env: dict[str, str], timeout: float,
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            # Watch the group's CPU while still draining its pipes (a child blocked on a
-            # full pipe would look idle).
-            before = group_cpu_seconds(proc.pid)
-            try:
-                out, err = proc.communicate(timeout=BUSY_WINDOW)
-            except subprocess.TimeoutExpired:
-                busy = group_cpu_seconds(proc.pid) - before >= BUSY_MIN_CPU
-                if not (busy and retry_budget > 0):
-                    raise
-                extended = retry_budget
-                out, err = proc.communicate(timeout=retry_budget)
+            # Each window drains the pipes too (a child blocked on a full pipe looks idle).
+            (out, err), extended = wait_while_busy(
+                lambda s: proc.communicate(timeout=s), proc.pid,
+                BUSY_WINDOW + max(retry_budget, 0.0), subprocess.TimeoutExpired)
+            extended = max(extended - BUSY_WINDOW, 0.0) if retry_budget > 0 else 0.0
+    except StillIdle as idle:
+        extended = max(float(idle.args[0]) - BUSY_WINDOW, 0.0)
+        timed_out = True
+        _kill_group(proc.pid)
+        try:
+            out, err = proc.communicate(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:  # stuck in the driver; leave it, report the hang
+            out, err = "", "child did not die after SIGKILL"
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc.pid)
@@ -228,16 +262,12 @@ class Launcher:
             try:
                 returncode: int | None = zygote.finished(pid, max(left, 0.0))
             except ZygoteTimeout:
-                before = group_cpu_seconds(pid)
-                try:
-                    returncode = zygote.finished(pid, BUSY_WINDOW)
-                except ZygoteTimeout:
-                    busy = group_cpu_seconds(pid) - before >= BUSY_MIN_CPU
-                    if not (busy and self.retry_budget > 0):
-                        raise
-                    extended = self.retry_budget
-                    returncode = zygote.finished(pid, self.retry_budget)
-        except ZygoteTimeout:
+                returncode, extended = wait_while_busy(
+                    lambda s: zygote.finished(pid, s), pid,
+                    BUSY_WINDOW + max(self.retry_budget, 0.0), ZygoteTimeout)
+                extended = max(extended - BUSY_WINDOW, 0.0) if self.retry_budget > 0 else 0.0
+        except StillIdle as idle:
+            extended = max(float(idle.args[0]) - BUSY_WINDOW, 0.0)
             timed_out = True
             _kill_group(pid)
             try:
@@ -274,12 +304,16 @@ def run_case(case: Case, device: str, launcher: Launcher, timeout: float) -> dic
     args = ["--run-case", case.id, "--device", device]
     run = launcher.run(args, timeout)
     verdict: Verdict = classify(run.returncode, run.stdout, run.stderr, run.timed_out)
-    if run.extended:
-        said = (f"no result in {timeout:g} s + {run.extended:g} s more (it was using CPU at "
-                "the timeout: compiling?); child killed" if verdict.status == "hang" else
-                f"still compiling at the {timeout:g} s timeout (busy CPU): given "
-                f"{run.extended:g} s more")
-        verdict.detail = short(f"{said}; {verdict.detail}" if verdict.status != "hang" else said)
+    if run.extended >= 0.5:
+        spent = run.extended >= launcher.retry_budget - 0.5
+        if verdict.status == "hang":
+            verdict.detail = short(
+                f"no result in {timeout:g} s + {run.extended:.0f} s more while busy "
+                f"(compiling?), then {'out of retry budget' if spent else 'idle'}; "
+                "child killed")
+        else:
+            verdict.detail = short(f"still busy at the {timeout:g} s timeout (compiling?): "
+                                   f"done {run.extended:.0f} s later; {verdict.detail}")
     result = verdict.result or {}
     measured = verdict.status in ("ok", "wrong-result")
     return {
@@ -296,7 +330,7 @@ def run_case(case: Case, device: str, launcher: Launcher, timeout: float) -> dic
         # first call minus a steady-state call: kernel compilation, MIOpen Find, lazy loads
         "compile_seconds": result.get("compile_seconds") if measured else None,
         "run_seconds": result.get("run_seconds") if measured else None,
-        "budget_extended": run.extended,
+        "budget_extended": round(run.extended, 3),
     }
 
 

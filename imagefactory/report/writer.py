@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JobError
-from ..verify.results import ConvCase, TestResult
+from ..verify.results import ConvCase, TestResult, profile_label, stored_results
 
 SCHEMA = 1
 MARKDOWN = "COMPATIBILITY.md"
@@ -71,7 +71,7 @@ class Row:
 
     @property
     def profile(self) -> str:
-        return self.result.profile or "default"
+        return profile_label(self.result.profile)
 
     def summary(self) -> str:
         r = self.result
@@ -80,7 +80,8 @@ class Row:
         bad = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items(), key=_class_order)
                         if k != "ok")
         checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)} image checks passed"
-        return (f"{'PASSED' if r.passed else 'FAILED'}: {ok}/{n} conv cases ok"
+        scope = "" if r.scope == "full" else f" ({r.scope} run)"
+        return (f"{'PASSED' if r.passed else 'FAILED'}{scope}: {ok}/{n} conv cases ok"
                 + (f" ({bad})" if bad else "") + f"; {checks}")
 
 
@@ -106,10 +107,8 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
         if not d.is_dir():
             raise JobError(f"no results folder {d}: run `imagefactory test VARIANT "
                            f"--results {d}` first")
-        for path in sorted(d.glob("*.json")):
-            if path.name == JSON or path.name.endswith(".publish.json"):
-                continue  # a report written into its results folder; push's records
-            r = TestResult.load(d, path.stem)
+        for path, variant, scope in stored_results(d):
+            r = TestResult.load(d, variant, scope)
             if r is not None:
                 results.append((r, str(path)))
     if not results:
@@ -123,7 +122,7 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
         # A variant tested more than once is told apart by what differs: host, profile.
         same = [o for o, _ in results if o.variant == r.variant]
         parts = [value(r) for value in (lambda x: x.host or "no GPU",
-                                         lambda x: x.profile or "default")
+                                         lambda x: profile_label(x.profile))
                  if len({value(o) for o in same}) > 1]
         rows.append(Row(r, r.variant + (f" ({', '.join(parts)})" if parts else "")))
     cases: list[str] = []
@@ -192,6 +191,16 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
     resets = [row for row in compat.rows if row.result.gpu_reset]
     for row in resets:
         lines.append(f"- {_md_escape(row.label)}: {_md_escape(row.result.gpu_reset or '')}")
+    gpu_lines = [(row, _gpu_code_lines(row.result)) for row in compat.rows]
+    if any(found for _, found in gpu_lines):
+        lines += ["", "## GPU code", "",
+                  "What the image's libraries carry code for (the GPU code audit, read from "
+                  "the files; no GPU needed). A missing target means `no-kernel` at run time.",
+                  ""]
+        for row, found in gpu_lines:
+            if found:
+                lines.append(f"- **{_md_escape(row.label)}**: "
+                             + "; ".join(_md_escape(x) for x in found))
     lines += ["", "## Matrix", ""]
     if png:
         lines += [f"![variant x case heatmap]({png})", ""]
@@ -204,6 +213,16 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
     lines += [f"- `{name}`: {what}" for name, what in CLASSES.items()]
     lines += ["- `·`: not run in that result (a --quick or --cases run)", ""]
     return "\n".join(lines)
+
+
+def _gpu_code_lines(r: TestResult) -> list[str]:
+    """The GPU code check's summary and failures from a result (verify/gpucode), [] without."""
+    check = r.gpu_code.get("check") if isinstance(r.gpu_code, dict) else None
+    if not isinstance(check, dict):
+        return []
+    out = [str(x) for key in ("summary", "failures", "notes")
+           for x in (check.get(key) or []) if isinstance(check.get(key), list)]
+    return out[:20]
 
 
 def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, Any]:
@@ -222,6 +241,7 @@ def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, An
                                "run_seconds": c.run_seconds} for c in r.conv},
             "works": {k: dict(v) for k, v in r.conv_works.items()},
             "gpu_reset": r.gpu_reset,
+            "gpu_code": _gpu_code_lines(r),
         })
     return {"schema": SCHEMA, "generated_at": generated or _now(), "classes": CLASSES,
             "cases": list(compat.cases), "rows": rows}

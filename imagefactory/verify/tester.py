@@ -22,7 +22,7 @@ from ..errors import JobError
 from ..host.devices import GpuAccess
 from ..host.gpuinfo import decode_gfx
 from ..matrix.loader import Matrix, Variant
-from .results import Check, ConvCase, TestResult
+from .results import Check, ConvCase, TestResult, profile_label
 
 if TYPE_CHECKING:
     import docker
@@ -51,6 +51,8 @@ class TestOptions:
     engine: str | None = None  # the engine URL, for testinfra's docker CLI
     run_id: str | None = None
     cold: bool = False  # empty the MIOpen cache volume first (first-run behaviour)
+    # Libraries whose GPU code must cover the variant's ISA (verify/gpucode/check.py).
+    gpu_libraries: tuple[str, ...] = ("torch", "rocblas", "miopen")
 
 
 # -- host GPU ---------------------------------------------------------------------------
@@ -101,6 +103,7 @@ class Tester:
         env = variant.runtime_env(profile.name if profile else None)
         started, t0 = _now(), time.monotonic()
         checks: list[Check] = []
+        gpu_code: dict[str, Any] | None = None
         conv: tuple[ConvCase, ...] = ()
         conv_info: dict[str, Any] = {}
         suite_seconds = conv_seconds = 0.0
@@ -111,7 +114,7 @@ class Tester:
             env = {**env, **MIOPEN_CACHE_ENV}
             volumes = {cache: {"bind": MIOPEN_CACHE_DIR, "mode": "rw"}}
         self.echo(f"{variant.name}: testing {built.tag} ({built.short_id}), profile "
-                  f"{profile.name if profile else 'none'}, devices {devices}")
+                  f"{profile_label(profile.name if profile else None)}, devices {devices}")
         tracked = TrackedContainer(
             self.client, built.image_id, role="test", run_id=self.options.run_id,
             labels={"io.imagefactory.variant": variant.name},
@@ -140,13 +143,18 @@ class Tester:
                 checks += self.run_suite(container, built, env)
                 suite_seconds = time.monotonic() - t
                 self._echo_checks(checks)
-                self.echo(f"  suite: {sum(c.passed for c in checks)}/{len(checks)} checks "
-                          f"passed ({suite_seconds:.1f} s)")
+                self.echo(f"  suite: {suite_seconds:.1f} s")
+                code_check, gpu_code = self.run_gpu_code(container, variant, env, built.tag)
+                if code_check is not None:
+                    checks.append(code_check)
                 t = time.monotonic()
                 conv_check, conv, conv_info = self.run_conv(container, variant, profile)
                 conv_seconds = time.monotonic() - t
                 checks.append(conv_check)
                 self.echo(f"  conv: {conv_check.detail} ({conv_seconds:.1f} s)")
+            # One count, the one the result and the report carry: every check, the
+            # container start and the conv check included.
+            self.echo(f"  checks: {sum(c.passed for c in checks)}/{len(checks)} passed")
         finally:
             if container is not None:
                 tracked.__exit__(None, None, None)
@@ -158,12 +166,15 @@ class Tester:
             profile=profile.name if profile else None, image_tag=built.tag,
             inputs_hash=built.inputs_hash, device=self.conv_device(variant),
             devices=tuple(f"{d.host}:{d.container}" for d in self.access.devices),
-            quick=self.options.quick, torch=conv_info.get("torch"), hip=conv_info.get("hip"),
+            quick=self.options.quick,
+            scope="quick" if self.options.quick else "subset" if self.options.cases else "full",
+            torch=conv_info.get("torch"), hip=conv_info.get("hip"),
             gpu=conv_info.get("gpu"), conv_summary=conv_info.get("summary") or {},
             started_at=started, finished_at=_now(), seconds=round(time.monotonic() - t0, 3),
             suite_seconds=round(suite_seconds, 3), conv_seconds=round(conv_seconds, 3),
             conv_works=conv_info.get("works") or {}, gpu_reset=conv_info.get("gpu_reset"),
             miopen_cache=cache, cold=self.options.cold and cache is not None,
+            gpu_code=gpu_code,
         )
 
     def miopen_cache(self, variant: Variant, built: BuiltImage) -> str | None:
@@ -192,6 +203,42 @@ class Tester:
         for c in checks:
             self.echo(f"  {'ok  ' if c.passed else 'FAIL'}  {c.name}"
                       + ("" if c.passed or not c.detail else f": {c.detail}"))
+
+    # -- the GPU code audit (issue 13) ---------------------------------------------------
+
+    def run_gpu_code(self, container: Container, variant: Variant, env: dict[str, str],
+                     source: str) -> tuple[Check | None, dict[str, Any] | None]:
+        """Do the libraries a ROCm variant needs carry code for the ISA it runs as (its
+        gfx_targets, or gfx1030 under the override)? Read from the container's filesystem,
+        streamed; no GPU needed. None for variants without ROCm."""
+        if not variant.rocm or not variant.gfx_targets:
+            return None, None
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        from ..engine.export import container_filesystem
+        from .gpucode.audit import audit_tar
+        from .gpucode.check import check_inventory, runtime_isas
+        from .gpucode.errors import GpuCodeError
+        from .gpucode.reader import chunk_stream
+
+        t = time.monotonic()
+        try:
+            isas = runtime_isas(variant.gfx_targets, env)
+            inv = audit_tar(chunk_stream(container_filesystem(container)), source)
+        except (GpuCodeError, DockerException, RequestException) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            check = Check("gpu code", False, f"could not audit the image: {reason}")
+            self._echo_checks([check])
+            return check, None
+        result = check_inventory(inv, isas, self.options.gpu_libraries)
+        seconds = round(time.monotonic() - t, 3)
+        check = Check("gpu code", result.passed, result.detail)
+        self._echo_checks([check])
+        for line in (*result.summary, *result.notes):
+            self.echo(f"  gpu code: {line}")
+        self.echo(f"  gpu code: {inv.files_seen} files read in {seconds:.1f} s")
+        return check, {"inventory": inv.brief(), "check": result.to_dict(), "seconds": seconds}
 
     # -- the testinfra suite ------------------------------------------------------------
 

@@ -56,7 +56,9 @@ CHILD_VERDICTS = ("ok", "wrong-result", "skipped")
 SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
     # ROCR src/core/runtime/runtime.cpp, Runtime::HwExceptionHandler: "HW Exception by GPU
     # node-%u (Agent handle: %p) reason :%s" with "GPU Hang" (or "ECC"), then abort(); KFD
-    # reports it to every process with queues on the GPU it is resetting.
+    # reports it to every process with queues on the GPU it is resetting. Present at
+    # rocm-6.0.0 and rocm-6.2.4, absent at rocm-5.2.3 (there a reset shows up as the queue
+    # errors below, or as a hang).
     ("gpu-hang", re.compile(r"HW Exception by GPU node-\d+ \(Agent handle: [^)]*\) "
                             r"reason :(GPU Hang|ECC)")),
     # ROCR src/core/runtime/hsa.cpp hsa_status_string(); printed by CLR

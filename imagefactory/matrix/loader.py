@@ -16,7 +16,9 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
-from . import yamlsource
+from ..safety import MAX_CONFIG_BYTES, first_control, read_text
+from . import recipes, yamlsource
+from .recipes import Recipe, RecipeProblem
 from .yamlsource import Located, dotted
 
 # Values printed into Dockerfiles: one line, no quoting/escaping/expansion characters.
@@ -29,7 +31,7 @@ _IMAGE = re.compile(
     r"^(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
-_URL = re.compile(r"^https?://[^\s\"'\\$`]+$")
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+:@=,-]*)*$")
 _TORCH_SOURCES = ("wheel", "source", "debian")
 
 TOP_KEYS = ("repository", "source", "profiles", "variants")
@@ -109,9 +111,10 @@ class Variant:
     profiles: tuple[Profile, ...]
     default_profile: Profile | None
     env: Mapping[str, str]
-    recipe: Mapping[str, str | tuple[str, ...]]
+    recipe: Recipe
     expect: Expect
     line: int | None = None  # where it is declared, for error messages
+    file: str = "variants.yaml"  # the matrix file it comes from (--config)
 
     def profile(self, name: str | None) -> Profile | None:
         """The profile called `name` (None: the default), or an error naming the choices."""
@@ -121,7 +124,7 @@ class Variant:
             if p.name == name:
                 return p
         choices = ", ".join(p.name for p in self.profiles) or "none"
-        raise ConfigError("variants.yaml", self.line, f"variants.{self.name}.profiles",
+        raise ConfigError(self.file, self.line, f"variants.{self.name}.profiles",
                           f"variant '{self.name}' has no profile '{name}' (it offers: {choices})")
 
     def runtime_env(self, profile: str | None = None) -> dict[str, str]:
@@ -201,6 +204,12 @@ class _Reader:
         if bad:
             raise self.fail(path, f"{_char(bad.group())} is not allowed: the value is printed "
                                   "into a Dockerfile and would break out of its place")
+        ctl = first_control(value)
+        if ctl is not None:
+            raise self.fail(path, f"invisible or control character U+{ord(ctl):04X} is not "
+                                  "allowed: Docker and this tool would split lines differently")
+        if len(value) > 1000:
+            raise self.fail(path, f"longer than 1000 characters ({len(value)})")
         if pattern and not pattern.match(value):
             raise self.fail(path, f"{value!r} is not a valid {what or 'value'}")
         return value
@@ -243,10 +252,7 @@ def _char(c: str) -> str:
 
 def load_matrix(path: Path, families: Iterable[str] | None = None) -> Matrix:
     """Load and validate `path`. `families`: the template families that exist, if known."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror}") from None
+    text = read_text(path, MAX_CONFIG_BYTES)
     return parse_matrix(text, str(path), path, families)
 
 
@@ -389,9 +395,10 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
         profiles=offered,
         default_profile=default,
         env=r.env(raw.get("env"), (*path, "env")),
-        recipe=_recipe(r, raw.get("recipe"), (*path, "recipe")),
+        recipe=_recipe(r, family, raw.get("recipe"), (*path, "recipe")),
         expect=_expect(r, raw["expect"], (*path, "expect")),
         line=r.doc.line(path),
+        file=r.doc.file,
     )
 
 
@@ -429,19 +436,29 @@ def _profile_refs(r: _Reader, raw: Any, path: tuple,
     return tuple(profiles[n] for n in names)
 
 
-def _recipe(r: _Reader, raw: Any, path: tuple) -> Mapping[str, str | tuple[str, ...]]:
-    """Family-specific build settings: flat, each a string or a list of strings."""
+def _recipe(r: _Reader, family: str, raw: Any, path: tuple) -> Recipe:
+    """The family's typed recipe (matrix/recipes.py): unknown keys and bad values fail here."""
+    cls = recipes.FAMILIES.get(family)
+    if cls is None:
+        raise r.fail((*path[:-1], "family"),
+                     f"family '{family}' has no recipe schema{suggest(family, recipes.FAMILIES)}"
+                     " (add its dataclass to imagefactory/matrix/recipes.py)")
     if raw is None:
-        return _frozen({})
+        raw = {}
     if not isinstance(raw, dict):
         raise r.fail(path, f"expected a mapping, got {_kind(raw)}")
-    out: dict[str, str | tuple[str, ...]] = {}
-    for key, value in raw.items():
-        if not re.match(r"^[a-z][a-z0-9_]*$", key):
-            raise r.fail((*path, key), f"'{key}' is not a valid recipe key (lower_snake_case)")
-        out[key] = (r.text_list(value, (*path, key)) if isinstance(value, list)
-                    else r.text(value, (*path, key)))
-    return _frozen(out)
+
+    def text(value: Any, at: tuple[str | int, ...], kind: recipes.Kind) -> str:
+        out = r.text(value, (*path, *at))
+        problem = kind.check(out)
+        if problem:
+            raise r.fail((*path, *at), problem)
+        return out
+
+    try:
+        return recipes.build(cls, raw, text)
+    except RecipeProblem as exc:
+        raise r.fail((*path, *exc.path), exc.message) from None
 
 
 def _expect(r: _Reader, raw: Any, path: tuple) -> Expect:

@@ -21,6 +21,8 @@ from . import recipes, yamlsource
 from .recipes import Recipe, RecipeProblem
 from .yamlsource import Located, dotted
 
+_P = tuple[str | int, ...]  # a field's path in the YAML document
+
 # Values printed into Dockerfiles: one line, no quoting/escaping/expansion characters.
 _UNSAFE = re.compile(r'[\n\r"\\$`\x00]')
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -175,7 +177,7 @@ class _Reader:
         self.variant = variant
         self.origin = origin or {}
 
-    def fail(self, path: tuple[str | int, ...], message: str) -> ConfigError:
+    def fail(self, path: _P, message: str) -> ConfigError:
         field_ = dotted(path)
         # A value inherited through `extends` is reported where it is written.
         if (self.variant and len(path) > 2 and path[:2] == ("variants", self.variant)
@@ -185,7 +187,7 @@ class _Reader:
             field_ = f"{dotted(path)} (inherited by {self.variant})"
         return ConfigError(self.doc.file, self.doc.line(path), field_, message)
 
-    def keys(self, value: Any, path: tuple, allowed: tuple[str, ...]) -> dict[str, Any]:
+    def keys(self, value: Any, path: _P, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.fail(path, f"expected a mapping, got {_kind(value)}")
         for key in value:
@@ -193,7 +195,7 @@ class _Reader:
                 raise self.fail((*path, key), f"unknown key '{key}'{suggest(key, allowed)}")
         return value
 
-    def text(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+    def text(self, value: Any, path: _P, pattern: re.Pattern[str] | None = None,
              what: str = "") -> str:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise self.fail(path, f"expected a string, got {_kind(value)}")
@@ -214,11 +216,11 @@ class _Reader:
             raise self.fail(path, f"{value!r} is not a valid {what or 'value'}")
         return value
 
-    def opt_text(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+    def opt_text(self, value: Any, path: _P, pattern: re.Pattern[str] | None = None,
                  what: str = "") -> str | None:
         return None if value is None else self.text(value, path, pattern, what)
 
-    def text_list(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+    def text_list(self, value: Any, path: _P, pattern: re.Pattern[str] | None = None,
                   what: str = "") -> tuple[str, ...]:
         if value is None:
             return ()
@@ -226,7 +228,7 @@ class _Reader:
             raise self.fail(path, f"expected a list, got {_kind(value)}")
         return tuple(self.text(v, (*path, i), pattern, what) for i, v in enumerate(value))
 
-    def env(self, value: Any, path: tuple) -> Mapping[str, str]:
+    def env(self, value: Any, path: _P) -> Mapping[str, str]:
         if value is None:
             return _frozen({})
         if not isinstance(value, dict):
@@ -402,7 +404,7 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
     )
 
 
-def _torch(r: _Reader, raw: Any, path: tuple) -> Torch:
+def _torch(r: _Reader, raw: Any, path: _P) -> Torch:
     raw = r.keys(raw, path, TORCH_KEYS)
     for key in ("version", "source"):
         if key not in raw:
@@ -427,7 +429,7 @@ def _torch(r: _Reader, raw: Any, path: tuple) -> Torch:
     return torch
 
 
-def _profile_refs(r: _Reader, raw: Any, path: tuple,
+def _profile_refs(r: _Reader, raw: Any, path: _P,
                   profiles: dict[str, Profile]) -> tuple[Profile, ...]:
     names = r.text_list(raw, path)
     for i, n in enumerate(names):
@@ -436,7 +438,7 @@ def _profile_refs(r: _Reader, raw: Any, path: tuple,
     return tuple(profiles[n] for n in names)
 
 
-def _recipe(r: _Reader, family: str, raw: Any, path: tuple) -> Recipe:
+def _recipe(r: _Reader, family: str, raw: Any, path: _P) -> Recipe:
     """The family's typed recipe (matrix/recipes.py): unknown keys and bad values fail here."""
     cls = recipes.FAMILIES.get(family)
     if cls is None:
@@ -448,7 +450,7 @@ def _recipe(r: _Reader, family: str, raw: Any, path: tuple) -> Recipe:
     if not isinstance(raw, dict):
         raise r.fail(path, f"expected a mapping, got {_kind(raw)}")
 
-    def text(value: Any, at: tuple[str | int, ...], kind: recipes.Kind) -> str:
+    def text(value: Any, at: _P, kind: recipes.Kind) -> str:
         out = r.text(value, (*path, *at))
         problem = kind.check(out)
         if problem:
@@ -461,7 +463,7 @@ def _recipe(r: _Reader, family: str, raw: Any, path: tuple) -> Recipe:
         raise r.fail((*path, *exc.path), exc.message) from None
 
 
-def _expect(r: _Reader, raw: Any, path: tuple) -> Expect:
+def _expect(r: _Reader, raw: Any, path: _P) -> Expect:
     raw = r.keys(raw, path, EXPECT_KEYS)
     return Expect(
         python=r.opt_text(raw.get("python"), (*path, "python"), _VERSION, "version"),

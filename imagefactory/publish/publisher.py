@@ -25,6 +25,8 @@ from ..engine.images import BuiltImage, find_built
 from ..errors import JobError
 from ..matrix.loader import Matrix, Variant
 from ..render.renderer import image_version
+from ..safety import escape_control
+from ..safety import redact as safe_redact
 from ..verify.results import TestResult, result_path
 from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
 
@@ -135,8 +137,14 @@ class Plan:
 def gate(built: BuiltImage, results_dir: Path, skip_tests: bool) -> TestResult | None:
     """The passing test result of this exact image, or a JobError naming the test to run.
 
+    The result is read through the strict schema (verify/results.py: `passed` is a JSON
+    boolean, every field typed, the schema version known). It passes only when `passed is
+    True`, it is this variant's, it is for this exact image id, it has checks and every check
+    passed, and every conv case agrees (ok, skipped, or a declared known failure): a file that
+    says passed while anything in it failed is refused, not trusted.
+
     With skip_tests, whatever result exists is returned (for the record) and nothing is
-    refused."""
+    refused; an unreadable result is still an error (it would go into the record)."""
     name = built.variant.name
     path = result_path(results_dir, name)
     result = TestResult.load(results_dir, name)
@@ -150,12 +158,20 @@ def gate(built: BuiltImage, results_dir: Path, skip_tests: bool) -> TestResult |
         tested = result.image_id.removeprefix("sha256:")[:12] or "?"
         raise JobError(f"{name}: {path} is for image {tested}, not the current image "
                        f"{built.short_id} (rebuilt since it was tested); {run} first")
-    if not result.passed:
-        failed = [c.name for c in result.failed_checks] + [
-            f"conv {c.case}: {c.status}" for c in result.failed_cases]
-        what = f" ({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""
-        raise JobError(f"{name}: image {built.short_id} failed its tests{what}; not "
-                       f"publishing it. Fix it, then {run} again")
+    failed = [c.name for c in result.failed_checks] + [
+        f"conv {c.case}: {c.status}" for c in result.conv if not c.agrees_with_pass]
+    what = f" ({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""
+    if result.passed is not True:
+        raise JobError(escape_control(
+            f"{name}: image {built.short_id} failed its tests{what}; not publishing it. "
+            f"Fix it, then {run} again"))
+    if failed:
+        raise JobError(escape_control(
+            f"{name}: {path} says passed, but {len(failed)} check(s)/case(s) in it failed"
+            f"{what}; not publishing it. {run} again"))
+    if not result.checks:
+        raise JobError(f"{name}: {path} says passed but holds no checks; not publishing it. "
+                       f"{run} again")
     return result
 
 
@@ -200,10 +216,8 @@ Chunk = dict[str, Any]
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
+    """`secrets`, URL userinfo and basic/bearer auth removed (safety.redact)."""
+    return safe_redact(text, tuple(secrets))
 
 
 def push_tag(client: docker.DockerClient, repository: str, tag: str,

@@ -77,7 +77,7 @@ def test_fuzz_results_make_an_inert_report(tmp_path_factory: pytest.TempPathFact
     result = TestResult(variant, IMAGE, False, tuple(Check(*c) for c in checks), conv, host,
                         profile, torch=torch, gpu=gpu)
     (d / f"{variant}.json").write_text(result.to_json())
-    code, out, err = run("--results", str(d), "--out", str(d), "--no-png", capsys=capsys)
+    code, _, err = run("--results", str(d), "--out", str(d), "--no-png", capsys=capsys)
     if code != 0:
         assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
         assert "\x1b" not in err

@@ -328,16 +328,14 @@ def load_results(results_dir: Path | None) -> dict[str, Any]:
     """Stored test results by variant; unreadable files are skipped (doctor must not fail on
     a stale results folder)."""
     from ..errors import ImagefactoryError
-    from ..verify.results import TestResult
+    from ..verify.results import TestResult, stored_results
 
     out: dict[str, Any] = {}
     if results_dir is None or not results_dir.is_dir():
         return out
-    for path in sorted(results_dir.glob("*.json")):
-        if path.name.endswith(".publish.json"):
-            continue  # push's records
+    for _, variant, scope in stored_results(results_dir):
         with contextlib.suppress(ImagefactoryError):
-            r = TestResult.load(results_dir, path.stem)
+            r = TestResult.load(results_dir, variant, scope)
             if r is not None:
                 out[r.variant] = r
     return out

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import JobError
 from ..safety import escape_control, json_dumps
-from ..verify.results import ConvCase, TestResult
+from ..verify.results import ConvCase, TestResult, profile_label, stored_results
 
 SCHEMA = 1
 MARKDOWN = "COMPATIBILITY.md"
@@ -65,7 +65,7 @@ class Row:
 
     @property
     def profile(self) -> str:
-        return self.result.profile or "default"
+        return profile_label(self.result.profile)
 
     def summary(self) -> str:
         r = self.result
@@ -74,7 +74,8 @@ class Row:
         bad = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items(), key=_class_order)
                         if k != "ok")
         checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)} image checks passed"
-        return (f"{'PASSED' if r.passed else 'FAILED'}: {ok}/{n} conv cases ok"
+        scope = "" if r.scope == "full" else f" ({r.scope} run)"
+        return (f"{'PASSED' if r.passed else 'FAILED'}{scope}: {ok}/{n} conv cases ok"
                 + (f" ({bad})" if bad else "") + f"; {checks}")
 
 
@@ -100,10 +101,8 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
         if not d.is_dir():
             raise JobError(f"no results folder {d}: run `imagefactory test VARIANT "
                            f"--results {d}` first")
-        for path in sorted(d.glob("*.json")):
-            if path.name == JSON or path.name.endswith(".publish.json"):
-                continue  # a report written into its results folder; push's records
-            r = TestResult.load_path(path)
+        for path, variant, _scope in stored_results(d):
+            r = TestResult.load_path(path, variant)
             if r is not None:
                 results.append((r, str(path)))
     if not results:
@@ -117,14 +116,14 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
     profiles: dict[str, set[str]] = {}
     for r, _ in results:
         hosts.setdefault(r.variant, set()).add(r.host or "no GPU")
-        profiles.setdefault(r.variant, set()).add(r.profile or "default")
+        profiles.setdefault(r.variant, set()).add(profile_label(r.profile))
     rows = []
     for r, _ in results:
         parts = []
         if len(hosts[r.variant]) > 1:
             parts.append(r.host or "no GPU")
         if len(profiles[r.variant]) > 1:
-            parts.append(r.profile or "default")
+            parts.append(profile_label(r.profile))
         rows.append(Row(r, r.variant + (f" ({', '.join(parts)})" if parts else "")))
     cases: dict[str, None] = {}  # insertion-ordered set: linear in the number of cases
     for r, _ in results:

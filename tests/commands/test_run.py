@@ -81,7 +81,9 @@ def test_print_profile_env_and_engine(tmp_path: Path, capsys) -> None:
     assert env == ["MIOPEN_USER_DB_PATH=/home/torch/.cache/miopen",
                    "MIOPEN_CUSTOM_CACHE_DIR=/home/torch/.cache/miopen",
                    "MIOPEN_FORCE_RDNA1=1", "MIOPEN_FIND_MODE=FAST"]
-    assert f"--volume={Path.cwd()}:/work" in argv and "--workdir=/work" in argv
+    assert f"--mount=type=bind,source={Path.cwd()},target=/work" in argv
+    assert "--workdir=/work" in argv
+    assert argv[5] == f"--user={os.getuid()}:{os.getgid()}"  # files in /work stay the user's
     assert argv[-1] == "imagefactory:rocm62-patched"
 
 
@@ -169,3 +171,72 @@ def test_image_not_built(tmp_path: Path, docker_client) -> None:
     assert r.returncode == 1
     assert r.stderr == ("imagefactory: error: no image imagefactory-never-built:cpu in the "
                         "engine: run `imagefactory build cpu` first\n")
+
+
+@pytest.mark.parametrize(("choice", "mounted", "environ", "expected"), [
+    ("auto", False, {}, None),  # nothing mounted: the image's own user
+    ("image", True, {}, None),
+    ("4242", True, {}, "4242:4242"),
+    ("4242:100", False, {}, "4242:100"),
+])
+def test_container_user_choices(choice: str, mounted: bool, environ: dict[str, str],
+                                expected: str | None) -> None:
+    from imagefactory.commands.run import container_user
+
+    assert container_user(choice, mounted=mounted, environ=environ) == expected
+
+
+def test_container_user_auto_is_the_invoking_user() -> None:
+    from imagefactory.commands.run import container_user
+
+    me = f"{os.getuid()}:{os.getgid()}"
+    assert container_user("auto", mounted=True, environ={}) == me
+    sudo = {"SUDO_UID": "4242", "SUDO_GID": "4343"}
+    expected = "4242:4343" if os.getuid() == 0 else me  # only root is "behind sudo"
+    assert container_user("auto", mounted=True, environ=sudo) == expected
+
+
+@pytest.mark.parametrize("bad", ["root", "1000:", ":1000", "1 000", "1000:1000:1", "-1", ""])
+def test_container_user_refuses_what_is_not_numbers(bad: str) -> None:
+    from imagefactory.commands.run import container_user
+    from imagefactory.errors import UsageError
+
+    with pytest.raises(UsageError, match="--user"):
+        container_user(bad, mounted=True, environ={})
+
+
+def test_print_keeps_a_colon_in_the_mounted_path(tmp_path: Path, capsys,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    odd = tmp_path / "a:b"
+    odd.mkdir()
+    monkeypatch.chdir(odd)
+    argv = printed(capsys, "cpu")
+    assert f"--mount=type=bind,source={odd},target=/work" in argv
+
+
+@pytest.mark.docker
+@pytest.mark.root
+@pytest.mark.parametrize("how", ["sudo", "explicit"])
+def test_run_writes_to_the_mounted_folder_as_the_user(cpu_image: str, tmp_path: Path,
+                                                      how: str) -> None:
+    """A training script writes its checkpoints next to the code, owned by the user: here a
+    folder owned by uid 4242 (not the image's 1000), reached as `sudo imagefactory run` or
+    `--user`."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to hand the folder to another uid")
+    work = tmp_path / "work"
+    work.mkdir(mode=0o755)
+    os.chown(work, 4242, 4242)
+    args = ["run", "cpu", "--network=none", "--", "sh", "-c",
+            "touch /work/checkpoint.pt && id -u"]
+    env = dict(os.environ)
+    if how == "sudo":
+        env.update(SUDO_UID="4242", SUDO_GID="4242")
+    else:
+        args.insert(2, "--user=4242:4242")
+    r = subprocess.run([*IMAGEFACTORY, "--config", str(REPO / "variants.yaml"), *args],
+                       cwd=work, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL, env=env)
+    assert (r.returncode, r.stdout) == (0, "4242\n"), r.stderr
+    st = (work / "checkpoint.pt").stat()
+    assert (st.st_uid, st.st_gid) == (4242, 4242)

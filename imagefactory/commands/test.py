@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import JobError, UsageError
+from ._params import Seconds
 
 
 @click.command("test")
@@ -17,7 +18,7 @@ from ..errors import JobError, UsageError
 @click.option("--profile", default=None, metavar="NAME",
               help="Env profile to run under (default: the variant's default profile).")
 @click.option("--quick", is_flag=True, help="Run the conv check's quick case set.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None, metavar="S",
+@click.option("--timeout", type=Seconds(), default=None, metavar="S",
               help="Seconds each conv case may take before it counts as a hang.")
 @click.option("--cases", default=None, metavar="GLOB",
               help="Only the conv cases whose names match (e.g. 'conv2d-k3-*').")

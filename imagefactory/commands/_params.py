@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 
-class Seconds(click.ParamType):
+class Seconds(click.ParamType[float]):
     """A finite number of seconds in [low, high]: click.FloatRange accepts nan (every
     comparison with it is false) and inf, which would become `--timeout inf` downstream."""
 

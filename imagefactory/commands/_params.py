@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:  # generic in click's stubs from 8.2; a plain class before
+    _Base = click.ParamType[float]
+else:
+    _Base = click.ParamType
 
-class Seconds(click.ParamType[float]):
+
+class Seconds(_Base):
     """A finite number of seconds in [low, high]: click.FloatRange accepts nan (every
     comparison with it is false) and inf, which would become `--timeout inf` downstream."""
 

@@ -114,7 +114,7 @@ def json_dumps(data: Any, **kwargs: Any) -> str:
 
 # scheme://user:password@host -> scheme://***@host (any userinfo, a token alone included).
 # (A path made from a URL keeps one slash: https:/u:pw@h is caught too.)
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*:/{1,3})[^/\s@]+@")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:/{1,3})[^/\s@]+@")
 # Authorization: Basic <b64>, "auth": "<b64>" (docker config), Bearer tokens.
 _BASIC = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{8,}")
 _AUTH_FIELD = re.compile(r'(?i)("?(?:auth|password|identitytoken|registrytoken)"?\s*[:=]\s*)'

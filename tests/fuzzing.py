@@ -14,7 +14,13 @@ _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow,
                                                        HealthCheck.function_scoped_fixture]}
 settings.register_profile("ci", max_examples=60, **_COMMON)  # type: ignore[arg-type]
 settings.register_profile("long", max_examples=5000, **_COMMON)  # type: ignore[arg-type]
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+
+def examples(ci: int) -> settings:
+    """A slower test's own example count under `ci`; the profile's count otherwise."""
+    return settings(max_examples=ci) if PROFILE == "ci" else settings()
 
 # Characters that break lines somewhere (Python's splitlines, Docker, terminals) or hide.
 NASTY = ["\n", "\r", "\r\n", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029",

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fuzzing import NASTY
+from fuzzing import NASTY, examples
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -75,6 +75,7 @@ config_body = st.one_of(
 )
 
 
+@examples(15)
 @given(data=st.data(), body=config_body, use_config=st.booleans())
 def test_fuzz_cli_contract(tmp_path_factory: pytest.TempPathFactory,
                            capsys: pytest.CaptureFixture[str], data: st.DataObject,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fuzzing import NASTY
+from fuzzing import NASTY, examples
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -77,6 +77,7 @@ def test_fuzz_config_value_replaced(path: tuple[Any, ...], value: Any) -> None:
     _check(json.dumps(doc))  # JSON is YAML; keeps every string exactly
 
 
+@examples(25)
 @given(position=st.integers(0, len((REPO / "variants.yaml").read_text())),
        insert=st.sampled_from([*NASTY, "&a ", "*a", "!!binary ", ": ", "- ", "{", "[", "'",
                                '"', "<<: ", "? ", "%YAML 1.1\n", "---\n", "\t"]))

@@ -34,6 +34,8 @@ _IMAGE = re.compile(
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 _URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+:@=,-]*)*$")
+_GIT_REF = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])$")
+_ABS_PATH = re.compile(r"^(/(?!\.{1,2}(?:/|$))[A-Za-z0-9._+-]+){1,32}$")
 _TORCH_SOURCES = ("wheel", "source", "debian")
 
 TOP_KEYS = ("repository", "source", "profiles", "variants")
@@ -417,7 +419,7 @@ def _torch(r: _Reader, raw: Any, path: _P) -> Torch:
         version=r.text(raw["version"], (*path, "version"), _VERSION, "version"),
         source=source,
         index=r.opt_text(raw.get("index"), (*path, "index"), _URL, "URL"),
-        ref=r.opt_text(raw.get("ref"), (*path, "ref"), _VERSION, "git ref"),
+        ref=r.opt_text(raw.get("ref"), (*path, "ref"), _GIT_REF, "git ref"),
         torchvision=r.opt_text(raw.get("torchvision"), (*path, "torchvision"), _VERSION,
                                "version"),
     )
@@ -469,8 +471,8 @@ def _expect(r: _Reader, raw: Any, path: _P) -> Expect:
         python=r.opt_text(raw.get("python"), (*path, "python"), _VERSION, "version"),
         torch=r.opt_text(raw.get("torch"), (*path, "torch"), _VERSION, "version"),
         hip=r.opt_text(raw.get("hip"), (*path, "hip"), _VERSION, "version"),
-        files=r.text_list(raw.get("files"), (*path, "files"), re.compile(r"^/\S+$"),
-                          "absolute path"),
+        files=r.text_list(raw.get("files"), (*path, "files"), _ABS_PATH,
+                          "absolute path (no . or .. parts)"),
         env=r.env(raw.get("env"), (*path, "env")),
     )
 

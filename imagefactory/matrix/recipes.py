@@ -317,4 +317,4 @@ SHELL_COMMAND = _k(r"[A-Za-z0-9 _.&=/-]{1,200}", "shell command (letters, digits
 @family("tiny")
 @dataclass(frozen=True, kw_only=True)
 class TinyRecipe(Recipe):
-    command: str = required(SHELL_COMMAND)
+    command: str = optional(SHELL_COMMAND, "true")

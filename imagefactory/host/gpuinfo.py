@@ -194,8 +194,9 @@ class _Unreadable(ImagefactoryError):
     pass
 
 
-def _read(path: Path) -> str:
-    """A sysfs file: regular, small (a FIFO or /dev/zero planted in a tree is refused)."""
+def read_sysfs(path: Path) -> str:
+    """A sysfs file: regular, small (a FIFO or /dev/zero planted in a tree is refused);
+    SysfsError otherwise."""
     try:
         data = read_bytes(path, MAX_SYSFS_BYTES, error=_Unreadable)
     except _Unreadable as exc:
@@ -205,7 +206,7 @@ def _read(path: Path) -> str:
 
 def _read_hex(path: Path) -> int | None:
     try:
-        text = _read(path).strip()
+        text = read_sysfs(path).strip()
     except SysfsError:
         return None
     if not re.fullmatch(r"(0x)?[0-9a-fA-F]{1,8}", text):
@@ -221,7 +222,7 @@ def _uevent(device: Path) -> dict[str, str]:
     """The uevent keys this module uses, each only when it looks as the kernel writes it
     (doctor prints them into commands)."""
     try:
-        text = _read(device / "uevent")
+        text = read_sysfs(device / "uevent")
     except SysfsError:
         return {}
     out = {}
@@ -286,7 +287,7 @@ def scan(sysfs: Path = Path("/sys")) -> Scan:
                    key=lambda p: int(p.name))
     for node in nodes:
         try:
-            props = parse_properties(_read(node / "properties"), str(node / "properties"))
+            props = parse_properties(read_sysfs(node / "properties"), str(node / "properties"))
         except SysfsError as exc:
             errors.append(str(exc))
             continue

@@ -25,7 +25,7 @@ from ..engine.images import BuiltImage, find_built
 from ..errors import JobError
 from ..matrix.loader import Matrix, Variant
 from ..render.renderer import image_version
-from ..safety import escape_control
+from ..safety import MAX_RESULT_BYTES, escape_control, json_loads, read_text
 from ..safety import redact as safe_redact
 from ..verify.results import TestResult, result_path
 from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
@@ -360,9 +360,9 @@ class Publisher:
         """Keep the last record (what the registry may still serve) but say it is not the
         outcome of this push."""
         path = self.results_dir / f"{plan.variant.name}.publish.json"
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        try:  # the one bounded, regular-file, strict-JSON reader (safety.py)
+            record = json_loads(read_text(path, MAX_RESULT_BYTES, error=JobError))
+        except (JobError, ValueError, RecursionError):
             return
         if not isinstance(record, dict):
             return

@@ -157,3 +157,28 @@ def first_control(text: str) -> str | None:
 def clean(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     """A message safe to print: credentials redacted, control characters escaped, one line."""
     return escape_control(redact(text, secrets))
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+def write_atomic(path: Path, data: str | bytes, *,
+                 error: type[ImagefactoryError] = ImagefactoryError) -> Path:
+    """Write `path` whole or not at all (a reader never sees half a file); a folder that
+    cannot be made or written (read-only, /proc, a file in the way) is one line, not a
+    traceback."""
+    import tempfile
+
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise error(clean(f"cannot write {path}: {exc.strerror or exc}")) from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return path

@@ -8,10 +8,7 @@ each tag names, and a publish record is written next to the test results.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,7 +22,14 @@ from ..engine.images import BuiltImage, find_built
 from ..errors import JobError
 from ..matrix.loader import Matrix, Variant
 from ..render.renderer import image_version
-from ..safety import MAX_RESULT_BYTES, escape_control, json_loads, read_text
+from ..safety import (
+    MAX_RESULT_BYTES,
+    escape_control,
+    json_dumps,
+    json_loads,
+    read_text,
+    write_atomic,
+)
 from ..safety import redact as safe_redact
 from ..verify.results import TestResult, result_path
 from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
@@ -487,13 +491,4 @@ def _now() -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, json_dumps(data, indent=2) + "\n", error=JobError)

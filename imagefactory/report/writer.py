@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JobError
-from ..safety import escape_control, json_dumps
+from ..safety import escape_control, json_dumps, write_atomic
 from ..verify.results import ConvCase, TestResult, profile_label, stored_results
 
 SCHEMA = 1
@@ -227,21 +227,22 @@ def _now() -> str:
 
 
 def write(compat: Compatibility, out_dir: Path, png: bool = True) -> list[Path]:
-    """Write the three files (atomically enough: each whole file at once)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the three files, each whole or not at all; an unwritable folder is one line."""
     generated = _now()
     written = []
+    path = write_atomic(out_dir / MARKDOWN, markdown(compat, PNG if png else None, generated),
+                        error=JobError)
+    written.append(path)
+    path = write_atomic(out_dir / JSON, json_dumps(to_json(compat, generated), indent=2) + "\n",
+                        error=JobError)
+    written.append(path)
     if png:
+        import io
+
         from .heatmap import render
 
         image, _ = render(compat)
-        path = out_dir / PNG
-        image.save(path, optimize=True)
-        written.append(path)
-    path = out_dir / MARKDOWN
-    path.write_text(markdown(compat, PNG if png else None, generated), encoding="utf-8")
-    written.insert(0, path)
-    path = out_dir / JSON
-    path.write_text(json_dumps(to_json(compat, generated), indent=2) + "\n", encoding="utf-8")
-    written.insert(1, path)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", optimize=True)
+        written.append(write_atomic(out_dir / PNG, buf.getvalue(), error=JobError))
     return written

@@ -18,7 +18,6 @@ import dataclasses
 import math
 import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
@@ -27,7 +26,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import JobError
-from ..safety import MAX_RESULT_BYTES, escape_control, json_dumps, json_loads, read_text
+from ..safety import (
+    MAX_RESULT_BYTES,
+    escape_control,
+    json_dumps,
+    json_loads,
+    read_text,
+    write_atomic,
+)
 
 SCHEMA = 1
 DEFAULT_RESULTS_DIR = Path("results")
@@ -201,17 +207,8 @@ class TestResult:
 
     def save(self, results_dir: Path) -> Path:
         """Write atomically, so a reader (push, report) never sees half a file."""
-        results_dir.mkdir(parents=True, exist_ok=True)
-        path = result_path(results_dir, self.variant, self.scope)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.variant}.", suffix=".json", dir=results_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomic(result_path(results_dir, self.variant, self.scope), self.to_json(),
+                            error=JobError)
 
 
 def profile_label(name: str | None) -> str:

@@ -39,6 +39,9 @@ SCHEMA = 1
 DEFAULT_RESULTS_DIR = Path("results")
 PASSING_STATUSES = ("ok", "skipped")
 _IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # variant and profile names (matrix/loader.py)
+_GFX = re.compile(r"gfx[0-9a-f]{3,4}")
+_STATUS = re.compile(r"[a-z][a-z0-9-]{0,39}")
 _MAX_ITEMS = 100_000
 _MAX_TEXT = 65_536
 _D = TypeVar("_D")
@@ -167,6 +170,17 @@ class TestResult:
             raise ResultError("image_id", "expected sha256:<64 hex digits>")
         if result.scope not in SCOPES:
             raise ResultError("scope", f"expected one of {', '.join(SCOPES)}")
+        # Names that end up in tags, file names and terminal lines have their shape checked;
+        # free text (details, GPU names) is escaped where it is printed.
+        for name, value, pattern in (("variant", result.variant, _NAME),
+                                     ("profile", result.profile, _NAME),
+                                     ("host", result.host, _GFX)):
+            if value is not None and not pattern.fullmatch(value):
+                raise ResultError(name, f"{escape_control(value)[:40]!r} is not a valid {name}")
+        for i, c in enumerate(result.conv):
+            if not _STATUS.fullmatch(c.status):
+                raise ResultError(f"conv[{i}].status", f"{escape_control(c.status)[:40]!r} is "
+                                                       "not a status (lowercase-words)")
         return result
 
     @classmethod

@@ -67,7 +67,7 @@ def test_passed_true_with_a_failed_check_is_refused(built: BuiltImage, tmp_path:
         built, tmp_path)
 
 
-@pytest.mark.parametrize("status", ["hang", "aperture-violation", "error", "not-run", ""])
+@pytest.mark.parametrize("status", ["hang", "aperture-violation", "error", "not-run"])
 def test_passed_true_with_a_failed_case_is_refused(built: BuiltImage, tmp_path: Path,
                                                    status: str) -> None:
     data = passing()
@@ -100,6 +100,10 @@ def test_known_failures_and_skipped_cases_agree_with_a_pass(built: BuiltImage,
      "conv[0].seconds: expected a finite number"),
     ({"conv": {"case": "c"}}, "conv: expected a list"),
     ({"devices": "/dev/kfd"}, "devices: expected a list"),
+    ({"conv": [{"case": "c", "status": ""}]}, "conv[0].status: '' is not a status"),
+    ({"conv": [{"case": "c", "status": "ok\x1b[2J"}]}, "conv[0].status: 'ok\\\\x1b[2J' is not"),
+    ({"variant": "cpu\n"}, "variant: 'cpu\\\\x0a' is not a valid variant"),
+    ({"host": "gfx1010; rm"}, "host: 'gfx1010; rm' is not a valid host"),
 ])
 def test_schema_and_identity_are_checked(built: BuiltImage, tmp_path: Path,
                                          change: dict[str, Any], expected: str) -> None:

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, settings
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow,
                                                        HealthCheck.function_scoped_fixture]}
 settings.register_profile("ci", max_examples=60, **_COMMON)  # type: ignore[arg-type]
-settings.register_profile("long", max_examples=5000, **_COMMON)  # type: ignore[arg-type]
+settings.register_profile("long", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "5000")),
+                          **_COMMON)  # type: ignore[arg-type]
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
 

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
-from ..safety import MAX_CONFIG_BYTES, first_control, read_text
+from ..safety import MAX_CONFIG_BYTES, escape_control, first_control, read_text
 from . import recipes, yamlsource
 from .recipes import Recipe, RecipeProblem
 from .yamlsource import Located, dotted
@@ -187,7 +187,9 @@ class _Reader:
             source = self.origin[str(path[2])]
             path = ("variants", source, *path[2:])
             field_ = f"{dotted(path)} (inherited by {self.variant})"
-        return ConfigError(self.doc.file, self.doc.line(path), field_, message)
+        # Keys and values quoted back may hold anything: escaped, so the error stays one line.
+        return ConfigError(self.doc.file, self.doc.line(path), escape_control(field_),
+                           escape_control(message))
 
     def keys(self, value: Any, path: _P, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):

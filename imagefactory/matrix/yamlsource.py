@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..safety import escape_control
 
 # libyaml's parser when PyYAML has it: the same events and marks, several times faster.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -93,7 +94,8 @@ class _Builder:
         self.docs = 0
 
     def fail(self, line: int, path: Path_, message: str) -> ConfigError:
-        return ConfigError(self.file, line, dotted(path), message)
+        return ConfigError(self.file, line, escape_control(dotted(path)[:200]),
+                           escape_control(message))
 
     def run(self, text: str) -> Located:
         for event in yaml.parse(text, Loader=_LOADER):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -68,7 +69,9 @@ CMAKE_FLAG = _k(r"-D[A-Za-z_][A-Za-z0-9_]{0,99}(:[A-Z]{1,16})?=[A-Za-z0-9_./+,:=
 ENV_ASSIGN = _k(r"[A-Za-z_][A-Za-z0-9_]{0,99}=[A-Za-z0-9_./+,:=@%-]{0,200}",
                 "environment assignment (NAME=value)")
 WHEEL_TAG = _k(r"[a-z0-9][a-z0-9.]{0,31}", "wheel local version tag (rocm6.2)")
-LIB_REPO = _k(r"[a-z0-9]{1,32}:[A-Za-z0-9_-]{1,64}", "library:Repository pair")
+STAGE = _k(r"[a-z][a-z0-9-]{0,31}", "build stage name (lowercase letters, digits, -)")
+REPO = _k(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "repository name")
+_TEMPLATE_STAGES = ("rocm-base", "torch-builder", "vision-builder", "runtime")
 PATCH_AT = _k(r"[A-Za-z0-9_-][A-Za-z0-9._/-]{0,199}\.patch@[0-9a-f]{40}",
               "patch@commit (path.patch@40 hex digits)")
 YES_NO = _k(r"yes|no", "yes or no")
@@ -118,6 +121,7 @@ class Recipe:
 
 
 R = TypeVar("R", bound=type[Recipe])
+_T = TypeVar("_T")
 FAMILIES: dict[str, type[Recipe]] = {}
 
 
@@ -175,26 +179,56 @@ class RocmTorchSourceRecipe(_TorchSource):
     apt_rewrite: str = optional(YES_NO, "no")
 
 
+@dataclass(frozen=True, kw_only=True)
+class RocmLib:
+    """One ROCm library rebuilt from source: its stage, where its source is, the commit the
+    clone must be (tag rocm-<version>), and its cmake flags."""
+
+    name: str = required(STAGE)  # the build stage and /stage/<name> install folder
+    repo: str = required(REPO)  # github.com/ROCm/<repo>
+    commit: str = required(SHA1)
+    cmake: tuple[str, ...] = optional(CMAKE_FLAG, ())
+
+
+@dataclass(frozen=True)
+class LibStage:
+    """A library's build stage and the stage it builds FROM (for templates to print)."""
+
+    base: str
+    lib: RocmLib
+
+
 @family("rocm-libs-source")
 @dataclass(frozen=True, kw_only=True)
 class RocmLibsSourceRecipe(_TorchSource):
-    # Built in this order, each stage FROM the previous one.
-    libs: tuple[str, ...] = required(LIB_REPO)
+    # Built in this order, each stage FROM the previous one (the first FROM `rocm-base`).
+    libs: tuple[RocmLib, ...] = required(STAGE)
     xuhuisheng_commit: str = required(SHA1)
     tensile_patch_sha256: str = required(SHA256)
-    tensile_commit: str | None = optional(SHA1)
-    rocsparse_patch_sha256: str | None = optional(SHA256)
+    tensile_commit: str = required(SHA1)
     patches_verified: tuple[str, ...] = optional(PATCH_AT, ())
-    rocblas_commit: str | None = optional(SHA1)
-    rocfft_commit: str | None = optional(SHA1)
-    rocsparse_commit: str | None = optional(SHA1)
-    rocrand_commit: str | None = optional(SHA1)
-    rccl_commit: str | None = optional(SHA1)
-    rocblas_cmake: tuple[str, ...] = optional(CMAKE_FLAG, ())
-    rocfft_cmake: tuple[str, ...] = optional(CMAKE_FLAG, ())
-    rocsparse_cmake: tuple[str, ...] = optional(CMAKE_FLAG, ())
-    rocrand_cmake: tuple[str, ...] = optional(CMAKE_FLAG, ())
-    rccl_cmake: tuple[str, ...] = optional(CMAKE_FLAG, ())
+
+    BASE_STAGE: ClassVar[str] = "rocm-base"
+
+    def __post_init__(self) -> None:
+        names = [lib.name for lib in self.libs]
+        for i, name in enumerate(names):
+            if name in names[:i] or name in _TEMPLATE_STAGES:
+                raise RecipeProblem(("libs", i, "name"), f"stage name '{name}' is already "
+                                                         "taken")
+
+    @property
+    def stages(self) -> tuple[LibStage, ...]:
+        bases = [self.BASE_STAGE, *(lib.name for lib in self.libs[:-1])]
+        return tuple(LibStage(b, lib) for b, lib in zip(bases, self.libs, strict=True))
+
+    @property
+    def last_stage(self) -> str:
+        """The stage the PyTorch build continues from."""
+        return self.libs[-1].name if self.libs else self.BASE_STAGE
+
+    def lib(self, name: str) -> RocmLib:
+        return next(lib for lib in self.libs if lib.name == name)
 
 
 @family("rocm-miopen-patched")
@@ -247,7 +281,7 @@ class RecipeProblem(Exception):
         self.message = message
 
 
-def field_specs(cls: type[Recipe]) -> list[tuple[dataclasses.Field[Any], Any, bool]]:
+def field_specs(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any, bool]]:
     """(field, its type, required) for each key of the recipe class."""
     hints = typing.get_type_hints(cls)
     out = []
@@ -257,10 +291,13 @@ def field_specs(cls: type[Recipe]) -> list[tuple[dataclasses.Field[Any], Any, bo
     return out
 
 
-def build(cls: type[Recipe], raw: Mapping[str, Any],
-          text: Callable[[Any, tuple[str | int, ...], Kind], str]) -> Recipe:
-    """A `cls` from the YAML mapping `raw`. `text(value, path, kind)` validates one string
-    (the loader's: type, forbidden characters, pattern) and raises its own error."""
+def build(cls: type[_T], raw: Mapping[str, Any],
+          text: Callable[[Any, tuple[str | int, ...], Kind], str],
+          at: tuple[str | int, ...] = ()) -> _T:
+    """A `cls` (a recipe, or an entry of one such as RocmLib) from the YAML mapping `raw`.
+    `text(value, path, kind)` validates one string (the loader's: type, forbidden
+    characters, pattern) and raises its own error; `at` is where `raw` sits in the recipe."""
+    what = f"family '{cls.family}'" if issubclass(cls, Recipe) else cls.__name__
     specs = {f.name: (f, t, req) for f, t, req in field_specs(cls)}
     for key in raw:
         if key not in specs:
@@ -268,16 +305,14 @@ def build(cls: type[Recipe], raw: Mapping[str, Any],
 
             close = difflib.get_close_matches(str(key), list(specs), n=1, cutoff=0.5)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise RecipeProblem((key,), f"unknown key '{key}' for family "
-                                        f"'{cls.family}'{hint}")
+            raise RecipeProblem((*at, key), f"unknown key '{key}' for {what}{hint}")
     values: dict[str, Any] = {}
     for name, (f, tp, req) in specs.items():
         if name not in raw or raw[name] is None:
             if req:
-                raise RecipeProblem((), f"missing required key '{name}' (family "
-                                        f"'{cls.family}')")
+                raise RecipeProblem(at, f"missing required key '{name}' ({what})")
             continue
-        values[name] = _value(raw[name], tp, (name,), f.metadata["kind"], text)
+        values[name] = _value(raw[name], tp, (*at, name), f.metadata["kind"], text)
     return cls(**values)
 
 
@@ -285,7 +320,7 @@ def _value(value: Any, tp: Any, path: tuple[str | int, ...], k: Kind,
            text: Callable[[Any, tuple[str | int, ...], Kind], str]) -> Any:
     origin = typing.get_origin(tp)
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return _value(value, args[0], path, k, text)
     if tp is bool:
         if not isinstance(value, bool):
@@ -297,10 +332,14 @@ def _value(value: Any, tp: Any, path: tuple[str | int, ...], k: Kind,
         return int(text(str(value) if isinstance(value, int) else value, path, k))
     if tp is str:
         return text(value, path, k)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise RecipeProblem(path, f"expected a mapping, got {type(value).__name__}")
+        return build(tp, value, text, path)
     if origin is tuple:
         if not isinstance(value, list):
             raise RecipeProblem(path, f"expected a list, got {type(value).__name__}")
-        return tuple(text(v, (*path, i), k) for i, v in enumerate(value))
+        return tuple(_value(v, args[0], (*path, i), k, text) for i, v in enumerate(value))
     if origin in (Mapping, dict):
         if not isinstance(value, dict):
             raise RecipeProblem(path, f"expected a mapping, got {type(value).__name__}")

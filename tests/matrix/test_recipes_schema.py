@@ -111,3 +111,44 @@ def test_numbers_accept_yaml_numbers_and_digit_strings() -> None:
         assert v.recipe.max_jobs == 8
     for bad in ("0", "true", "-1", "8.5", '"8 9"'):
         assert "max_jobs" in error("rocm-miopen-patched", base.format(bad))
+
+
+LIBS = """\
+codename: focal
+ubuntu: "20.04"
+max_jobs: 8
+runtime_packages: [rocblas]
+torch_commit: e9ebda29d87ce0916ab08c06ab26fd3766a870e5
+torchvision_sha256: 1efcb80e0a6e42c54f07ee16167839b4d302aeeecc12839cc47c74b06a2c20d4
+build_pip: [cmake==3.26.4]
+xuhuisheng_commit: 59b87dc62972c1ad32a8862e9ea6b5921c1f33a0
+tensile_patch_sha256: 000b8e8b45f5bbe9af70928ec59a257323a3d9cd8795d32d78eefd0e006fc123
+tensile_commit: 5aec08937473b27865fa969bb38a83bcf9463c2b
+libs:
+{libs}
+"""
+LIB = ("  - {{name: {name}, repo: rocBLAS, commit: 24f38911c1e6a341a254868acb2f2cac71628936, "
+       "cmake: [-DX=1]}}")
+
+
+def test_library_chain_is_typed_entries_with_their_stages() -> None:
+    libs = "\n".join(LIB.format(name=n) for n in ("rocblas", "rocfft"))
+    (v,) = load("rocm-libs-source", LIBS.format(libs=libs)).variants
+    r = v.recipe
+    assert isinstance(r, recipes.RocmLibsSourceRecipe)
+    assert [(s.base, s.lib.name) for s in r.stages] == [("rocm-base", "rocblas"),
+                                                        ("rocblas", "rocfft")]
+    assert r.last_stage == "rocfft" and r.lib("rocblas").cmake == ("-DX=1",)
+
+
+@pytest.mark.parametrize(("libs", "expected"), [
+    ('  - "rocblas:rocBLAS"', "recipe.libs[0]: expected a mapping"),
+    (LIB.format(name="rocblas").replace("cmake:", "cmak:"),
+     "recipe.libs[0].cmak: unknown key 'cmak' for RocmLib (did you mean 'cmake'?)"),
+    (LIB.format(name="rocblas") + "\n" + LIB.format(name="rocblas"),
+     "recipe.libs[1].name: stage name 'rocblas' is already taken"),
+    (LIB.format(name="runtime"), "stage name 'runtime' is already taken"),
+    (LIB.format(name="Roc_BLAS"), "'Roc_BLAS' is not a valid build stage name"),
+])
+def test_bad_library_entries(libs: str, expected: str) -> None:
+    assert expected in error("rocm-libs-source", LIBS.format(libs=libs))

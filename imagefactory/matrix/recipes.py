@@ -74,7 +74,7 @@ REPO = _k(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "repository name")
 _TEMPLATE_STAGES = ("rocm-base", "torch-builder", "vision-builder", "runtime")
 PATCH_AT = _k(r"[A-Za-z0-9_-][A-Za-z0-9._/-]{0,199}\.patch@[0-9a-f]{40}",
               "patch@commit (path.patch@40 hex digits)")
-YES_NO = _k(r"yes|no", "yes or no")
+YES_NO = _k(r"true|false", "true or false")  # only names booleans in messages
 
 
 def kind(k: Kind, doc: str = "") -> dict[str, Any]:
@@ -176,7 +176,8 @@ class _TorchSource(_UbuntuRocm):
 @family("rocm-torch-source")
 @dataclass(frozen=True, kw_only=True)
 class RocmTorchSourceRecipe(_TorchSource):
-    apt_rewrite: str = optional(YES_NO, "no")
+    # Point apt at repo.radeon.com's release (rocm-macros.j2 rocm_apt) before building.
+    apt_rewrite: bool = optional(YES_NO, False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,6 +29,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _GFX = re.compile(r"^gfx[0-9a-f]{3,4}$")
+# What render/rocm_apt.py derives the apt suite from: load refuses what render would.
+_ROCM_VERSION = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")
 _IMAGE = re.compile(
     r"^(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
@@ -394,7 +396,8 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
         description=r.text(raw["description"], (*path, "description")),
         base=base,
         base_variant=base_variant,
-        rocm=r.opt_text(raw.get("rocm"), (*path, "rocm"), _VERSION, "version"),
+        rocm=r.opt_text(raw.get("rocm"), (*path, "rocm"), _ROCM_VERSION,
+                        "ROCm version (numeric, like 6.2.4)"),
         torch=torch,
         gfx_targets=r.text_list(raw.get("gfx_targets"), (*path, "gfx_targets"), _GFX,
                                 "GPU target (gfxNNNN)"),

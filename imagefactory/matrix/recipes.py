@@ -314,6 +314,8 @@ def build(cls: type[_T], raw: Mapping[str, Any],
                 raise RecipeProblem(at, f"missing required key '{name}' ({what})")
             continue
         values[name] = _value(raw[name], tp, (*at, name), f.metadata["kind"], text)
+        if req and values[name] == ():  # a required list means at least one entry
+            raise RecipeProblem((*at, name), f"needs at least one entry ({what})")
     return cls(**values)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from fuzzing import NASTY, examples
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from imagefactory.errors import ConfigError
@@ -46,6 +46,7 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 PATHS = [p for p in _paths(SHIPPED) if p]
+TEXT = (REPO / "variants.yaml").read_text()
 
 
 def _set(doc: Any, path: tuple[Any, ...], value: Any) -> None:
@@ -71,6 +72,7 @@ def _check(text: str) -> None:
 
 
 @given(path=st.sampled_from(PATHS), value=yaml_value)
+@example(path=("variants", "rocm54-source", "recipe", "libs"), value=[])  # found by the fuzz
 def test_fuzz_config_value_replaced(path: tuple[Any, ...], value: Any) -> None:
     doc = copy.deepcopy(SHIPPED)
     _set(doc, path, value)
@@ -81,6 +83,7 @@ def test_fuzz_config_value_replaced(path: tuple[Any, ...], value: Any) -> None:
 @given(position=st.integers(0, len((REPO / "variants.yaml").read_text())),
        insert=st.sampled_from([*NASTY, "&a ", "*a", "!!binary ", ": ", "- ", "{", "[", "'",
                                '"', "<<: ", "? ", "%YAML 1.1\n", "---\n", "\t"]))
+@example(position=TEXT.index('rocm: "5.4.3"') + len('rocm: "'), insert="COPY")  # found
 def test_fuzz_config_text_mutated(position: int, insert: str) -> None:
     text = (REPO / "variants.yaml").read_text()
     _check(text[:position] + insert + text[position:])

@@ -191,6 +191,16 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
                      f"{_md_code(row.profile)} | {_md_escape(r.torch or '?')} | "
                      f"{_md_escape(r.hip or '-')} | {_md_code(image)} | "
                      f"{_md_escape(r.finished_at[:16].replace('T', ' ') or '?')} |")
+    gpu_lines = [(row, _gpu_code_lines(row.result)) for row in compat.rows]
+    if any(found for _, found in gpu_lines):
+        lines += ["", "## GPU code", "",
+                  "What the image's libraries carry code for (the GPU code audit, read from "
+                  "the files; no GPU needed). A missing target means `no-kernel` at run time.",
+                  ""]
+        for row, found in gpu_lines:
+            if found:
+                lines.append(f"- **{_md_escape(row.label)}**: "
+                             + "; ".join(_md_escape(x) for x in found))
     lines += ["", "## Matrix", ""]
     if png:
         lines += [f"![variant x case heatmap]({png})", ""]
@@ -205,6 +215,16 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
     return "\n".join(lines)
 
 
+def _gpu_code_lines(r: TestResult) -> list[str]:
+    """The GPU code check's summary and failures from a result (verify/gpucode), [] without."""
+    check = r.gpu_code.get("check") if isinstance(r.gpu_code, dict) else None
+    if not isinstance(check, dict):
+        return []
+    out = [str(x) for key in ("summary", "failures", "notes")
+           for x in (check.get(key) or []) if isinstance(check.get(key), list)]
+    return out[:20]
+
+
 def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, Any]:
     rows = []
     for row in compat.rows:
@@ -217,6 +237,7 @@ def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, An
                                                                  key=_class_order)),
             "cells": {c.case: {"status": c.status, "seconds": c.seconds, "gflops": c.gflops,
                                "max_abs_err": c.max_abs_err} for c in r.conv},
+            "gpu_code": _gpu_code_lines(r),
         })
     return {"schema": SCHEMA, "generated_at": generated or _now(), "classes": CLASSES,
             "cases": list(compat.cases), "rows": rows}

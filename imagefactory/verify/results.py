@@ -132,6 +132,9 @@ class TestResult:
     seconds: float = 0.0  # the whole run
     suite_seconds: float = 0.0  # the testinfra suite
     conv_seconds: float = 0.0  # the conv check, as seen from the host
+    # The GPU code audit (verify/gpucode): {"inventory": Inventory.brief(), "check":
+    # CodeCheck.to_dict(), "seconds": ...}; None for a CPU variant or an older result.
+    gpu_code: Mapping[str, Any] | None = None
     schema: int = SCHEMA
 
     @property
@@ -286,6 +289,8 @@ def _build(cls: type[_D], data: Any, where: str) -> _D:
 
 
 def _typed(value: Any, tp: Any, path: str) -> Any:
+    if tp is Any:  # a free-form JSON value (already parsed strictly: no NaN, bounded size)
+        return value
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from fuzzing import NASTY
+from fuzzing import NASTY, examples
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -70,6 +70,7 @@ def sysfs_tree(draw: st.DrawFn) -> dict[str, tuple[str, str]]:
     return files
 
 
+@examples(30)
 @given(tree=sysfs_tree())
 def test_fuzz_sysfs_never_breaks_doctor(tmp_path_factory: pytest.TempPathFactory,
                                         capsys: pytest.CaptureFixture[str],

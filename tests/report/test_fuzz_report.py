@@ -91,7 +91,8 @@ def test_fuzz_results_make_an_inert_report(tmp_path_factory: pytest.TempPathFact
 @given(data=st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | text,
                          lambda kids: st.lists(kids, max_size=3)
                          | st.dictionaries(text, kids, max_size=3), max_leaves=12),
-       mutate=st.sampled_from(["whole", "passed", "conv", "checks", "schema", "host"]))
+       mutate=st.sampled_from(["whole", "passed", "conv", "checks", "schema", "host",
+                               "conv_works", "gpu_code", "gpu_reset"]))
 def test_fuzz_malformed_result_is_one_line(tmp_path_factory: pytest.TempPathFactory,
                                            capsys: pytest.CaptureFixture[str], data: Any,
                                            mutate: str) -> None:
@@ -138,3 +139,21 @@ def test_nan_never_reaches_compatibility_json(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         TestResult("cpu", IMAGE, True, (), (ConvCase("c", "ok", float("nan")),), None,
                    None).to_json()
+
+
+def test_what_works_section_is_escaped_and_tolerates_odd_values(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = json.loads(TestResult("cpu", IMAGE, True, (), (ConvCase("c", "ok"),), None,
+                                None).to_json())
+    doc["conv_works"] = {"conv": {"verdict": "<b>yes</b>", "classes": [1, "<i>x</i>"]},
+                         "fp16": {"classes": "not-a-list"}}
+    (tmp_path / "cpu.json").write_text(json.dumps(doc))
+    code, _, err = run("--results", str(tmp_path), "--out", str(tmp_path), "--no-png",
+                       capsys=capsys)
+    assert code == 0, err
+    _check_markdown((tmp_path / report.MARKDOWN).read_text(), (2, 7))
+    doc["conv_works"] = {"conv": "yes"}
+    (tmp_path / "cpu.json").write_text(json.dumps(doc))
+    code, _, err = run("--results", str(tmp_path), "--out", str(tmp_path), "--no-png",
+                       capsys=capsys)
+    assert code == 1 and "conv_works.conv: expected an object" in err

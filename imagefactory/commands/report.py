@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import ImagefactoryError
+from ..safety import escape_control
 
 
 @click.command("report")
@@ -34,6 +35,6 @@ def command(state, results_dirs: tuple[Path, ...], out_dir: Path | None, no_png:
         order = ()
     compat = report.load(dirs, order)
     for path in report.write(compat, out_dir or dirs[0], png=not no_png):
-        click.echo(f"written: {path}")
-    for row in compat.rows:
-        click.echo(f"  {row.label}: {row.summary()}")
+        click.echo(escape_control(f"written: {path}"))
+    for row in compat.rows:  # text from result files: no terminal control gets through
+        click.echo(escape_control(f"  {row.label}: {row.summary()}"))

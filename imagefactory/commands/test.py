@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import JobError, UsageError
+from ._params import Seconds
 
 # Docker's stage names: a letter, then letters, digits, '_', '.', '-'.
 _STAGE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
@@ -21,7 +22,7 @@ _STAGE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 @click.option("--profile", default=None, metavar="NAME",
               help="Env profile to run under (default: the variant's default profile).")
 @click.option("--quick", is_flag=True, help="Run the conv check's quick case set.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None, metavar="S",
+@click.option("--timeout", type=Seconds(), default=None, metavar="S",
               help="Seconds each conv case may take before it counts as a hang.")
 @click.option("--cases", default=None, metavar="GLOB",
               help="Only the conv cases whose names match (e.g. 'conv2d-k3-*').")

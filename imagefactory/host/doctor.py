@@ -10,6 +10,7 @@ import contextlib
 import grp
 import os
 import pwd
+import shlex
 import stat
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..matrix.loader import Matrix, Variant
+from ..safety import escape_control
 from . import gpuinfo
 from .gpuinfo import Gpu, Scan
 
@@ -135,14 +137,16 @@ def check_node(path: Path, who: Identity, what: str) -> Check:
         return Check(str(path), True, f"{what}: {who.name} can open it{kind}")
     detail = (f"{what}: {who.name} cannot open it (group {group}, "
               f"mode {stat.filemode(st.st_mode)}){kind}")
+    # Names from the system (group names, device paths) are shell-quoted in every command.
+    q_group, q_path = shlex.quote(group), shlex.quote(str(path))
     if st.st_mode & 0o060 != 0o060:
-        fix = (f"sudo chmod g+rw {path}  (to keep it after reboots, a udev rule: "
-               f"KERNEL==\"{path.name}\", GROUP=\"{group}\", MODE=\"0660\")")
+        rule = shlex.quote(f'KERNEL=="{path.name}", GROUP="{group}", MODE="0660"')
+        fix = (f"sudo chmod g+rw {q_path}  (to keep it after reboots, a udev rule: {rule})")
     elif st.st_gid in who.member_gids:
-        fix = (f"you were added to '{group}' after this login: log out and back in "
-               f"(or run `newgrp {group}` in this shell)")
+        fix = (f"you were added to {q_group} after this login: log out and back in "
+               f"(or run `newgrp {q_group}` in this shell)")
     else:
-        fix = f"sudo usermod -aG {group} $USER  # {RELOGIN}"
+        fix = f'sudo usermod -aG {q_group} "$USER"  # {RELOGIN}'
     return Check(str(path), False, detail, fix)
 
 
@@ -170,8 +174,9 @@ def device_checks(scan: Scan, dev_root: Path, who: Identity) -> list[Check]:
         if g.driver and g.driver != "amdgpu":
             checks.append(Check(f"driver {g.pci_slot}", False,
                                 f"{g.name} at {g.pci_slot} is bound to '{g.driver}', not amdgpu",
-                                f"echo {g.pci_slot} | sudo tee /sys/bus/pci/drivers/{g.driver}/"
-                                "unbind && sudo modprobe amdgpu"))
+                                f"echo {shlex.quote(str(g.pci_slot))} | sudo tee "
+                                + shlex.quote(f"/sys/bus/pci/drivers/{g.driver}/unbind")
+                                + " && sudo modprobe amdgpu"))
     if scan.amdgpu_loaded and not scan.kfd_present:
         checks.append(Check("KFD topology", False,
                             "amdgpu is loaded but /sys/class/kfd is missing: no ROCm compute",
@@ -459,4 +464,5 @@ def format_text(d: Diagnosis) -> str:
         lines.append(f"note: {n}")
     n = len(d.problems)
     lines.append("Ready: yes" if d.ready else f"Ready: no ({n} problem{'s' if n != 1 else ''})")
-    return "\n".join(lines)
+    # Text from sysfs, /etc/group, results and config: no terminal control reaches the screen.
+    return "\n".join(escape_control(line) for line in lines)

@@ -16,8 +16,12 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
-from . import yamlsource
+from ..safety import MAX_CONFIG_BYTES, escape_control, first_control, read_text
+from . import recipes, yamlsource
+from .recipes import Recipe, RecipeProblem
 from .yamlsource import Located, dotted
+
+_P = tuple[str | int, ...]  # a field's path in the YAML document
 
 # Values printed into Dockerfiles: one line, no quoting/escaping/expansion characters.
 _UNSAFE = re.compile(r'[\n\r"\\$`\x00]')
@@ -25,11 +29,15 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _GFX = re.compile(r"^gfx[0-9a-f]{3,4}$")
+# What render/rocm_apt.py derives the apt suite from: load refuses what render would.
+_ROCM_VERSION = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")
 _IMAGE = re.compile(
     r"^(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
-_URL = re.compile(r"^https?://[^\s\"'\\$`]+$")
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+:@=,-]*)*$")
+_GIT_REF = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])$")
+_ABS_PATH = re.compile(r"^(/(?!\.{1,2}(?:/|$))[A-Za-z0-9._+-]+){1,32}$")
 _TORCH_SOURCES = ("wheel", "source", "debian")
 
 TOP_KEYS = ("repository", "source", "profiles", "variants")
@@ -109,9 +117,10 @@ class Variant:
     profiles: tuple[Profile, ...]
     default_profile: Profile | None
     env: Mapping[str, str]
-    recipe: Mapping[str, str | tuple[str, ...]]
+    recipe: Recipe
     expect: Expect
     line: int | None = None  # where it is declared, for error messages
+    file: str = "variants.yaml"  # the matrix file it comes from (--config)
 
     def profile(self, name: str | None) -> Profile | None:
         """The profile called `name` (None: the default), or an error naming the choices."""
@@ -121,7 +130,7 @@ class Variant:
             if p.name == name:
                 return p
         choices = ", ".join(p.name for p in self.profiles) or "none"
-        raise ConfigError("variants.yaml", self.line, f"variants.{self.name}.profiles",
+        raise ConfigError(self.file, self.line, f"variants.{self.name}.profiles",
                           f"variant '{self.name}' has no profile '{name}' (it offers: {choices})")
 
     def runtime_env(self, profile: str | None = None) -> dict[str, str]:
@@ -172,7 +181,7 @@ class _Reader:
         self.variant = variant
         self.origin = origin or {}
 
-    def fail(self, path: tuple[str | int, ...], message: str) -> ConfigError:
+    def fail(self, path: _P, message: str) -> ConfigError:
         field_ = dotted(path)
         # A value inherited through `extends` is reported where it is written.
         if (self.variant and len(path) > 2 and path[:2] == ("variants", self.variant)
@@ -180,9 +189,11 @@ class _Reader:
             source = self.origin[str(path[2])]
             path = ("variants", source, *path[2:])
             field_ = f"{dotted(path)} (inherited by {self.variant})"
-        return ConfigError(self.doc.file, self.doc.line(path), field_, message)
+        # Keys and values quoted back may hold anything: escaped, so the error stays one line.
+        return ConfigError(self.doc.file, self.doc.line(path), escape_control(field_),
+                           escape_control(message))
 
-    def keys(self, value: Any, path: tuple, allowed: tuple[str, ...]) -> dict[str, Any]:
+    def keys(self, value: Any, path: _P, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.fail(path, f"expected a mapping, got {_kind(value)}")
         for key in value:
@@ -190,7 +201,7 @@ class _Reader:
                 raise self.fail((*path, key), f"unknown key '{key}'{suggest(key, allowed)}")
         return value
 
-    def text(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+    def text(self, value: Any, path: _P, pattern: re.Pattern[str] | None = None,
              what: str = "") -> str:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise self.fail(path, f"expected a string, got {_kind(value)}")
@@ -201,15 +212,21 @@ class _Reader:
         if bad:
             raise self.fail(path, f"{_char(bad.group())} is not allowed: the value is printed "
                                   "into a Dockerfile and would break out of its place")
+        ctl = first_control(value)
+        if ctl is not None:
+            raise self.fail(path, f"invisible or control character U+{ord(ctl):04X} is not "
+                                  "allowed: Docker and this tool would split lines differently")
+        if len(value) > 1000:
+            raise self.fail(path, f"longer than 1000 characters ({len(value)})")
         if pattern and not pattern.match(value):
             raise self.fail(path, f"{value!r} is not a valid {what or 'value'}")
         return value
 
-    def opt_text(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+    def opt_text(self, value: Any, path: _P, pattern: re.Pattern[str] | None = None,
                  what: str = "") -> str | None:
         return None if value is None else self.text(value, path, pattern, what)
 
-    def text_list(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+    def text_list(self, value: Any, path: _P, pattern: re.Pattern[str] | None = None,
                   what: str = "") -> tuple[str, ...]:
         if value is None:
             return ()
@@ -217,7 +234,7 @@ class _Reader:
             raise self.fail(path, f"expected a list, got {_kind(value)}")
         return tuple(self.text(v, (*path, i), pattern, what) for i, v in enumerate(value))
 
-    def env(self, value: Any, path: tuple) -> Mapping[str, str]:
+    def env(self, value: Any, path: _P) -> Mapping[str, str]:
         if value is None:
             return _frozen({})
         if not isinstance(value, dict):
@@ -243,10 +260,7 @@ def _char(c: str) -> str:
 
 def load_matrix(path: Path, families: Iterable[str] | None = None) -> Matrix:
     """Load and validate `path`. `families`: the template families that exist, if known."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror}") from None
+    text = read_text(path, MAX_CONFIG_BYTES)
     return parse_matrix(text, str(path), path, families)
 
 
@@ -382,20 +396,22 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
         description=r.text(raw["description"], (*path, "description")),
         base=base,
         base_variant=base_variant,
-        rocm=r.opt_text(raw.get("rocm"), (*path, "rocm"), _VERSION, "version"),
+        rocm=r.opt_text(raw.get("rocm"), (*path, "rocm"), _ROCM_VERSION,
+                        "ROCm version (numeric, like 6.2.4)"),
         torch=torch,
         gfx_targets=r.text_list(raw.get("gfx_targets"), (*path, "gfx_targets"), _GFX,
                                 "GPU target (gfxNNNN)"),
         profiles=offered,
         default_profile=default,
         env=r.env(raw.get("env"), (*path, "env")),
-        recipe=_recipe(r, raw.get("recipe"), (*path, "recipe")),
+        recipe=_recipe(r, family, raw.get("recipe"), (*path, "recipe")),
         expect=_expect(r, raw["expect"], (*path, "expect")),
         line=r.doc.line(path),
+        file=r.doc.file,
     )
 
 
-def _torch(r: _Reader, raw: Any, path: tuple) -> Torch:
+def _torch(r: _Reader, raw: Any, path: _P) -> Torch:
     raw = r.keys(raw, path, TORCH_KEYS)
     for key in ("version", "source"):
         if key not in raw:
@@ -408,7 +424,7 @@ def _torch(r: _Reader, raw: Any, path: tuple) -> Torch:
         version=r.text(raw["version"], (*path, "version"), _VERSION, "version"),
         source=source,
         index=r.opt_text(raw.get("index"), (*path, "index"), _URL, "URL"),
-        ref=r.opt_text(raw.get("ref"), (*path, "ref"), _VERSION, "git ref"),
+        ref=r.opt_text(raw.get("ref"), (*path, "ref"), _GIT_REF, "git ref"),
         torchvision=r.opt_text(raw.get("torchvision"), (*path, "torchvision"), _VERSION,
                                "version"),
     )
@@ -420,7 +436,7 @@ def _torch(r: _Reader, raw: Any, path: tuple) -> Torch:
     return torch
 
 
-def _profile_refs(r: _Reader, raw: Any, path: tuple,
+def _profile_refs(r: _Reader, raw: Any, path: _P,
                   profiles: dict[str, Profile]) -> tuple[Profile, ...]:
     names = r.text_list(raw, path)
     for i, n in enumerate(names):
@@ -429,29 +445,39 @@ def _profile_refs(r: _Reader, raw: Any, path: tuple,
     return tuple(profiles[n] for n in names)
 
 
-def _recipe(r: _Reader, raw: Any, path: tuple) -> Mapping[str, str | tuple[str, ...]]:
-    """Family-specific build settings: flat, each a string or a list of strings."""
+def _recipe(r: _Reader, family: str, raw: Any, path: _P) -> Recipe:
+    """The family's typed recipe (matrix/recipes.py): unknown keys and bad values fail here."""
+    cls = recipes.FAMILIES.get(family)
+    if cls is None:
+        raise r.fail((*path[:-1], "family"),
+                     f"family '{family}' has no recipe schema{suggest(family, recipes.FAMILIES)}"
+                     " (add its dataclass to imagefactory/matrix/recipes.py)")
     if raw is None:
-        return _frozen({})
+        raw = {}
     if not isinstance(raw, dict):
         raise r.fail(path, f"expected a mapping, got {_kind(raw)}")
-    out: dict[str, str | tuple[str, ...]] = {}
-    for key, value in raw.items():
-        if not re.match(r"^[a-z][a-z0-9_]*$", key):
-            raise r.fail((*path, key), f"'{key}' is not a valid recipe key (lower_snake_case)")
-        out[key] = (r.text_list(value, (*path, key)) if isinstance(value, list)
-                    else r.text(value, (*path, key)))
-    return _frozen(out)
+
+    def text(value: Any, at: _P, kind: recipes.Kind) -> str:
+        out = r.text(value, (*path, *at))
+        problem = kind.check(out)
+        if problem:
+            raise r.fail((*path, *at), problem)
+        return out
+
+    try:
+        return recipes.build(cls, raw, text)
+    except RecipeProblem as exc:
+        raise r.fail((*path, *exc.path), exc.message) from None
 
 
-def _expect(r: _Reader, raw: Any, path: tuple) -> Expect:
+def _expect(r: _Reader, raw: Any, path: _P) -> Expect:
     raw = r.keys(raw, path, EXPECT_KEYS)
     return Expect(
         python=r.opt_text(raw.get("python"), (*path, "python"), _VERSION, "version"),
         torch=r.opt_text(raw.get("torch"), (*path, "torch"), _VERSION, "version"),
         hip=r.opt_text(raw.get("hip"), (*path, "hip"), _VERSION, "version"),
-        files=r.text_list(raw.get("files"), (*path, "files"), re.compile(r"^/\S+$"),
-                          "absolute path"),
+        files=r.text_list(raw.get("files"), (*path, "files"), _ABS_PATH,
+                          "absolute path (no . or .. parts)"),
         env=r.env(raw.get("env"), (*path, "env")),
     )
 

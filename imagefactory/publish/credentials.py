@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from ..errors import UsageError
+from ..safety import redact
 from .registry import Credentials, Target
 
 ENV_USER = "IMAGEFACTORY_REGISTRY_USERNAME"
@@ -48,8 +49,9 @@ def from_docker_config(target: Target) -> Credentials | None:
     try:
         found = auth.load_config().resolve_authconfig(target.host)
     except DockerException as exc:  # a failing credential helper: say so, without secrets
+        # A helper's message may echo what it was given: redacted (safety.redact).
         raise UsageError(f"cannot read Docker's credentials for {target.host}: "
-                         f"{str(exc).splitlines()[0]}") from None
+                         f"{redact((str(exc).splitlines() or [''])[0])}") from None
     if not found:
         return None
     user = found.get("Username") or found.get("username")

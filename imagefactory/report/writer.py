@@ -7,15 +7,17 @@ data for scripts and sites) and compatibility.png (a heatmap: read at a glance).
 
 from __future__ import annotations
 
-import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ..errors import JobError
+from ..safety import escape_control, json_dumps, write_atomic
 from ..verify.results import ConvCase, TestResult, profile_label, stored_results
 
 SCHEMA = 1
@@ -54,11 +56,11 @@ class Row:
     result: TestResult
     label: str
 
-    @property
+    @cached_property  # looked up once per case: computed once, not once per lookup
     def cells(self) -> dict[str, ConvCase]:
         return {c.case: c for c in self.result.conv}
 
-    @property
+    @cached_property
     def counts(self) -> Counter[str]:
         return Counter(c.status for c in self.result.conv)
 
@@ -107,8 +109,8 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
         if not d.is_dir():
             raise JobError(f"no results folder {d}: run `imagefactory test VARIANT "
                            f"--results {d}` first")
-        for path, variant, scope in stored_results(d):
-            r = TestResult.load(d, variant, scope)
+        for path, variant, _scope in stored_results(d):
+            r = TestResult.load_path(path, variant)
             if r is not None:
                 results.append((r, str(path)))
     if not results:
@@ -117,17 +119,24 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
     order = {name: i for i, name in enumerate(variant_order)}
     results.sort(key=lambda rp: (order.get(rp[0].variant, len(order)), rp[0].variant,
                                  rp[0].host or "", rp[0].profile or ""))
+    # A variant tested more than once is told apart by what differs: host, profile.
+    hosts: dict[str, set[str]] = {}
+    profiles: dict[str, set[str]] = {}
+    for r, _ in results:
+        hosts.setdefault(r.variant, set()).add(r.host or "no GPU")
+        profiles.setdefault(r.variant, set()).add(profile_label(r.profile))
     rows = []
     for r, _ in results:
-        # A variant tested more than once is told apart by what differs: host, profile.
-        same = [o for o, _ in results if o.variant == r.variant]
-        parts = [value(r) for value in (lambda x: x.host or "no GPU",
-                                         lambda x: profile_label(x.profile))
-                 if len({value(o) for o in same}) > 1]
+        parts = []
+        if len(hosts[r.variant]) > 1:
+            parts.append(r.host or "no GPU")
+        if len(profiles[r.variant]) > 1:
+            parts.append(profile_label(r.profile))
         rows.append(Row(r, r.variant + (f" ({', '.join(parts)})" if parts else "")))
-    cases: list[str] = []
+    cases: dict[str, None] = {}  # insertion-ordered set: linear in the number of cases
     for r, _ in results:
-        cases += [c.case for c in r.conv if c.case not in cases]
+        for c in r.conv:
+            cases.setdefault(c.case, None)
     return Compatibility(tuple(rows), tuple(cases), tuple(p for _, p in results))
 
 
@@ -151,11 +160,27 @@ def cell_text(c: ConvCase | None) -> str:
         extra = f" (err {c.max_abs_err:.1e})"
     elif c.status == "hang" and c.seconds is not None:
         extra = f" (> {_seconds(c.seconds)})"
-    return f"**{c.status}**{extra}"
+    return f"**{_md_escape(c.status)}**{extra}"
+
+
+# What can start inline markup, raw HTML or a new table cell mid-line (the escaped text never
+# starts a line, so block markers such as # - + need no escape).
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text from a result file as inert Markdown: no markup, no HTML, one table cell."""
+    text = " ".join(escape_control(text).split())
+    return _MD_SPECIAL.sub(r"\\\1", text.replace("&", "&amp;"))
+
+
+def _md_code(text: str) -> str:
+    """A code span that holds `text` literally, whatever backticks or pipes it contains."""
+    text = " ".join(escape_control(text).split()).replace("|", "\\|")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None = None) -> str:
@@ -168,26 +193,30 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
     for row in compat.rows:
         r = row.result
         lines.append(f"- **{_md_escape(row.label)}** on {_md_escape(row.where)}, profile "
-                     f"`{row.profile}`: {row.summary()}")
+                     f"{_md_code(row.profile)}: {_md_escape(row.summary())}")
     lines += ["", "| variant | GPU | profile | torch | HIP | image | tested |",
               "|---|---|---|---|---|---|---|"]
     for row in compat.rows:
         r = row.result
         image = r.image_id.removeprefix("sha256:")[:12]
-        lines.append(f"| {_md_escape(row.label)} | {_md_escape(row.where)} | {row.profile} | "
-                     f"{r.torch or '?'} | {r.hip or '-'} | `{image}` | "
-                     f"{r.finished_at[:16].replace('T', ' ') or '?'} |")
+        lines.append(f"| {_md_escape(row.label)} | {_md_escape(row.where)} | "
+                     f"{_md_code(row.profile)} | {_md_escape(r.torch or '?')} | "
+                     f"{_md_escape(r.hip or '-')} | {_md_code(image)} | "
+                     f"{_md_escape(r.finished_at[:16].replace('T', ' ') or '?')} |")
     works = [row for row in compat.rows if row.result.conv_works]
     if works:
         lines += ["", "## What works", "",
                   "Per variant, in the conv check's areas: yes (every case that ran is ok), "
                   "partly (ok/ran), no, or not checked (skipped: this torch lacks it).", ""]
         for row in works:
-            parts = [f"{what}: **{info.get('verdict', '?')}**"
-                     + (f" ({', '.join(info['classes'])})" if info.get("classes") else "")
+            # Each piece escaped on its own: the bold markup is ours, the words are the file's.
+            parts = [f"{_md_escape(what)}: **{_md_escape(str(info.get('verdict', '?')))}**"
+                     + (f" ({_md_escape(', '.join(map(str, classes)))})"
+                        if isinstance(classes := info.get("classes"), list) and classes
+                        else "")
                      for what, info in _works_in_words(row.result.conv_works)]
             lines.append(f"- **{_md_escape(row.label)}** on {_md_escape(row.where)}: "
-                         + _md_escape("; ".join(parts)))
+                         + "; ".join(parts))
     resets = [row for row in compat.rows if row.result.gpu_reset]
     for row in resets:
         lines.append(f"- {_md_escape(row.label)}: {_md_escape(row.result.gpu_reset or '')}")
@@ -208,7 +237,7 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
     lines.append("|---" * (len(compat.rows) + 1) + "|")
     for case in compat.cases:
         cells = [cell_text(compat.cell(row, case)) for row in compat.rows]
-        lines.append(f"| `{case}` | " + " | ".join(cells) + " |")
+        lines.append(f"| {_md_code(case)} | " + " | ".join(cells) + " |")
     lines += ["", "## Classes", ""]
     lines += [f"- `{name}`: {what}" for name, what in CLASSES.items()]
     lines += ["- `·`: not run in that result (a --quick or --cases run)", ""]
@@ -271,21 +300,22 @@ def _now() -> str:
 
 
 def write(compat: Compatibility, out_dir: Path, png: bool = True) -> list[Path]:
-    """Write the three files (atomically enough: each whole file at once)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the three files, each whole or not at all; an unwritable folder is one line."""
     generated = _now()
     written = []
+    path = write_atomic(out_dir / MARKDOWN, markdown(compat, PNG if png else None, generated),
+                        error=JobError)
+    written.append(path)
+    path = write_atomic(out_dir / JSON, json_dumps(to_json(compat, generated), indent=2) + "\n",
+                        error=JobError)
+    written.append(path)
     if png:
+        import io
+
         from .heatmap import render
 
         image, _ = render(compat)
-        path = out_dir / PNG
-        image.save(path, optimize=True)
-        written.append(path)
-    path = out_dir / MARKDOWN
-    path.write_text(markdown(compat, PNG if png else None, generated), encoding="utf-8")
-    written.insert(0, path)
-    path = out_dir / JSON
-    path.write_text(json.dumps(to_json(compat, generated), indent=2) + "\n", encoding="utf-8")
-    written.insert(1, path)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", optimize=True)
+        written.append(write_atomic(out_dir / PNG, buf.getvalue(), error=JobError))
     return written

@@ -20,7 +20,7 @@ from ..engine.containers import TrackedContainer
 from ..engine.images import BuiltImage
 from ..errors import JobError
 from ..host.devices import GpuAccess
-from ..host.gpuinfo import decode_gfx
+from ..host.gpuinfo import SysfsError, decode_gfx, read_sysfs
 from ..matrix.loader import Matrix, Variant
 from .results import Check, ConvCase, TestResult, profile_label
 
@@ -65,8 +65,8 @@ def host_gpu_archs(nodes: Path = KFD_NODES) -> list[str]:
     """The GPU ISAs the amdgpu driver reports, in node order; empty without one."""
     archs = []
     for props in sorted(nodes.glob("*/properties"), key=lambda p: _node_index(p.parent.name)):
-        with contextlib.suppress(OSError, ValueError):
-            for line in props.read_text().splitlines():
+        with contextlib.suppress(SysfsError, ValueError):
+            for line in read_sysfs(props).split("\n"):
                 key, _, value = line.partition(" ")
                 if key == "gfx_target_version":
                     arch = decode_gfx(int(value))

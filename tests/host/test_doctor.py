@@ -138,7 +138,7 @@ def test_user_not_in_the_group(tmp_path: Path) -> None:
     c = check_node(dev / "kfd", ALICE, "kfd")
     assert c.ok is False
     assert "alice cannot open it (group 4242, mode crw-rw----)" in c.detail
-    assert c.fix == "sudo usermod -aG 4242 $USER  # then log out and back in (group changes " \
+    assert c.fix == "sudo usermod -aG 4242 \"$USER\"  # then log out and back in (group changes " \
                     "apply to new logins)"
 
 
@@ -173,7 +173,7 @@ def test_group_problem_in_the_full_report(tmp_path: Path, project) -> None:
                                          docker=False, identity=ALICE))
     assert not d.ready and len(d.problems) == 2  # kfd and renderD128
     text = format_text(d)
-    assert text.count("fix: sudo usermod -aG 4242 $USER") == 2
+    assert text.count("fix: sudo usermod -aG 4242 \"$USER\"") == 2
     assert text.endswith("Ready: no (2 problems)")
 
 

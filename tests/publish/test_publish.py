@@ -372,7 +372,8 @@ def test_repush_uploads_no_layer(setup: dict, first_push: dict, tested: Path,
 
 
 @pytest.mark.docker
-@pytest.mark.parametrize("case", ["no-result", "other-image", "failed"])
+@pytest.mark.parametrize("case", ["no-result", "other-image", "failed", "passed-string",
+                                  "passed-but-failed"])
 def test_untested_image_is_refused(setup: dict, open_registry: Registry, case: str) -> None:
     results = setup["root"] / f"results-{case}"
     results.mkdir()
@@ -380,6 +381,13 @@ def test_untested_image_is_refused(setup: dict, open_registry: Registry, case: s
         _result("sha256:" + "e" * 64).save(results)
     elif case == "failed":
         _result(setup["image_id"], passed=False).save(results)
+    elif case in ("passed-string", "passed-but-failed"):  # issue 12's severe finding 1
+        data = json.loads(_result(setup["image_id"]).to_json())
+        if case == "passed-string":
+            data["passed"] = "false"
+        else:
+            data["conv"].append({"case": "conv2d-k7", "status": "aperture-violation"})
+        (results / "cpu.json").write_text(json.dumps(data))
     proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{open_registry.host}/{case}",
                "--results", str(results))
     assert proc.returncode == 1

@@ -167,7 +167,7 @@ def test_rocm54_library_chain_order_and_tensile(rendered, project) -> None:
     assert "MAX_JOBS=" in "\n".join(st[0].values("ARG"))
     recipe = project.matrix.get("rocm54-source").recipe
     for s_ in st[1:6]:  # every clone is verified against the commit its flags were checked at
-        assert f'= "{recipe[s_.name + "_commit"]}"' in s_.run, s_.name
+        assert f'= "{recipe.lib(s_.name).commit}"' in s_.run, s_.name
     runtime = st[-1]
     for lib in ("rocblas", "rocfft", "rocsparse", "rocrand", "rccl"):
         assert f"--from={lib} /stage/{lib}/opt/rocm-5.4.3/ /opt/rocm-5.4.3/" in \

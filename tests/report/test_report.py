@@ -164,7 +164,7 @@ def test_broken_result_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "cpu.json").write_text('{"variant": "cpu", "conv": [')
     code, _, err = write_report(capsys, "--results", str(tmp_path), "--out", str(tmp_path))
     assert code == 1
-    assert err.startswith(f"imagefactory: error: {tmp_path}/cpu.json: not a test result (")
+    assert err.startswith(f"imagefactory: error: {tmp_path}/cpu.json:1: not JSON (")
     assert err.count("\n") == 1
 
 

@@ -195,7 +195,7 @@ def test_unknown_variant_suggests_closest(capsys) -> None:
 
 def test_shipped_matrix_declares_the_six_variants(project) -> None:
     assert set(project.matrix.names) == {
-        "rocm52-torch113", "rocm52-torch20", "rocm54-source", "rocm62-patched",
+        "therock-gfx1010", "therock-gfx1012", "rocm52-torch113", "rocm52-torch20", "rocm54-source", "rocm62-patched",
         "rocm62-native", "cpu",
     }
     for v in project.matrix.variants:

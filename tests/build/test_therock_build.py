@@ -1,13 +1,14 @@
 """The therock recipe built for real against a loopback PEP 503 index (tests/fixtures/
 wheelindex) that stands in for TheRock's: same project names, versions, extras and
-dependency metadata, generated here. torch and torchvision in that index are real CPU builds
-re-labelled as TheRock's, so the image's tail (conv check, entrypoint, user, labels) runs on a
-real torch; only the GPU code is missing. A wrong pin, extra or name must fail the build.
+dependency metadata, generated here. torch in that index is a real CPU build re-labelled as
+TheRock's, so the image's tail (conv check, entrypoint, user, labels) runs on a real torch;
+torchvision is a generated module, and there is no GPU code. A wrong pin, extra or name must
+fail the build.
 
-Needs: a Docker engine, the Debian archive (apt in the build), and a real CPU torch /
-torchvision wheel for the image's Python (3.11): IMAGEFACTORY_TORCH_CPU_WHEEL and
-IMAGEFACTORY_TORCHVISION_WHEEL, or else `pip download` through the host's pip configuration
-(torch==2.13.0+cpu, torchvision==0.28.0); the test skips, saying so, when neither works.
+Needs: a Docker engine, the Debian archive (apt in the build), PyPI (the index mirrors
+TheRock's third-party set) and a real CPU torch wheel for the image's Python (3.11):
+IMAGEFACTORY_TORCH_CPU_WHEEL, or else `pip download torch==2.13.0+cpu` through the host's pip
+configuration; the test skips, saying so, when neither works.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +33,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.network]
 
 REPO = Path(__file__).resolve().parents[2]
 CPU_TORCH = "torch==2.13.0+cpu"
-CPU_TORCHVISION = "torchvision==0.28.0"
 TAG_REPO = f"ifx-therock-test-{uuid.uuid4().hex[:8]}"
 
 
@@ -58,8 +59,7 @@ def index(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
     cache = Path(request.config.cache.mkdir("therock-source-wheels"))
     torch = _source_wheel("IMAGEFACTORY_TORCH_CPU_WHEEL", CPU_TORCH, cache)
-    vision = _source_wheel("IMAGEFACTORY_TORCHVISION_WHEEL", CPU_TORCHVISION, cache)
-    root = build_index(tmp_path_factory.mktemp("therock-index"), Release(), torch, vision)
+    root = build_index(tmp_path_factory.mktemp("therock-index"), Release(), torch)
     with serve(root) as served:
         yield served
 
@@ -76,6 +76,7 @@ class Built:
     log: str
     ctx: BuildContext
     tag: str
+    seconds: float = 0.0
 
 
 def build(docker_client: Any, ctx: BuildContext, index_url: str, directory: Path,
@@ -88,6 +89,7 @@ def build(docker_client: Any, ctx: BuildContext, index_url: str, directory: Path
         (directory / "Dockerfile").write_text(dockerfile)
     log: list[str] = []
     image_id = None
+    start = time.monotonic()
     for chunk in docker_client.api.build(path=str(directory), tag=tag, network_mode="host",
                                          buildargs={"THEROCK_INDEX_URL": index_url},
                                          rm=True, forcerm=True, decode=True):
@@ -98,7 +100,8 @@ def build(docker_client: Any, ctx: BuildContext, index_url: str, directory: Path
         if "aux" in chunk and "ID" in chunk["aux"]:
             image_id = chunk["aux"]["ID"]
     text = "".join(log)
-    return Built(image_id is not None and "ERROR: " not in text, image_id, text, ctx, tag)
+    return Built(image_id is not None and "ERROR: " not in text, image_id, text, ctx, tag,
+                 time.monotonic() - start)
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +155,9 @@ def test_therock_gfx1010_builds_against_the_local_index(gfx1010: Built, docker_c
     assert installed["amd-torchvision-device-gfx1010"] == "0.25.0+rocm7.14.0"
     assert not [n for n in installed if "gfx" in n and not n.endswith("gfx1010")]
     assert "rocm-sdk-devel" not in installed, "the runtime image carries no devel package"
+    size = docker_client.images.get(gfx1010.tag).attrs["Size"]
+    print(f"therock-gfx1010 on the stand-in index: build {gfx1010.seconds:.0f} s, "
+          f"image {size / 1e6:.0f} MB")
 
 
 def test_therock_image_tail(gfx1010: Built, docker_client: Any) -> None:

@@ -37,6 +37,12 @@ CLASSES: dict[str, str] = {
     "error": "the case could not run",
 }
 NOT_RUN = "not-run"
+# Verdicts against the variant's known_failures (verify/known.py), shown apart from classes.
+VERDICTS: dict[str, str] = {
+    "known": "failed as the variant declares (variants.yaml known_failures: reason, source)",
+    "fixed": "declared a known failure, but ran and matched",
+    "regression": "failed and no known failure covers it",
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,22 @@ class Row:
     @property
     def counts(self) -> Counter[str]:
         return Counter(c.status for c in self.result.conv)
+
+    @property
+    def verdicts(self) -> Counter[str]:
+        """known / fixed / regression (failed cases of results without verdicts count as
+        regressions)."""
+        out: Counter[str] = Counter()
+        for c in self.result.conv:
+            if c.verdict in ("known", "fixed"):
+                out[c.verdict] += 1
+            elif not c.ok:
+                out["regression"] += 1
+        return out
+
+    @property
+    def isa(self) -> str:
+        return self.result.host or "no AMD GPU"
 
     @property
     def where(self) -> str:
@@ -72,8 +94,11 @@ class Row:
         bad = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items(), key=_class_order)
                         if k != "ok")
         checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)} image checks passed"
+        v = self.verdicts
+        judged = ", ".join(f"{v[k]} {k}" for k in ("known", "fixed", "regression") if v[k])
         return (f"{'PASSED' if r.passed else 'FAILED'}: {ok}/{n} conv cases ok"
-                + (f" ({bad})" if bad else "") + f"; {checks}")
+                + (f" ({bad})" if bad else "") + (f"; {judged}" if judged else "")
+                + f"; {checks}")
 
 
 @dataclass(frozen=True)
@@ -108,8 +133,11 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
         dirs = ", ".join(str(d) for d in results_dirs)
         raise JobError(f"no test results in {dirs}: run `imagefactory test VARIANT` first")
     order = {name: i for i, name in enumerate(variant_order)}
-    results.sort(key=lambda rp: (order.get(rp[0].variant, len(order)), rp[0].variant,
-                                 rp[0].host or "", rp[0].profile or ""))
+    # Grouped by the ISA each result was tested on (results without an AMD GPU last), then
+    # as the matrix lists variants.
+    results.sort(key=lambda rp: (rp[0].host is None, rp[0].host or "",
+                                 order.get(rp[0].variant, len(order)), rp[0].variant,
+                                 rp[0].profile or ""))
     rows = []
     for r, _ in results:
         # A variant tested more than once is told apart by what differs: host, profile.
@@ -134,7 +162,9 @@ def cell_text(c: ConvCase | None) -> str:
     if c is None:
         return "·"
     if c.status == "ok":
-        return f"ok {_seconds(c.seconds)}".strip()
+        return f"ok {_seconds(c.seconds)}".strip() + (" (fixed)" if c.verdict == "fixed" else "")
+    if c.verdict == "known":
+        return f"{c.status} (known)"
     extra = ""
     if c.status == "wrong-result" and c.max_abs_err is not None:
         extra = f" (err {c.max_abs_err:.1e})"
@@ -154,10 +184,22 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
               f"result(s). Each cell is one conv check case run in its own process: its class "
               "and, when it ran, its time.", ""]
     lines += ["## Summary", ""]
+    isa = None
     for row in compat.rows:
-        r = row.result
+        if row.isa != isa:
+            isa = row.isa
+            lines += [f"### {isa}", ""]
         lines.append(f"- **{_md_escape(row.label)}** on {_md_escape(row.where)}, profile "
                      f"`{row.profile}`: {row.summary()}")
+    known = [(row, c) for row in compat.rows for c in row.result.conv if c.known]
+    if known:
+        lines += ["", "## Known failures", "",
+                  "Failures the variant declares in variants.yaml (`known_failures`); they do "
+                  "not fail a run. A declared case that passes is marked fixed.", ""]
+        for row, c in known:
+            lines.append(f"- {_md_escape(row.label)} `{c.case}`: {c.status}: "
+                         f"{_md_escape(c.known_reason)} ({c.known_source})")
+    lines.append("")
     lines += ["", "| variant | GPU | profile | torch | HIP | image | tested |",
               "|---|---|---|---|---|---|---|"]
     for row in compat.rows:
@@ -176,6 +218,7 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
         lines.append(f"| `{case}` | " + " | ".join(cells) + " |")
     lines += ["", "## Classes", ""]
     lines += [f"- `{name}`: {what}" for name, what in CLASSES.items()]
+    lines += [f"- ({name}): {what}" for name, what in VERDICTS.items() if name != "regression"]
     lines += ["- `·`: not run in that result (a --quick or --cases run)", ""]
     return "\n".join(lines)
 
@@ -190,10 +233,15 @@ def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, An
             "image_id": r.image_id, "passed": r.passed, "quick": r.quick,
             "finished_at": r.finished_at, "summary": dict(sorted(row.counts.items(),
                                                                  key=_class_order)),
+            "isa": r.host, "verdicts": dict(row.verdicts),
             "cells": {c.case: {"status": c.status, "seconds": c.seconds, "gflops": c.gflops,
-                               "max_abs_err": c.max_abs_err} for c in r.conv},
+                               "max_abs_err": c.max_abs_err,
+                               "verdict": c.verdict or ("ok" if c.ok else "regression"),
+                               "known_reason": c.known_reason,
+                               "known_source": c.known_source} for c in r.conv},
         })
     return {"schema": SCHEMA, "generated_at": generated or _now(), "classes": CLASSES,
+            "verdicts": VERDICTS,
             "cases": list(compat.cases), "rows": rows}
 
 

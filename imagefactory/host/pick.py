@@ -9,6 +9,7 @@ code and runs without the gfx1030 override finds no kernel on a gfx1012 card.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,8 +39,11 @@ def resolve(matrix: Matrix, name: str, host_isas: Sequence[str]) -> Pick:
         return Pick(matrix.get(name))
     family = [v for v in matrix.variants if v.family == name]
     if not family:
-        raise UsageError(f"unknown variant '{name}'"
-                         f"{suggest(name, [*matrix.names, *{v.family for v in matrix.variants}])}")
+        families = sorted({v.family for v in matrix.variants} - set(matrix.names))
+        close = difflib.get_close_matches(name, [*matrix.names, *families], n=1, cutoff=0.5)
+        if close and close[0] in families:
+            raise UsageError(f"unknown variant '{name}'{suggest(name, close)}")
+        matrix.get(name)  # the matrix's own error: unknown variant, with its suggestion
     choices = ", ".join(v.name for v in family)
     if not host_isas:
         raise UsageError(f"'{name}' is a family ({choices}); no AMD GPU found to pick by: "

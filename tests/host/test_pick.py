@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagefactory.errors import UsageError
+from imagefactory.errors import ImagefactoryError, UsageError
 from imagefactory.host.pick import isa_mismatch, resolve, uses_override
 from imagefactory.project import Project
 
@@ -77,8 +77,55 @@ def test_resolve_picks_or_raises_a_usage_error(isas, name) -> None:
     matrix = MATRIX
     try:
         pick = resolve(matrix, name, isas)
-    except UsageError as exc:
-        assert "\n" not in str(exc)
+    except ImagefactoryError as exc:  # usage or config error: one line, exit 2
+        assert "\n" not in str(exc) and exc.exit_code == 2
         return
     assert pick.variant.name == name or (name == "therock" and isas[0] in
                                          pick.variant.gfx_targets)
+
+
+def test_unknown_name_keeps_the_matrix_error(matrix) -> None:
+    with pytest.raises(ImagefactoryError) as info:
+        resolve(matrix, "rocm62-pached", ["gfx1010"])
+    assert "unknown variant 'rocm62-pached' (did you mean 'rocm62-patched'?)" in str(info.value)
+
+
+# -- `imagefactory run --print` on the sysfs fixtures (stand-in device nodes) --------------
+
+SYSFS = REPO / "tests" / "fixtures" / "sysfs"
+
+
+def _run_print(capsys, tmp_path: Path, *args: str) -> tuple[list[str], str]:
+    import os
+    import shlex
+    import stat
+
+    from imagefactory.cli import main
+
+    dev = tmp_path / "dev"
+    (dev / "dri").mkdir(parents=True)
+    for node in (dev / "kfd", dev / "dri" / "renderD128"):
+        os.mknod(node, stat.S_IFCHR | 0o660, os.makedev(1, 3))
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(REPO / "variants.yaml"), "run", "--print", "--no-workdir",
+              f"--dev-root={dev}", *args])
+    out, err = capsys.readouterr()
+    assert info.value.code in (0, None), err
+    return shlex.split(out), err
+
+
+@pytest.mark.parametrize("fixture, isa", [("rx5500xt", "gfx1012"), ("rx5600xt", "gfx1010")])
+def test_run_family_picks_the_image_for_the_card(capsys, tmp_path: Path, fixture: str,
+                                                 isa: str) -> None:
+    argv, err = _run_print(capsys, tmp_path, "therock", f"--sysfs-root={SYSFS / fixture}",
+                           "--", "python3")
+    assert f"imagefactory:therock-{isa}" in argv
+    assert err == f"imagefactory: therock on this {isa} card: therock-{isa}\n"
+
+
+def test_run_gfx1010_variant_on_the_5500xt_says_so(capsys, tmp_path: Path) -> None:
+    argv, err = _run_print(capsys, tmp_path, "therock-gfx1010",
+                           f"--sysfs-root={SYSFS / 'rx5500xt'}")
+    assert "imagefactory:therock-gfx1010" in argv
+    assert err == ("imagefactory: therock-gfx1010 carries gfx1010 code only and this card is "
+                   "gfx1012; expect 'no-kernel' failures: use therock-gfx1012\n")

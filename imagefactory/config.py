@@ -499,9 +499,22 @@ def _check_therock(r: _Reader, v: Variant, path: tuple[str | int, ...]) -> None:
     if v.rocm is None or v.torch.torchvision is None:
         raise r.fail(path, "a therock variant pins rocm (the rocm-sdk version) and "
                            "torch.torchvision")
-    for key in ("python_packages",):
+    for key in ("python_packages", "local_version", "extras", "device_packages"):
         if key not in v.recipe:
             raise r.fail((*path, "recipe"), f"missing required field '{key}'")
+    # The template prints these as they are; they must say what the pins above say.
+    expected: dict[str, str | tuple[str, ...]] = {
+        "local_version": f"+rocm{v.rocm}",
+        "extras": ",".join(f"device-{gfx}" for gfx in v.gfx_targets),
+        "device_packages": tuple(f"{prefix}-{gfx}" for gfx in v.gfx_targets
+                                 for prefix in ("rocm-sdk-device", "amd-torch-device",
+                                                "amd-torchvision-device")),
+    }
+    for key, want in expected.items():
+        if v.recipe[key] != want:
+            shown = list(want) if isinstance(want, tuple) else want
+            raise r.fail((*path, "recipe", key), f"must be {shown!r} (from rocm and "
+                                                 f"gfx_targets), got {v.recipe[key]!r}")
 
 
 def _torch(r: _Reader, raw: Any, path: tuple) -> Torch:

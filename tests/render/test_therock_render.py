@@ -37,6 +37,10 @@ variants:
     recipe:
       channel: %(channel)s
       python_packages: [python3=3.11.2-1+b1, python3-venv=3.11.2-1+b1]
+      local_version: "+rocm7.14.0"
+      extras: device-gfx1010
+      device_packages: [rocm-sdk-device-gfx1010, amd-torch-device-gfx1010,
+                        amd-torchvision-device-gfx1010]
     known_failures: %(known)s
     expect: {python: "3.11"}
 """
@@ -110,7 +114,7 @@ def test_shipped_known_failures_cite_public_sources(project: Project) -> None:
 def test_nightly_is_an_explicit_channel_with_its_own_index(tmp_path: Path) -> None:
     config = tmp_path / "variants.yaml"
     config.write_text(matrix_text(THEROCK_INDEXES["nightly"], "nightly")
-                      .replace('"7.14.0"', '"7.15.0a20260712"'))
+                      .replace("7.14.0", "7.15.0a20260712"))
     project = Project.locate(config)  # a config of one's own renders with the shipped templates
     v = project.matrix.get("rock")
     text = Renderer(project).render(v).dockerfile
@@ -138,6 +142,22 @@ def test_unknown_device_target_names_the_field() -> None:
     text = matrix_text().replace("gfx_targets: [gfx1010]", "gfx_targets: [gfx1013]")
     message = error_of(text)
     assert "variants.rock.gfx_targets[0]" in message and "no device-gfx1013 extra" in message
+
+
+@pytest.mark.parametrize("old, new, field, want", [
+    ('local_version: "+rocm7.14.0"', 'local_version: "+rocm7.14.1"', "local_version",
+     "'+rocm7.14.0'"),
+    ("extras: device-gfx1010", "extras: device-gfx1012", "extras", "'device-gfx1010'"),
+    ("amd-torch-device-gfx1010,", "amd-torch-device-gfx1012,", "device_packages",
+     "['rocm-sdk-device-gfx1010', 'amd-torch-device-gfx1010', "
+     "'amd-torchvision-device-gfx1010']"),
+])
+def test_printed_recipe_values_must_agree_with_the_pins(old: str, new: str, field: str,
+                                                        want: str) -> None:
+    text = matrix_text()
+    assert old in text
+    message = error_of(text.replace(old, new))
+    assert f"variants.rock.recipe.{field}: must be {want} (from rocm and gfx_targets)" in message
 
 
 def test_a_therock_variant_needs_targets_and_torchvision() -> None:

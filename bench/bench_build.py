@@ -56,7 +56,7 @@ def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
 def plain_docker(contexts, workdir: Path, client) -> tuple[Callable[[], None],
                                                            Callable[[], None]]:
     """Two plain builds of the same contexts: the docker CLI and docker-py."""
-    from imagefactory.buildcontext import context_tar
+    from imagefactory.render.context import context_tar
 
     dirs = []
     for ctx in contexts:
@@ -84,9 +84,9 @@ def plain_docker(contexts, workdir: Path, client) -> tuple[Callable[[], None],
 def skip_in_process(project, names, client) -> None:
     """What `build` does per variant when nothing changed, without the CLI start-up: render,
     then the skip decision against the engine."""
-    from imagefactory.build import Builder, BuildOptions
-    from imagefactory.progress import PlainView
-    from imagefactory.render import Renderer
+    from imagefactory.build.builder import Builder, BuildOptions
+    from imagefactory.build.progress import PlainView
+    from imagefactory.render.renderer import Renderer
 
     renderer = Renderer(project)
     variants = project.matrix.select(names)
@@ -124,7 +124,7 @@ def main() -> None:
     import docker
 
     from imagefactory.project import Project
-    from imagefactory.render import Renderer
+    from imagefactory.render.renderer import Renderer
 
     client = docker.from_env()
     floor_argv = [*CLI, "list"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from .config import Variant
 from .errors import UsageError
+from .matrix.loader import Variant
 from .project import Project
 
 

@@ -42,7 +42,7 @@ class LazyGroup(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            from .config import suggest
+            from .matrix.loader import suggest
 
             raise click.UsageError(f"no such command '{name}'"
                                    f"{suggest(name, self.list_commands(ctx))}", ctx)

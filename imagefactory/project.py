@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .config import Matrix, Variant, load_matrix
 from .errors import ConfigError
+from .matrix.loader import Matrix, Variant, load_matrix
 
 TEMPLATE_SUFFIX = ".Dockerfile.j2"
 BASE_TEMPLATE = "base" + TEMPLATE_SUFFIX

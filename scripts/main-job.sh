@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
+export PATH="$PWD/${IMAGEFACTORY_VENV:-.venv}/bin:$PATH"
 
 results=${IMAGEFACTORY_RESULTS:-results}
 # doctor exits 1 when the host is not ready for a GPU; its report still says why and how to
@@ -14,7 +15,7 @@ imagefactory doctor --results "$results" || echo "main-job: doctor found problem
 
 variant=${1:-}
 if [ -z "$variant" ]; then
-    variant=$(imagefactory doctor --json --results "$results" | python3 -c \
+    variant=$(imagefactory doctor --json --results "$results" | python -c \
         'import json, sys; print(json.load(sys.stdin)["recommendations"][0]["variant"])') || true
     variant=${variant:-cpu}
 fi

@@ -1,16 +1,34 @@
 #!/usr/bin/env bash
-# Prepare a Debian machine for imagefactory's tests: a Docker engine, the tools the
-# integration tests drive (debootstrap, docker-registry, htpasswd), the debian:bookworm-slim
-# base image (made locally: Docker Hub is not reachable), and the Python package.
+# Prepare a Debian or Ubuntu machine (as root) for imagefactory: a Docker engine, the tools
+# the integration tests drive (debootstrap, docker-registry, htpasswd), the base images made
+# locally with debootstrap (Docker Hub may not be reachable), and the Python package in a
+# virtual environment at .venv built on the distribution's own Python: stock Debian 12/13
+# and Ubuntu 22.04/24.04 refuse `pip install` into /usr (PEP 668), so nothing goes there.
 # Idempotent: whatever is already there is kept.
+#
+# Leaves running: dockerd, when this script had to start it (its pid and how to stop it are
+# printed). Nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The interpreter the venv is built on: the distribution's, unless told otherwise.
+python=${IMAGEFACTORY_PYTHON:-/usr/bin/python3}
+venv=${IMAGEFACTORY_VENV:-.venv}
+
+# IMAGEFACTORY_SETUP_VENV_ONLY=1: only the Python part (used by the set-up test, in a
+# container without an engine).
+venv_only=${IMAGEFACTORY_SETUP_VENV_ONLY:-}
+
 need=()
-for pair in dockerd:docker.io debootstrap:debootstrap docker-registry:docker-registry \
+[ -n "$venv_only" ] || for pair in dockerd:docker.io debootstrap:debootstrap docker-registry:docker-registry \
             htpasswd:apache2-utils; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+[ -x "$python" ] || need+=(python3)
+# Debian and Ubuntu ship venv (ensurepip) apart from python3; a venv without it has no pip.
+if [ -x "$python" ] && ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    need+=(python3-venv)
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     apt-get update -qq
@@ -18,8 +36,7 @@ if [ ${#need[@]} -gt 0 ]; then
         "${need[@]}" >/dev/null
 fi
 
-if ! docker info >/dev/null 2>&1; then
-    echo "setup: starting dockerd"
+if [ -z "$venv_only" ] && ! docker info >/dev/null 2>&1; then
     mkdir -p /var/log
     nohup dockerd >/var/log/imagefactory-dockerd.log 2>&1 &
     for _ in $(seq 1 60); do
@@ -27,14 +44,25 @@ if ! docker info >/dev/null 2>&1; then
         sleep 1
     done
     docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /var/log/imagefactory-dockerd.log" >&2; exit 1; }
+    echo "setup: started dockerd (pid $(cat /var/run/docker.pid 2>/dev/null || echo '?'), log /var/log/imagefactory-dockerd.log); it keeps running: stop it with kill \$(cat /var/run/docker.pid)"
 fi
 
-if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
-    echo "setup: making debian:bookworm-slim with debootstrap"
+# Base images made with debootstrap when the engine lacks them: the same Dockerfiles pull
+# them from Docker Hub elsewhere (a FROM naming a tag present in the engine does not pull).
+make_base() {  # make_base SUITE TAG
+    docker image inspect "$2" >/dev/null 2>&1 && return 0
+    echo "setup: making $2 with debootstrap"
+    local rootfs
     rootfs=$(mktemp -d)
-    debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
-    tar -C "$rootfs" -c . | docker import - debian:bookworm-slim >/dev/null
+    debootstrap --variant=minbase "$1" "$rootfs" http://deb.debian.org/debian >/dev/null
+    tar -C "$rootfs" -c . | docker import - "$2" >/dev/null
     rm -rf "$rootfs"
-fi
+}
+[ -n "$venv_only" ] || make_base bookworm debian:bookworm-slim
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+if [ ! -x "$venv/bin/python" ]; then
+    echo "setup: creating $venv with $python ($("$python" --version 2>&1))"
+    "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+echo "setup: imagefactory is $venv/bin/imagefactory (or: . $venv/bin/activate)"

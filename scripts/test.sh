@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
+venv=${IMAGEFACTORY_VENV:-.venv}
+export PATH="$PWD/$venv/bin:$PATH"
 ruff check .
-exec python3 -m pytest -q "$@"
+exec python -m pytest -q "$@"

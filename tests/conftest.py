@@ -50,9 +50,9 @@ def context_tar(ctx) -> bytes:
 def cpu_image(docker_client, project: Project, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The real `cpu` variant image, built (or found up to date) once per session through
     imagefactory's builder; the tag moves only when the build succeeds."""
-    from imagefactory.build import Builder, BuildOptions
-    from imagefactory.progress import PlainView, failure_lines
-    from imagefactory.render import Renderer
+    from imagefactory.build.builder import Builder, BuildOptions
+    from imagefactory.build.progress import PlainView, failure_lines
+    from imagefactory.render.renderer import Renderer
 
     variant = project.matrix.get("cpu")
     ctx = Renderer(project).render(variant)

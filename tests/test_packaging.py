@@ -31,8 +31,12 @@ def test_wheel_ships_matrix_templates_files_and_suite(wheel: Path) -> None:
                      "imagefactory/_shipped/dockerfiles/files/entrypoint.sh",
                      "imagefactory/_shipped/dockerfiles/files/python/convcheck/__main__.py",
                      "imagefactory/_shipped/dockerfiles/cpu/Dockerfile",
-                     "imagefactory/suite/test_image.py"):
+                     "imagefactory/verify/suite/test_image.py",
+                     "imagefactory/verify/suite/pytest.ini"):
         assert required in names, required
+    # every stage package ships (an unanchored `build/` in .gitignore once dropped build/)
+    for stage in ("matrix", "render", "engine", "build", "verify", "publish", "report", "host"):
+        assert f"imagefactory/{stage}/__init__.py" in names, stage
     assert not any("__pycache__" in n for n in names if "_shipped" in n)
 
 

@@ -59,11 +59,11 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     import threading
     from functools import partial
 
-    from ..build import FAILED, USABLE, Builder, BuildOptions
-    from ..engine import default_address, open_engine
-    from ..progress import make_view
-    from ..rendercache import CachedRenderer
-    from ..schedule import Scheduler, plan
+    from ..build.builder import FAILED, USABLE, Builder, BuildOptions
+    from ..build.progress import make_view
+    from ..build.schedule import Scheduler, plan
+    from ..engine.docker_engine import default_address, open_engine
+    from ..render.cache import CachedRenderer
 
     project = state.project
     selected = state.select(variants, all_)

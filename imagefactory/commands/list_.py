@@ -29,7 +29,7 @@ def command(state, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from ..table import print_table
+    from ._table import print_table
 
     print_table(
         ["variant", "ROCm", "torch", "targets", "base"],

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..ghmatrix import RUNNER, SOURCE_TIMEOUT_MINUTES, TIMEOUT_MINUTES
+from ..render.ghmatrix import RUNNER, SOURCE_TIMEOUT_MINUTES, TIMEOUT_MINUTES
 
 
 @click.command("matrix")
@@ -29,7 +29,7 @@ def command(state, variants: tuple[str, ...], fmt: str, runner: str, large_runne
             timeout: int, source_timeout: int, gpu_only: bool) -> None:
     """Print the build matrix: each variant with its runner, timeout, and whether it is a
     source build. Default: every variant of variants.yaml."""
-    from ..ghmatrix import github, jobs
+    from ..render.ghmatrix import github, jobs
 
     found = jobs(state.project, state.project.variants(variants), runner, large_runner,
                  timeout, source_timeout)
@@ -41,7 +41,7 @@ def command(state, variants: tuple[str, ...], fmt: str, runner: str, large_runne
     if fmt == "json":
         click.echo(json.dumps([j.to_github() for j in found], indent=2))
         return
-    from ..table import print_table
+    from ._table import print_table
 
     print_table(["variant", "runner", "timeout", "source build", "GPU test"],
                 [[j.variant, j.runner, f"{j.timeout_minutes} min",

@@ -42,10 +42,10 @@ def command(state, variants: tuple[str, ...], registry: str, username: str | Non
     <rocm..-torch..-gfx..>-<variant>. Prints `repo:tag repo@digest` per tag after checking
     the registry serves that digest, and writes <results>/<variant>.publish.json.
     """
-    from .. import credentials
-    from ..engine import connect
-    from ..publish import Publisher, plan
-    from ..registry import Target
+    from ..engine.docker_engine import connect
+    from ..publish import credentials
+    from ..publish.publisher import Publisher, plan
+    from ..publish.registry import Target
 
     def info(line: str) -> None:
         click.echo(line, err=True)

@@ -15,7 +15,7 @@ from ..errors import JobError
 @click.pass_obj
 def command(state, variants: tuple[str, ...], check: bool) -> None:
     """Render Dockerfiles from variants.yaml and the templates (all variants by default)."""
-    from ..render import Renderer, drifted, write_rendered
+    from ..render.renderer import Renderer, drifted, write_rendered
 
     project = state.project
     renderer = Renderer(project)

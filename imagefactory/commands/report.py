@@ -23,7 +23,7 @@ def command(state, results_dirs: tuple[Path, ...], out_dir: Path, no_png: bool) 
     """Write the compatibility report: each tested variant against each conv check case,
     with the class of every cell (ok, hang, aperture-violation, ...) and its time, the GPU
     and profile each result came from, and a summary line per variant."""
-    from .. import report
+    from ..report import writer as report
 
     dirs = list(results_dirs) or [Path("results")]
     # Order rows as the matrix does when there is one; results of other variants still show.

@@ -7,9 +7,11 @@ It execs the docker CLI with exactly the argv that --print shows, so what users 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -23,9 +25,14 @@ WORKDIR = "/work"
 def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, str]],
                     group_ids: tuple[int, ...], command: tuple[str, ...], *,
                     engine: str | None = None, tty: bool = False,
-                    workdir: Path | None = None, network: str | None = None) -> list[str]:
+                    workdir: Path | None = None, network: str | None = None,
+                    user: str | None = None) -> list[str]:
     """The docker CLI argv (design.md "Running": devices, host GIDs, seccomp, ipc, shm)."""
     argv = ["docker"] + (["--host", engine] if engine else []) + ["run", "--rm"]
+    if user is not None:
+        # The device groups still come from --group-add below: they are supplementary groups
+        # of whatever user the container runs as.
+        argv.append(f"--user={user}")
     # -i always, so piped input reaches the command (`... | imagefactory run V -- python3 -`);
     # -t only on a terminal, or the output gets \r\n line ends.
     argv.append("-it" if tty else "-i")
@@ -40,7 +47,8 @@ def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, st
     if network:
         argv.append(f"--network={network}")
     if workdir is not None:
-        argv += [f"--volume={workdir}:{WORKDIR}", f"--workdir={WORKDIR}"]
+        # --mount, not --volume: a ':' in the folder's path must not split the spec.
+        argv += [f"--mount=type=bind,source={workdir},target={WORKDIR}", f"--workdir={WORKDIR}"]
     for key, value in env.items():
         argv += ["-e", f"{key}={value}"]
     return [*argv, image, *command]
@@ -59,6 +67,10 @@ def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, st
               help="Print the equivalent `docker run` command line instead of running it.")
 @click.option("--workdir/--no-workdir", default=True, show_default=True,
               help=f"Mount the current directory at {WORKDIR} and start there.")
+@click.option("--user", "user", default="auto", show_default=True, metavar="UID:GID|auto|image",
+              help=f"Who the container runs as. auto: the invoking user (the one behind sudo, "
+                   f"if any) when the current directory is mounted, so files written to "
+                   f"{WORKDIR} belong to you; image: the image's own user (uid 1000).")
 @click.option("--network", default=None, metavar="NAME",
               help="Docker network (e.g. host, none). Default: docker's default bridge.")
 @click.option("--engine", default=None, metavar="URL",
@@ -69,18 +81,18 @@ def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, st
               show_default=True, help="Where sysfs is (to number the AMD GPUs for --gpu).")
 @click.pass_obj
 def command(state, variant: str, cmd: tuple[str, ...], profile: str | None, gpu: int | None,
-            devices: tuple[str, ...], print_only: bool, workdir: bool, network: str | None,
-            engine: str | None, dev_root: Path, sysfs_root: Path) -> None:
+            devices: tuple[str, ...], print_only: bool, workdir: bool, user: str,
+            network: str | None, engine: str | None, dev_root: Path, sysfs_root: Path) -> None:
     """Run VARIANT's image with the GPU passed through: /dev/kfd and the render nodes, the
     host's video/render group ids, seccomp unconfined, host IPC. Standard input is passed on;
     a terminal gets a TTY; the container is always removed afterwards. Example:
 
         imagefactory run rocm62-native -- python3 train.py
     """
-    from ..devices import gpu_access
-    from ..gpuinfo import scan
+    from ..engine.images import local_tag
+    from ..host.devices import gpu_access
+    from ..host.gpuinfo import scan
     from ..host.pick import isa_mismatch, resolve
-    from ..images import local_tag
 
     matrix = state.project.matrix
     # A family name (therock) picks the variant built for this card; a variant built for
@@ -111,7 +123,8 @@ def command(state, variant: str, cmd: tuple[str, ...], profile: str | None, gpu:
     image = local_tag(matrix, v)
     argv = docker_run_argv(image, env, pairs, gids, cmd, engine=engine,
                            tty=sys.stdin.isatty() and sys.stdout.isatty(),
-                           workdir=Path.cwd() if workdir else None, network=network)
+                           workdir=Path.cwd() if workdir else None, network=network,
+                           user=container_user(user, mounted=workdir))
     if print_only:
         click.echo(shlex.join(argv))
         return
@@ -125,11 +138,37 @@ def command(state, variant: str, cmd: tuple[str, ...], profile: str | None, gpu:
     os.execv(docker, argv)
 
 
+def container_user(choice: str, *, mounted: bool,
+                   environ: Mapping[str, str] | None = None) -> str | None:
+    """The `--user` for docker run, or None for the image's own user.
+
+    auto: the invoking user when the working directory is mounted (under sudo, the user who
+    ran sudo: SUDO_UID/SUDO_GID), so what a script writes next to its code stays the user's.
+    """
+    environ = os.environ if environ is None else environ
+    if choice == "image":
+        return None
+    if choice != "auto":
+        if not _USER_RE.fullmatch(choice):
+            raise UsageError(f"--user {choice!r}: expected UID:GID (numbers), auto or image")
+        return choice if ":" in choice else f"{choice}:{choice}"
+    if not mounted:
+        return None
+    uid, gid = os.getuid(), os.getgid()
+    sudo_uid, sudo_gid = environ.get("SUDO_UID", ""), environ.get("SUDO_GID", "")
+    if uid == 0 and sudo_uid.isdigit() and sudo_gid.isdigit():
+        uid, gid = int(sudo_uid), int(sudo_gid)
+    return f"{uid}:{gid}"
+
+
+_USER_RE = re.compile(r"[0-9]{1,10}(:[0-9]{1,10})?")
+
+
 def _amd_gpu_devices(sysfs_root: Path, dev_root: Path, gpu: int) -> tuple[str, ...]:
     """/dev/kfd and the render node of AMD GPU number `gpu` in KFD order (HIP's numbering,
     and doctor's); other vendors' render nodes (an Intel iGPU's renderD128) do not count.
     Empty when sysfs names no AMD GPU: then N counts the render nodes as they are."""
-    from ..gpuinfo import scan
+    from ..host.gpuinfo import scan
 
     gpus = [g for g in scan(sysfs_root).gpus if g.render_node]
     if not gpus:
@@ -146,8 +185,8 @@ def _amd_gpu_devices(sysfs_root: Path, dev_root: Path, gpu: int) -> tuple[str, .
 
 def _require_image(matrix, v, engine: str | None) -> None:
     """Say `imagefactory build` instead of docker's "pull access denied" for a local tag."""
-    from ..engine import connect
-    from ..images import find_built
+    from ..engine.docker_engine import connect
+    from ..engine.images import find_built
 
     client = connect(engine, timeout=30)
     try:

@@ -35,11 +35,11 @@ def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile:
     """Test built images: start each with the GPU devices passed through, run the testinfra
     suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
     check and every conv case of every variant passed."""
-    from ..containers import new_run_id, terminate_as_interrupt
-    from ..devices import gpu_access
-    from ..engine import connect
+    from ..engine.containers import new_run_id, terminate_as_interrupt
+    from ..engine.docker_engine import connect
+    from ..host.devices import gpu_access
     from ..host.pick import resolve
-    from ..tester import Tester, TestOptions, find_images, host_gpu_archs
+    from ..verify.tester import Tester, TestOptions, find_images, host_gpu_archs
 
     # A family name (therock) picks the variant built for this host's GPU.
     isas = host_gpu_archs()

@@ -13,8 +13,8 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import Matrix, Variant, suggest
 from ..errors import UsageError
+from ..matrix.loader import Matrix, Variant, suggest
 
 OVERRIDE_KEY = "HSA_OVERRIDE_GFX_VERSION"
 

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..config import KnownFailure, Variant
+from ..matrix.loader import KnownFailure, Variant
 
 OK, FIXED, KNOWN, REGRESSION = "ok", "fixed", "known", "regression"
 VERDICTS: dict[str, str] = {

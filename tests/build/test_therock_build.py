@@ -27,7 +27,7 @@ import pytest
 from fixtures.wheelindex import Release, build_index, pip_download, serve
 
 from imagefactory.project import Project
-from imagefactory.render import HASH_LABEL, BuildContext, Renderer
+from imagefactory.render.renderer import HASH_LABEL, BuildContext, Renderer
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.network]
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imagefactory.config import THEROCK_INDEXES, parse_matrix
 from imagefactory.errors import ConfigError
+from imagefactory.matrix.loader import THEROCK_INDEXES, parse_matrix
 from imagefactory.project import Project
-from imagefactory.render import Renderer
+from imagefactory.render.renderer import Renderer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import textwrap
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagefactory.config import parse_matrix
+from imagefactory.matrix.loader import parse_matrix
 from imagefactory.verify.known import FIXED, KNOWN, OK, REGRESSION, annotate, counts, judge, passes
 
 MATRIX = textwrap.dedent("""\

@@ -1,0 +1,408 @@
+"""Is this host ready to run the images, which GPU does it have, and which variant suits it.
+
+Every problem comes with the command that fixes it: the people who run this are the ones
+whose card AMD never supported, and a bare "permission denied" sends them to forums.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import stat
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..matrix.loader import Matrix, Variant
+from . import gpuinfo
+from .gpuinfo import Gpu, Scan
+
+RELOGIN = "then log out and back in (group changes apply to new logins)"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who would open the device nodes: the groups of this session, and the groups the user
+    is a member of in /etc/group (they differ right after `usermod -aG`, until a new login)."""
+
+    uid: int
+    name: str
+    session_gids: frozenset[int]
+    member_gids: frozenset[int]
+    current: bool = False  # this process: ask the kernel (os.access sees ACLs and root)
+
+    @classmethod
+    def of_process(cls) -> Identity:
+        uid = os.getuid()
+        try:
+            pw = pwd.getpwuid(uid)
+            name, primary = pw.pw_name, pw.pw_gid
+        except KeyError:
+            name, primary = str(uid), os.getgid()
+        member = {primary} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+        return cls(uid, name, frozenset({os.getegid(), *os.getgroups()}), frozenset(member),
+                   current=True)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool | None  # None: informational, neither pass nor fail
+    detail: str
+    fix: str | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    variant: str | None  # None: nothing from this matrix is needed
+    reason: str
+    arch: str | None = None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    scan: Scan
+    checks: tuple[Check, ...]
+    recommendations: tuple[Recommendation, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def problems(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.ok is False)
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "gpus": [gpu_dict(g) for g in self.scan.gpus],
+            "checks": [asdict(c) for c in self.checks],
+            "problems": len(self.problems),
+            "recommendations": [asdict(r) for r in self.recommendations],
+            "notes": list(self.notes),
+        }
+
+
+def gpu_dict(g: Gpu) -> dict[str, Any]:
+    return {
+        "name": g.name, "chip": g.chip, "arch": g.arch, "generation": g.generation,
+        "arch_source": g.arch_source, "pci_id": f"0x{g.device_id:04x}", "pci_slot": g.pci_slot,
+        "driver": g.driver, "kfd_node": g.node, "render_node": g.render_node,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Device nodes
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _mode_allows(st: os.stat_result, who: Identity) -> bool:
+    """rw for `who` by the permission bits (what the kernel checks, ACLs aside)."""
+    if who.uid == 0:
+        return True
+    if st.st_uid == who.uid:
+        bits = st.st_mode >> 6
+    elif st.st_gid in who.session_gids:
+        bits = st.st_mode >> 3
+    else:
+        bits = st.st_mode
+    return bits & 0o6 == 0o6
+
+
+def check_node(path: Path, who: Identity, what: str) -> Check:
+    """Does `path` exist, is it a real device, and can `who` open it read-write? If not, why."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return Check(str(path), False, f"{what} is missing", None)
+    except OSError as exc:
+        return Check(str(path), False, f"cannot stat {what}: {exc.strerror}", None)
+    kind = "" if stat.S_ISCHR(st.st_mode) else " (not a character device: a stand-in?)"
+    group = _group_name(st.st_gid)
+    usable = os.access(path, os.R_OK | os.W_OK) if who.current else _mode_allows(st, who)
+    if usable:
+        return Check(str(path), True, f"{what}: {who.name} can open it{kind}")
+    detail = (f"{what}: {who.name} cannot open it (group {group}, "
+              f"mode {stat.filemode(st.st_mode)}){kind}")
+    if st.st_mode & 0o060 != 0o060:
+        fix = (f"sudo chmod g+rw {path}  (to keep it after reboots, a udev rule: "
+               f"KERNEL==\"{path.name}\", GROUP=\"{group}\", MODE=\"0660\")")
+    elif st.st_gid in who.member_gids:
+        fix = (f"you were added to '{group}' after this login: log out and back in "
+               f"(or run `newgrp {group}` in this shell)")
+    else:
+        fix = f"sudo usermod -aG {group} $USER  # {RELOGIN}"
+    return Check(str(path), False, detail, fix)
+
+
+def _missing_node_fix(path: Path, scan: Scan) -> str:
+    if not scan.amdgpu_loaded:
+        return "sudo modprobe amdgpu"
+    if path.name == "kfd" and not scan.kfd_present:
+        return ("boot a kernel built with CONFIG_HSA_AMD=y (every Ubuntu, Debian and Fedora "
+                "kernel is)")
+    return ("the node should appear with the driver: check `sudo dmesg | grep -i amdgpu`, "
+            "then `sudo udevadm trigger` or reboot")
+
+
+def device_checks(scan: Scan, dev_root: Path, who: Identity) -> list[Check]:
+    checks: list[Check] = []
+    gpus = scan.gpus
+    if not gpus and not scan.kfd_present:
+        return [Check("AMD GPU", None, "no AMD GPU found: images run on the CPU only")]
+    if scan.amdgpu_loaded:
+        checks.append(Check("amdgpu module", True, "the amdgpu kernel module is loaded"))
+    else:
+        checks.append(Check("amdgpu module", False, "the amdgpu kernel module is not loaded",
+                            "sudo modprobe amdgpu  # if it fails: sudo dmesg | grep -i amdgpu"))
+    for g in gpus:
+        if g.driver and g.driver != "amdgpu":
+            checks.append(Check(f"driver {g.pci_slot}", False,
+                                f"{g.name} at {g.pci_slot} is bound to '{g.driver}', not amdgpu",
+                                f"echo {g.pci_slot} | sudo tee /sys/bus/pci/drivers/{g.driver}/"
+                                "unbind && sudo modprobe amdgpu"))
+    if scan.amdgpu_loaded and not scan.kfd_present:
+        checks.append(Check("KFD topology", False,
+                            "amdgpu is loaded but /sys/class/kfd is missing: no ROCm compute",
+                            _missing_node_fix(dev_root / "kfd", scan)))
+    for err in scan.errors:
+        checks.append(Check("KFD node", False, f"unreadable GPU description: {err}",
+                            "reload the driver (sudo modprobe -r amdgpu && sudo modprobe amdgpu) "
+                            "or reboot; if it persists, report it with `uname -r`"))
+    kfd = check_node(dev_root / "kfd", who, f"{dev_root / 'kfd'} (ROCm compute)")
+    if kfd.ok is False and kfd.fix is None:
+        kfd = Check(kfd.name, False, kfd.detail, _missing_node_fix(dev_root / "kfd", scan))
+    checks.append(kfd)
+    for g in gpus:
+        if g.render_node is None:
+            continue
+        path = dev_root / "dri" / g.render_node
+        c = check_node(path, who, f"{path} ({g.name})")
+        if c.ok is False and c.fix is None:
+            c = Check(c.name, False, c.detail, _missing_node_fix(path, scan))
+        checks.append(c)
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------
+# Docker
+
+
+def docker_check(url: str | None, timeout: int) -> Check:
+    from ..engine import docker_engine as engine
+    from ..errors import JobError
+
+    address = url or engine.default_address()
+    try:
+        client = engine.connect(url, timeout=timeout)
+    except JobError as exc:
+        text = str(exc)
+        import shutil
+
+        if not shutil.which("dockerd") and not shutil.which("docker") and url is None:
+            fix = ("install Docker: sudo apt install docker.io (Debian/Ubuntu), or "
+                   "https://docs.docker.com/engine/install/")
+        elif "ermission denied" in text:
+            fix = f"sudo usermod -aG docker $USER  # {RELOGIN}"
+        elif address.startswith("unix://"):
+            fix = "sudo systemctl start docker  (without systemd: sudo service docker start)"
+        else:
+            fix = f"start the engine at {address}, or point DOCKER_HOST / --engine at one"
+        return Check("docker", False, text, fix)
+    try:
+        version = client.version().get("Version", "?")
+    except Exception:  # the ping answered; a version is only decoration
+        version = "?"
+    finally:
+        client.close()
+    return Check("docker", True, f"Docker engine {version} answers at {address}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Recommendations
+
+
+def _version(v: Variant) -> tuple[int, ...]:
+    parts = []
+    for p in (v.rocm or "0").split("."):
+        parts.append(int(p) if p.isdigit() else 0)
+    return tuple(parts)
+
+
+def _uses_override(v: Variant) -> bool:
+    return bool(v.default_profile and "HSA_OVERRIDE_GFX_VERSION" in v.default_profile.env)
+
+
+def _rank(v: Variant) -> tuple[bool, tuple[int, ...], bool]:
+    # Native code for the card first (no override to fault on), then the newer ROCm (TheRock's
+    # wheels carry gfx101X code and the newest stack: the recommended start), then
+    # source-built PyTorch (compiled for the card) before prebuilt.
+    return (_uses_override(v), tuple(-x for x in _version(v)), v.torch.source != "source")
+
+
+def _tested(results: dict[str, Any], variant: str, arch: str) -> str:
+    r = results.get(variant)
+    if r is None or r.host != arch:
+        return ""
+    ok = sum(1 for c in r.conv if c.status == "ok")
+    return f"; tested on {arch}: {ok}/{len(r.conv)} conv cases ok"
+
+
+def recommend(matrix: Matrix, gpus: Iterable[Gpu],
+              results: dict[str, Any] | None = None) -> list[Recommendation]:
+    """Variants for each distinct GPU arch, best first, each with the reason."""
+    results = results or {}
+    archs: list[str | None] = []
+    for g in gpus:
+        if g.arch not in archs:
+            archs.append(g.arch)
+    cpu = [v.name for v in matrix.variants if not v.rocm]
+    cpu_name = cpu[0] if cpu else "cpu"
+    out: list[Recommendation] = []
+    if not archs:
+        return [Recommendation(cpu_name, "no AMD GPU found: the CPU-only image runs anywhere")]
+    for arch in archs:
+        gen = gpuinfo.generation(arch)
+        if arch is None:
+            out.append(Recommendation(cpu_name, "the GPU's arch is unknown (no KFD node and an "
+                                                "unknown PCI id): fix the driver first", None))
+            continue
+        if gen == "RDNA1":
+            native = sorted((v for v in matrix.variants if arch in v.gfx_targets), key=_rank)
+            for v in _by_results(native, results, arch):
+                how = ("runs it as gfx1030 through the `override` profile"
+                       if _uses_override(v) else f"carries {arch} code, no override")
+                out.append(Recommendation(
+                    v.name, f"{how}: {v.description}{_tested(results, v.name, arch)}", arch))
+            # The override makes the card ask for gfx1030 code: only images whose PyTorch
+            # carries it (the official wheels) can serve; source builds hold gfx1010 only.
+            # After the native images, as the alternatives they are.
+            override = sorted((v for v in matrix.variants
+                               if v.rocm and v.torch.source == "wheel" and v not in native
+                               and any("HSA_OVERRIDE_GFX_VERSION" in p.env for p in v.profiles)),
+                              key=_rank)
+            for v in _by_results(override, results, arch):
+                flag = "" if _uses_override(v) else " --profile override"
+                lead = "an alternative" if native else f"no image carries {arch} code"
+                out.append(Recommendation(
+                    v.name, f"{lead}; `imagefactory run {v.name}{flag}` "
+                            f"runs it as gfx1030 (HSA_OVERRIDE_GFX_VERSION=10.3.0): "
+                            f"{v.description}{_tested(results, v.name, arch)}", arch))
+            if not override and not native:
+                out.append(Recommendation(cpu_name, f"no image in this matrix supports {arch}",
+                                          arch))
+            continue
+        if gen in ("RDNA2", "RDNA3", "RDNA3.5", "RDNA4"):
+            extra = (" (gfx1031/gfx1032/gfx1034 cards commonly also need "
+                     "HSA_OVERRIDE_GFX_VERSION=10.3.0)"
+                     if gen == "RDNA2" and arch != "gfx1030" else "")
+            out.append(Recommendation(
+                None, f"{arch} ({gen}) needs none of these RDNA1 workarounds: use the official "
+                      f"rocm/pytorch image or the PyTorch ROCm wheels{extra}", arch))
+            continue
+        out.append(Recommendation(cpu_name, f"{arch} ({gen}) is not an RDNA1 card: these images "
+                                            "carry no code for it; the CPU image runs anywhere",
+                                  arch))
+    return out
+
+
+def _by_results(variants: list[Variant], results: dict[str, Any], arch: str) -> list[Variant]:
+    """Variants that passed their tests on this arch first (stable: keeps the static order)."""
+    def tested_ok(v: Variant) -> int:
+        r = results.get(v.name)
+        return 0 if r is not None and r.host == arch and r.passed else 1
+    return sorted(variants, key=tested_ok)
+
+
+def load_results(results_dir: Path | None) -> dict[str, Any]:
+    """Stored test results by variant; unreadable files are skipped (doctor must not fail on
+    a stale results folder)."""
+    from ..errors import ImagefactoryError
+    from ..verify.results import TestResult
+
+    out: dict[str, Any] = {}
+    if results_dir is None or not results_dir.is_dir():
+        return out
+    for path in sorted(results_dir.glob("*.json")):
+        if path.name.endswith(".publish.json"):
+            continue  # push's records
+        with contextlib.suppress(ImagefactoryError):
+            r = TestResult.load(results_dir, path.stem)
+            if r is not None:
+                out[r.variant] = r
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    sysfs_root: Path = Path("/sys")
+    dev_root: Path = Path("/dev")
+    docker: bool = True
+    docker_url: str | None = None
+    docker_timeout: int = 5
+    results_dir: Path | None = None
+    identity: Identity | None = None
+    extra_notes: list[str] = field(default_factory=list)
+
+
+def diagnose(matrix: Matrix, opts: Options) -> Diagnosis:
+    who = opts.identity or Identity.of_process()
+    scan = gpuinfo.scan(opts.sysfs_root)
+    checks = device_checks(scan, opts.dev_root, who)
+    if opts.docker:
+        checks.append(docker_check(opts.docker_url, opts.docker_timeout))
+    else:
+        checks.append(Check("docker", None, "not checked (--no-docker)"))
+    recs = recommend(matrix, scan.gpus, load_results(opts.results_dir))
+    notes = list(opts.extra_notes)
+    if any(g.arch_source == "pci-id" for g in scan.gpus):
+        notes.append("an arch marked (from PCI id) was inferred from the card's PCI id, "
+                     "not reported by the driver")
+    if scan.gpus and any(c.ok for c in checks if c.name.startswith(str(opts.dev_root))):
+        notes.append("containers need the device nodes' group ids: `imagefactory run` passes "
+                     "them (--group-add); `imagefactory run VARIANT --print` shows the flags")
+    return Diagnosis(scan, tuple(checks), tuple(recs), tuple(notes))
+
+
+def format_text(d: Diagnosis) -> str:
+    lines = ["GPUs"]
+    if not d.scan.gpus:
+        lines.append("  none (no AMD GPU)")
+    for i, g in enumerate(d.scan.gpus):
+        arch = g.arch or "unknown arch"
+        if g.arch_source == "pci-id":
+            arch += " (from PCI id)"
+        where = f"/dev/dri/{g.render_node}" if g.render_node else (g.pci_slot or "")
+        chip = f"{g.chip}, " if g.chip else ""
+        lines.append(f"  gpu{i}  {g.name}  [{chip}0x{g.device_id:04x}]  {arch}  "
+                     f"{g.generation}  {where}".rstrip())
+    lines.append("Checks")
+    for c in d.checks:
+        mark = {True: "ok  ", False: "FAIL", None: "--  "}[c.ok]
+        lines.append(f"  {mark}  {c.detail}")
+        if c.fix:
+            lines.append(f"        fix: {c.fix}")
+    lines.append("Recommended")
+    several = len({r.arch for r in d.recommendations}) > 1
+    for r in d.recommendations:
+        tag = f"[{r.arch}] " if several and r.arch else ""
+        lines.append(f"  {tag}{r.variant or '(none needed)'}: {r.reason}")
+    for n in d.notes:
+        lines.append(f"note: {n}")
+    n = len(d.problems)
+    lines.append("Ready: yes" if d.ready else f"Ready: no ({n} problem{'s' if n != 1 else ''})")
+    return "\n".join(lines)

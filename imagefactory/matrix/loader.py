@@ -1,0 +1,591 @@
+"""variants.yaml -> a validated, immutable `Matrix` of `Variant`s.
+
+Every value that ends up in a Dockerfile is checked here, so templates can print it as is:
+a newline, a quote, a backslash or a `$` in a value would let it break out of its place
+(start a new instruction, continue a line, expand a build variable).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import ConfigError
+from . import yamlsource
+from .yamlsource import Located, dotted
+
+# Values printed into Dockerfiles: one line, no quoting/escaping/expansion characters.
+_UNSAFE = re.compile(r'[\n\r"\\$`\x00]')
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_GFX = re.compile(r"^gfx[0-9a-f]{3,4}$")
+_IMAGE = re.compile(
+    r"^(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+_URL = re.compile(r"^https?://[^\s\"'\\$`]+$")
+_TORCH_SOURCES = ("wheel", "source", "debian")
+# Conv check case ids are lowercase words, digits and dashes; a glob adds * ? [ ].
+_CASE_GLOB = re.compile(r"^[a-z0-9*?\[\]!._-]{1,80}$")
+_PUBLIC_URL = re.compile(r"^https://[^\s\"'\\$`]+$")
+# TheRock's multi-arch wheel indexes: the release channel is the default, nightly is only
+# ever the user's explicit choice (recipe.channel). Legacy multi-arch locations per
+# ROCm/TheRock docs/packaging/legacy_multi_arch_releases.md (1a70157f2c26).
+THEROCK_INDEXES = {
+    "release": "https://repo.amd.com/rocm/whl-multi-arch/",
+    "nightly": "https://rocm.nightlies.amd.com/whl-multi-arch/",
+}
+
+TOP_KEYS = ("repository", "source", "profiles", "variants")
+PROFILE_KEYS = ("description", "env")
+VARIANT_KEYS = (
+    "abstract", "extends", "family", "description", "base", "base_variant", "rocm", "torch",
+    "gfx_targets", "profiles", "default_profile", "env", "recipe", "expect", "known_failures",
+)
+KNOWN_FAILURE_KEYS = ("cases", "reason", "source", "profiles")
+TORCH_KEYS = ("version", "source", "index", "ref", "torchvision")
+EXPECT_KEYS = ("python", "torch", "hip", "files", "env")
+REQUIRED_VARIANT_KEYS = ("family", "description", "torch", "expect")
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A base image: `name:tag`, optionally pinned by digest."""
+
+    name: str
+    tag: str
+    digest: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
+
+    def __str__(self) -> str:
+        return self.ref
+
+
+@dataclass(frozen=True)
+class Torch:
+    """Which PyTorch a variant carries and where it comes from."""
+
+    version: str
+    source: str  # wheel | source | debian
+    index: str | None = None  # wheel index URL (source == wheel)
+    ref: str | None = None  # git ref to build (source == source)
+    torchvision: str | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """Facts the variant's smoke tests must find inside the built image."""
+
+    python: str | None = None
+    torch: str | None = None
+    hip: str | None = None
+    files: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    """A gap the variant is known to have: conv check cases (globs) expected to fail, why,
+    and the public page that says so. A matching failure is reported as known, not as a
+    regression; a matching case that passes is reported as fixed."""
+
+    cases: tuple[str, ...]
+    reason: str
+    source: str
+    profiles: tuple[str, ...] = ()  # only under these env profiles; empty: under any
+
+    def matches(self, case_id: str, profile: str | None = None) -> bool:
+        if self.profiles and profile not in self.profiles:
+            return False
+        return any(fnmatch.fnmatchcase(case_id, g) for g in self.cases)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of environment variables (design.md: override, rdna1-tuning, ...)."""
+
+    name: str
+    description: str
+    env: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One image of the matrix. Immutable: it flows through render, build, test and publish."""
+
+    name: str
+    family: str
+    description: str
+    base: ImageRef | None
+    base_variant: str | None
+    rocm: str | None
+    torch: Torch
+    gfx_targets: tuple[str, ...]
+    profiles: tuple[Profile, ...]
+    default_profile: Profile | None
+    env: Mapping[str, str]
+    recipe: Mapping[str, str | tuple[str, ...]]
+    expect: Expect
+    line: int | None = None  # where it is declared, for error messages
+    known_failures: tuple[KnownFailure, ...] = ()
+
+    def known_failure(self, case_id: str, profile: str | None = None) -> KnownFailure | None:
+        """The first known failure that covers `case_id` under `profile`, if any."""
+        return next((k for k in self.known_failures if k.matches(case_id, profile)), None)
+
+    def profile(self, name: str | None) -> Profile | None:
+        """The profile called `name` (None: the default), or an error naming the choices."""
+        if name is None:
+            return self.default_profile
+        for p in self.profiles:
+            if p.name == name:
+                return p
+        choices = ", ".join(p.name for p in self.profiles) or "none"
+        raise ConfigError("variants.yaml", self.line, f"variants.{self.name}.profiles",
+                          f"variant '{self.name}' has no profile '{name}' (it offers: {choices})")
+
+    def runtime_env(self, profile: str | None = None) -> dict[str, str]:
+        """The environment the image runs with: variant env, then the chosen profile's."""
+        env = dict(self.env)
+        chosen = self.profile(profile)
+        if chosen:
+            env.update(chosen.env)
+        return env
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """The whole of variants.yaml."""
+
+    path: Path
+    repository: str
+    source: str | None
+    profiles: Mapping[str, Profile]
+    variants: tuple[Variant, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants)
+
+    def get(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ConfigError(str(self.path), None, "variant",
+                          f"unknown variant '{name}'{suggest(name, self.names)}")
+
+    def select(self, names: Iterable[str]) -> tuple[Variant, ...]:
+        return tuple(self.get(n) for n in names)
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Reader:
+    """Typed access to the raw YAML with errors that carry file, line and field."""
+
+    def __init__(self, doc: Located, variant: str | None = None,
+                 origin: Mapping[str, str] | None = None) -> None:
+        self.doc = doc
+        self.variant = variant
+        self.origin = origin or {}
+
+    def fail(self, path: tuple[str | int, ...], message: str) -> ConfigError:
+        field_ = dotted(path)
+        # A value inherited through `extends` is reported where it is written.
+        if (self.variant and len(path) > 2 and path[:2] == ("variants", self.variant)
+                and self.origin.get(str(path[2]), self.variant) != self.variant):
+            source = self.origin[str(path[2])]
+            path = ("variants", source, *path[2:])
+            field_ = f"{dotted(path)} (inherited by {self.variant})"
+        return ConfigError(self.doc.file, self.doc.line(path), field_, message)
+
+    def keys(self, value: Any, path: tuple, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                raise self.fail((*path, key), f"unknown key '{key}'{suggest(key, allowed)}")
+        return value
+
+    def text(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+             what: str = "") -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.fail(path, f"expected a string, got {_kind(value)}")
+        if not isinstance(value, str):
+            raise self.fail(path, f"expected a string, got {_kind(value)} {value!r} "
+                                  f"(quote it: \"{value}\")")
+        bad = _UNSAFE.search(value)
+        if bad:
+            raise self.fail(path, f"{_char(bad.group())} is not allowed: the value is printed "
+                                  "into a Dockerfile and would break out of its place")
+        if pattern and not pattern.match(value):
+            raise self.fail(path, f"{value!r} is not a valid {what or 'value'}")
+        return value
+
+    def opt_text(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+                 what: str = "") -> str | None:
+        return None if value is None else self.text(value, path, pattern, what)
+
+    def text_list(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+                  what: str = "") -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list, got {_kind(value)}")
+        return tuple(self.text(v, (*path, i), pattern, what) for i, v in enumerate(value))
+
+    def env(self, value: Any, path: tuple) -> Mapping[str, str]:
+        if value is None:
+            return _frozen({})
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping of NAME: value, got {_kind(value)}")
+        out = {}
+        for key, val in value.items():
+            if not _ENV_KEY.match(key):
+                raise self.fail((*path, key), f"'{key}' is not a valid environment variable name")
+            out[key] = self.text(val, (*path, key))
+        return _frozen(out)
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+            dict: "a mapping", type(None): "nothing (null)", str: "a string"}.get(
+        type(value), type(value).__name__)
+
+
+def _char(c: str) -> str:
+    return {"\n": "a newline", "\r": "a carriage return", '"': "a double quote",
+            "\\": "a backslash", "$": "'$'", "`": "a backtick", "\x00": "a NUL byte"}[c]
+
+
+def load_matrix(path: Path, families: Iterable[str] | None = None) -> Matrix:
+    """Load and validate `path`. `families`: the template families that exist, if known."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror}") from None
+    return parse_matrix(text, str(path), path, families)
+
+
+def parse_matrix(text: str, file: str, path: Path | None = None,
+                 families: Iterable[str] | None = None) -> Matrix:
+    doc = yamlsource.load(text, file)
+    r = _Reader(doc)
+    top = r.keys(doc.data, (), TOP_KEYS)
+    for key in ("repository", "variants"):
+        if key not in top:
+            raise r.fail((), f"missing required key '{key}'")
+    repository = r.text(top["repository"], ("repository",), re.compile(r"^[a-z0-9][a-z0-9._/-]*$"),
+                        "image repository name")
+    source = r.opt_text(top.get("source"), ("source",), _URL, "URL")
+    profiles = _profiles(r, top.get("profiles") or {})
+    raw_variants = top["variants"]
+    if not isinstance(raw_variants, dict) or not raw_variants:
+        raise r.fail(("variants",), "expected a non-empty mapping of variant name to settings")
+    for name in raw_variants:
+        r.text(name, ("variants", name), _NAME, "variant name (lowercase letters, digits, . _ -)")
+        r.keys(raw_variants[name], ("variants", name), VARIANT_KEYS)
+    family_set = set(families) if families is not None else None
+    variants = []
+    for name in raw_variants:
+        merged, origin = _resolve_extends(r, raw_variants, name)
+        if merged.get("abstract"):
+            continue
+        variants.append(_variant(_Reader(doc, name, origin), name, merged, profiles,
+                                 family_set))
+    known = {v.name for v in variants}
+    for v in variants:
+        if v.base_variant is not None and v.base_variant not in known:
+            raise r.fail(("variants", v.name, "base_variant"),
+                         f"unknown variant '{v.base_variant}'{suggest(v.base_variant, known)}")
+    _check_base_cycles(r, variants)
+    return Matrix(path or Path(file), repository, source, _frozen(profiles), tuple(variants))
+
+
+def _profiles(r: _Reader, raw: Any) -> dict[str, Profile]:
+    if not isinstance(raw, dict):
+        raise r.fail(("profiles",), f"expected a mapping, got {_kind(raw)}")
+    out = {}
+    for name, body in raw.items():
+        path = ("profiles", name)
+        r.text(name, path, _NAME, "profile name")
+        body = r.keys(body, path, PROFILE_KEYS)
+        out[name] = Profile(name, r.text(body.get("description", ""), (*path, "description")),
+                            r.env(body.get("env"), (*path, "env")))
+    return out
+
+
+def _resolve_extends(r: _Reader, raw: dict[str, Any],
+                     name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Merge `name` over the chain of variants it extends (mappings merge, the rest replaces).
+
+    Also returns, per field, the variant whose entry set it, so an error in an inherited
+    value points at the line where it is written.
+    """
+    chain = [name]
+    while "extends" in raw[chain[-1]]:
+        parent = raw[chain[-1]]["extends"]
+        path = ("variants", chain[-1], "extends")
+        parent = r.text(parent, path, _NAME, "variant name")
+        if parent not in raw:
+            raise r.fail(path, f"extends unknown variant '{parent}'{suggest(parent, raw)}")
+        if parent in chain:
+            cycle = " -> ".join([*chain, parent])
+            raise r.fail(path, f"extends cycle: {cycle}")
+        chain.append(parent)
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for link in reversed(chain):
+        own = {k: v for k, v in raw[link].items() if k != "extends"}
+        # base and base_variant are alternatives: setting one replaces an inherited other.
+        for key, other in (("base", "base_variant"), ("base_variant", "base")):
+            if key in own:
+                merged.pop(other, None)
+        merged = _deep_merge(merged, own)
+        origin.update(dict.fromkeys(own, link))
+    merged["abstract"] = raw[name].get("abstract", False)  # abstractness is not inherited
+    return merged, origin
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Profile],
+             families: set[str] | None) -> Variant:
+    path = ("variants", name)
+    for key in REQUIRED_VARIANT_KEYS:
+        if key not in raw:
+            raise r.fail(path, f"missing required field '{key}'")
+    if not isinstance(raw.get("abstract", False), bool):
+        raise r.fail((*path, "abstract"), f"expected true or false, got {_kind(raw['abstract'])}")
+    family = r.text(raw["family"], (*path, "family"), _NAME, "family name")
+    if families is not None and family not in families:
+        raise r.fail((*path, "family"),
+                     f"unknown family '{family}'{suggest(family, families)}: no template "
+                     f"dockerfiles/templates/{family}.Dockerfile.j2")
+    if ("base" in raw) == ("base_variant" in raw):
+        raise r.fail(path, "exactly one of 'base' (an image) or 'base_variant' (a variant "
+                           "whose image to build FROM) is required")
+    base = None
+    if "base" in raw:
+        ref = r.text(raw["base"], (*path, "base"))
+        m = _IMAGE.match(ref)
+        if not m or not m.group("tag"):
+            raise r.fail((*path, "base"), f"{ref!r} is not a pinned image reference "
+                                          "(name:tag, optionally @sha256:<64 hex>)")
+        base = ImageRef(m.group("name"), m.group("tag"), m.group("digest"))
+    base_variant = r.opt_text(raw.get("base_variant"), (*path, "base_variant"), _NAME,
+                              "variant name")
+    torch = _torch(r, raw["torch"], (*path, "torch"))
+    offered = _profile_refs(r, raw.get("profiles"), (*path, "profiles"), profiles)
+    default = None
+    if raw.get("default_profile") is not None:
+        dp = r.text(raw["default_profile"], (*path, "default_profile"), _NAME, "profile name")
+        if dp not in {p.name for p in offered}:
+            raise r.fail((*path, "default_profile"),
+                         f"'{dp}' is not one of this variant's profiles "
+                         f"({', '.join(p.name for p in offered) or 'none'})")
+        default = profiles[dp]
+    variant = Variant(
+        name=name,
+        family=family,
+        description=r.text(raw["description"], (*path, "description")),
+        base=base,
+        base_variant=base_variant,
+        rocm=r.opt_text(raw.get("rocm"), (*path, "rocm"), _VERSION, "version"),
+        torch=torch,
+        gfx_targets=r.text_list(raw.get("gfx_targets"), (*path, "gfx_targets"), _GFX,
+                                "GPU target (gfxNNNN)"),
+        profiles=offered,
+        default_profile=default,
+        env=r.env(raw.get("env"), (*path, "env")),
+        recipe=_recipe(r, raw.get("recipe"), (*path, "recipe")),
+        expect=_expect(r, raw["expect"], (*path, "expect")),
+        line=r.doc.line(path),
+        known_failures=_known_failures(r, raw.get("known_failures"), (*path, "known_failures"),
+                                       offered),
+    )
+    if family == "therock":
+        _check_therock(r, variant, path)
+    return variant
+
+
+def _known_failures(r: _Reader, raw: Any, path: tuple[str | int, ...],
+                    offered: tuple[Profile, ...]) -> tuple[KnownFailure, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise r.fail(path, f"expected a list of known failures, got {_kind(raw)}")
+    names = {p.name for p in offered}
+    out = []
+    for i, item in enumerate(raw):
+        here = (*path, i)
+        item = r.keys(item, here, KNOWN_FAILURE_KEYS)
+        for key in ("cases", "reason", "source"):
+            if key not in item:
+                raise r.fail(here, f"missing required field '{key}'")
+        cases = r.text_list(item["cases"], (*here, "cases"), _CASE_GLOB,
+                            "case glob (conv check case ids: a-z 0-9 - . _ and * ? [ ])")
+        if not cases:
+            raise r.fail((*here, "cases"), "expected at least one case glob")
+        reason = r.text(item["reason"], (*here, "reason"))
+        if not reason.strip():
+            raise r.fail((*here, "reason"), "the reason must say why the cases fail")
+        source = r.text(item["source"], (*here, "source"), _PUBLIC_URL,
+                        "public https:// URL of the evidence")
+        profiles = r.text_list(item.get("profiles"), (*here, "profiles"), _NAME, "profile name")
+        for j, name in enumerate(profiles):
+            if name not in names:
+                raise r.fail((*here, "profiles", j),
+                             f"'{name}' is not one of this variant's profiles "
+                             f"({', '.join(sorted(names)) or 'none'})")
+        out.append(KnownFailure(cases, reason, source, profiles))
+    return tuple(out)
+
+
+# TheRock publishes a `device-<isa>` extra per GPU target (RELEASES.md, "Supported Python
+# [device-*] install extras", ROCm/TheRock 418cd5f63abb, tag therock-7.14).
+THEROCK_DEVICE_TARGETS = frozenset({
+    "gfx900", "gfx906", "gfx908", "gfx90a", "gfx942", "gfx950", "gfx1010", "gfx1011",
+    "gfx1012", "gfx1030", "gfx1031", "gfx1032", "gfx1033", "gfx1034", "gfx1035", "gfx1036",
+    "gfx1100", "gfx1101", "gfx1102", "gfx1103", "gfx1150", "gfx1151", "gfx1152", "gfx1153",
+    "gfx1200", "gfx1201",
+})
+
+
+def _check_therock(r: _Reader, v: Variant, path: tuple[str | int, ...]) -> None:
+    """The therock family's pins: a known channel whose index is the one used, a device
+    extra per GPU target, exact ROCm / torch / torchvision versions."""
+    channel = v.recipe.get("channel")
+    if channel not in THEROCK_INDEXES:
+        raise r.fail((*path, "recipe", "channel"),
+                     f"recipe.channel must be one of {', '.join(THEROCK_INDEXES)} "
+                     f"(got {channel!r}); nightly is never implied")
+    if v.torch.source != "wheel" or v.torch.index != THEROCK_INDEXES[channel]:
+        raise r.fail((*path, "torch", "index"),
+                     f"channel '{channel}' installs from {THEROCK_INDEXES[channel]} "
+                     f"(torch.source wheel), got {v.torch.index!r}")
+    if not v.gfx_targets:
+        raise r.fail((*path, "gfx_targets"), "a therock variant names its GPU targets: "
+                                             "each becomes a device-<gfx> extra")
+    for i, gfx in enumerate(v.gfx_targets):
+        if gfx not in THEROCK_DEVICE_TARGETS:
+            raise r.fail((*path, "gfx_targets", i),
+                         f"TheRock publishes no device-{gfx} extra")
+    if v.rocm is None or v.torch.torchvision is None:
+        raise r.fail(path, "a therock variant pins rocm (the rocm-sdk version) and "
+                           "torch.torchvision")
+    for key in ("python_packages", "local_version", "extras", "device_packages"):
+        if key not in v.recipe:
+            raise r.fail((*path, "recipe"), f"missing required field '{key}'")
+    # The template prints these as they are; they must say what the pins above say.
+    expected: dict[str, str | tuple[str, ...]] = {
+        "local_version": f"+rocm{v.rocm}",
+        "extras": ",".join(f"device-{gfx}" for gfx in v.gfx_targets),
+        "device_packages": tuple(f"{prefix}-{gfx}" for gfx in v.gfx_targets
+                                 for prefix in ("rocm-sdk-device", "amd-torch-device",
+                                                "amd-torchvision-device")),
+    }
+    for key, want in expected.items():
+        if v.recipe[key] != want:
+            shown = list(want) if isinstance(want, tuple) else want
+            raise r.fail((*path, "recipe", key), f"must be {shown!r} (from rocm and "
+                                                 f"gfx_targets), got {v.recipe[key]!r}")
+
+
+def _torch(r: _Reader, raw: Any, path: tuple) -> Torch:
+    raw = r.keys(raw, path, TORCH_KEYS)
+    for key in ("version", "source"):
+        if key not in raw:
+            raise r.fail(path, f"missing required field '{key}'")
+    source = r.text(raw["source"], (*path, "source"))
+    if source not in _TORCH_SOURCES:
+        raise r.fail((*path, "source"), f"'{source}' is not one of {', '.join(_TORCH_SOURCES)}"
+                                        f"{suggest(source, _TORCH_SOURCES)}")
+    torch = Torch(
+        version=r.text(raw["version"], (*path, "version"), _VERSION, "version"),
+        source=source,
+        index=r.opt_text(raw.get("index"), (*path, "index"), _URL, "URL"),
+        ref=r.opt_text(raw.get("ref"), (*path, "ref"), _VERSION, "git ref"),
+        torchvision=r.opt_text(raw.get("torchvision"), (*path, "torchvision"), _VERSION,
+                               "version"),
+    )
+    needs: dict[str, Callable[[Torch], str | None]] = {"wheel": lambda t: t.index,
+                                                      "source": lambda t: t.ref}
+    if source in needs and needs[source](torch) is None:
+        key = "index" if source == "wheel" else "ref"
+        raise r.fail(path, f"missing required field '{key}' (torch.source is '{source}')")
+    return torch
+
+
+def _profile_refs(r: _Reader, raw: Any, path: tuple,
+                  profiles: dict[str, Profile]) -> tuple[Profile, ...]:
+    names = r.text_list(raw, path)
+    for i, n in enumerate(names):
+        if n not in profiles:
+            raise r.fail((*path, i), f"unknown env profile '{n}'{suggest(n, profiles)}")
+    return tuple(profiles[n] for n in names)
+
+
+def _recipe(r: _Reader, raw: Any, path: tuple) -> Mapping[str, str | tuple[str, ...]]:
+    """Family-specific build settings: flat, each a string or a list of strings."""
+    if raw is None:
+        return _frozen({})
+    if not isinstance(raw, dict):
+        raise r.fail(path, f"expected a mapping, got {_kind(raw)}")
+    out: dict[str, str | tuple[str, ...]] = {}
+    for key, value in raw.items():
+        if not re.match(r"^[a-z][a-z0-9_]*$", key):
+            raise r.fail((*path, key), f"'{key}' is not a valid recipe key (lower_snake_case)")
+        out[key] = (r.text_list(value, (*path, key)) if isinstance(value, list)
+                    else r.text(value, (*path, key)))
+    return _frozen(out)
+
+
+def _expect(r: _Reader, raw: Any, path: tuple) -> Expect:
+    raw = r.keys(raw, path, EXPECT_KEYS)
+    return Expect(
+        python=r.opt_text(raw.get("python"), (*path, "python"), _VERSION, "version"),
+        torch=r.opt_text(raw.get("torch"), (*path, "torch"), _VERSION, "version"),
+        hip=r.opt_text(raw.get("hip"), (*path, "hip"), _VERSION, "version"),
+        files=r.text_list(raw.get("files"), (*path, "files"), re.compile(r"^/\S+$"),
+                          "absolute path"),
+        env=r.env(raw.get("env"), (*path, "env")),
+    )
+
+
+def _check_base_cycles(r: _Reader, variants: list[Variant]) -> None:
+    parent = {v.name: v.base_variant for v in variants}
+    for v in variants:
+        seen = [v.name]
+        nxt = parent[v.name]
+        while nxt is not None:
+            if nxt in seen:
+                raise r.fail(("variants", v.name, "base_variant"),
+                             f"base_variant cycle: {' -> '.join([*seen, nxt])}")
+            seen.append(nxt)
+            nxt = parent[nxt]

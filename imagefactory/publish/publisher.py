@@ -1,0 +1,428 @@
+"""Built + tested image -> tags in a registry -> a verified, recorded `repo@digest`.
+
+The gate: only an image whose exact id has a passing `imagefactory test` result is pushed
+(`--skip-tests` is the recorded exception). The engine pushes (docker-py, the login passed
+per push as auth_config, never stored); the registry is then asked directly which digest
+each tag names, and a publish record is written next to the test results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .. import __version__
+from ..engine.images import BuiltImage, find_built
+from ..errors import JobError
+from ..matrix.loader import Matrix, Variant
+from ..render.renderer import image_version
+from ..verify.results import TestResult, result_path
+from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
+
+if TYPE_CHECKING:
+    import docker
+
+SHORT_HASH = 12
+UNTESTED_SUFFIX = "untested"
+_TAG_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+T = TypeVar("T")
+
+# --- tags --------------------------------------------------------------------------------
+
+
+def _tag_safe(text: str) -> str:
+    """A valid tag: `+` (local versions like 2.0.1+rocm5.2) and the like become `-`."""
+    tag = _TAG_BAD.sub("-", text).lstrip(".-")
+    return tag[:128]
+
+
+def publish_tags(variant: Variant, inputs_hash: str, *, untested: bool = False
+                 ) -> tuple[str, ...]:
+    """`<variant>`, `<variant>-<short inputs hash>`, `<image_version>-<variant>`.
+
+    The first moves with each publish; the second names exactly one set of build inputs; the
+    third says what is inside. An emergency push without tests adds `<variant>-untested`, so
+    the registry itself shows that this digest was published untested.
+    """
+    tags = [variant.name, f"{variant.name}-{inputs_hash[:SHORT_HASH]}",
+            _tag_safe(f"{image_version(variant)}-{variant.name}")]
+    if untested:
+        tags.append(f"{variant.name}-{UNTESTED_SUFFIX}")
+    return tuple(tags)
+
+
+# --- errors and retries ------------------------------------------------------------------
+
+
+class PushError(JobError):
+    """A push the engine (or registry) refused; `transient` failures are worth retrying."""
+
+    def __init__(self, message: str, *, transient: bool = False, auth: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.auth = auth
+
+
+_AUTH_SIGNS = ("unauthorized", "authentication required", "no basic auth credentials",
+               "incorrect username or password", "denied", "forbidden", "401", "403")
+_TRANSIENT_SIGNS = ("connection refused", "connection reset", "broken pipe", "eof",
+                    "i/o timeout", "timeout", "timed out", "tls handshake", "temporarily",
+                    "too many requests", "internal server error", "bad gateway",
+                    "service unavailable", "gateway timeout", "no route to host",
+                    "network is unreachable", "500", "502", "503", "504", "429")
+
+
+def classify(message: str) -> PushError:
+    """An engine push error message -> PushError with the right retry/auth flags."""
+    low = message.lower()
+    if any(re.search(rf"\b{re.escape(s)}\b", low) for s in _AUTH_SIGNS):
+        return PushError(message, auth=True)
+    if any(re.search(rf"\b{re.escape(s)}\b", low) for s in _TRANSIENT_SIGNS):
+        return PushError(message, transient=True)
+    return PushError(message)
+
+
+def with_retries(action: Callable[[], T], *, retries: int, base_delay: float = 2.0,
+                 max_delay: float = 30.0, sleep: Callable[[float], None] = time.sleep,
+                 on_retry: Callable[[int, float, Exception], None] | None = None) -> T:
+    """Run `action`; on a transient error wait (doubling from base_delay) and try again,
+    at most `retries` more times. Anything else, or the last failure, is raised."""
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except (PushError, RegistryError) as exc:
+            if not exc.transient:
+                raise
+            if attempt >= retries:
+                raise type(exc)(f"{exc} (gave up after {attempt + 1} attempts)",
+                                transient=True) from None
+            delay = min(max_delay, base_delay * 2 ** attempt)
+            attempt += 1
+            if on_retry:
+                on_retry(attempt, delay, exc)
+            sleep(delay)
+
+
+# --- the gate ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What will be pushed for one variant, decided before anything is pushed."""
+
+    built: BuiltImage
+    image_name: str  # matrix.repository: the repository name without registry/namespace
+    repository: str  # registry/namespace/image_name, as the engine tags and pushes it
+    tags: tuple[str, ...]
+    result: TestResult | None
+    tests_skipped: bool
+
+    @property
+    def variant(self) -> Variant:
+        return self.built.variant
+
+
+def gate(built: BuiltImage, results_dir: Path, skip_tests: bool) -> TestResult | None:
+    """The passing test result of this exact image, or a JobError naming the test to run.
+
+    With skip_tests, whatever result exists is returned (for the record) and nothing is
+    refused."""
+    name = built.variant.name
+    path = result_path(results_dir, name)
+    result = TestResult.load(results_dir, name)
+    if skip_tests:
+        return result
+    run = f"run `imagefactory test {name}`"
+    if result is None:
+        raise JobError(f"{name}: image {built.short_id} has no test result ({path} does not "
+                       f"exist); {run} first")
+    if result.image_id != built.image_id:
+        tested = result.image_id.removeprefix("sha256:")[:12] or "?"
+        raise JobError(f"{name}: {path} is for image {tested}, not the current image "
+                       f"{built.short_id} (rebuilt since it was tested); {run} first")
+    if not result.passed:
+        failed = [c.name for c in result.failed_checks] + [
+            f"conv {c.case}: {c.status}" for c in result.failed_cases]
+        what = f" ({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""
+        raise JobError(f"{name}: image {built.short_id} failed its tests{what}; not "
+                       f"publishing it. Fix it, then {run} again")
+    return result
+
+
+def plan(client: docker.DockerClient, matrix: Matrix, variant: Variant, target: Target,
+         results_dir: Path, skip_tests: bool) -> Plan:
+    built = find_built(client, matrix, variant)
+    if built is None:
+        raise JobError(f"{variant.name}: no image {matrix.repository}:{variant.name} in the "
+                       f"engine; run `imagefactory build {variant.name}` and "
+                       f"`imagefactory test {variant.name}` first")
+    if not built.inputs_hash:
+        raise JobError(f"{variant.name}: image {built.short_id} has no inputs-hash label (not "
+                       f"built by imagefactory); run `imagefactory build {variant.name}`")
+    result = gate(built, results_dir, skip_tests)
+    return Plan(built, matrix.repository, target.repository(matrix.repository),
+                publish_tags(variant, built.inputs_hash, untested=skip_tests),
+                result, skip_tests)
+
+
+# --- pushing -----------------------------------------------------------------------------
+
+
+@dataclass
+class TagPush:
+    """What one `push repo:tag` did, from the engine's progress stream."""
+
+    tag: str
+    digest: str = ""
+    layers: dict[str, str] = field(default_factory=dict)  # layer id -> last status
+
+    @property
+    def uploaded(self) -> int:
+        return sum(1 for s in self.layers.values() if s == "Pushed")
+
+    @property
+    def reused(self) -> int:
+        return sum(1 for s in self.layers.values()
+                   if s == "Layer already exists" or s.startswith("Mounted from"))
+
+
+Chunk = dict[str, Any]
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return text
+
+
+def push_tag(client: docker.DockerClient, repository: str, tag: str,
+             auth: dict[str, str] | None, on_chunk: Callable[[Chunk], None] | None = None
+             ) -> TagPush:
+    """Push one tag; every chunk is checked, since the engine reports most failures inside
+    an HTTP 200 stream."""
+    import requests
+    from docker.errors import APIError
+
+    out = TagPush(tag)
+    try:
+        for chunk in client.api.push(repository, tag=tag, stream=True, decode=True,
+                                     auth_config=auth):
+            if on_chunk:
+                on_chunk(chunk)
+            if "errorDetail" in chunk or "error" in chunk:
+                detail = chunk.get("errorDetail") or {}
+                raise classify(str(detail.get("message") or chunk.get("error")))
+            status = str(chunk.get("status", ""))
+            if chunk.get("id") and status and not chunk.get("progressDetail", {}).get("total"):
+                out.layers[chunk["id"]] = status
+            aux = chunk.get("aux") or {}
+            if aux.get("Digest"):
+                out.digest = aux["Digest"]
+    except APIError as exc:
+        raise classify(str(exc.explanation or exc)) from None
+    except requests.exceptions.RequestException as exc:
+        # The engine, not the registry, went away: retrying the registry will not help.
+        raise PushError(f"lost the connection to the Docker engine during the push: "
+                        f"{type(exc).__name__}") from None
+    if not out.digest:
+        raise PushError(f"the engine finished pushing {repository}:{tag} without reporting "
+                        "a digest")
+    return out
+
+
+@dataclass(frozen=True)
+class Published:
+    plan: Plan
+    digest: str
+    pushes: tuple[TagPush, ...]
+    record_path: Path
+
+    @property
+    def reference(self) -> str:
+        return f"{self.plan.repository}@{self.digest}"
+
+
+class Publisher:
+    """Pushes planned variants to one target with one login; echo() gets progress lines."""
+
+    def __init__(self, client: docker.DockerClient, target: Target, creds: Credentials | None,
+                 results_dir: Path, *, retries: int = 3, base_delay: float = 2.0,
+                 echo: Callable[[str], None] = print,
+                 on_chunk: Callable[[Chunk], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.client = client
+        self.target = target
+        self.creds = creds
+        self.results_dir = results_dir
+        self.retries = retries
+        self.base_delay = base_delay
+        self.echo = echo
+        self.on_chunk = on_chunk
+        self.sleep = sleep
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self.creds.password,) if self.creds else ()
+
+    def _watch(self, ref: str) -> Callable[[Chunk], None]:
+        """Per-chunk hook: the engine retries failed layer uploads on its own (about a minute
+        in all), so say once that it is doing so instead of going quiet."""
+        told = False
+
+        def on_chunk(chunk: Chunk) -> None:
+            nonlocal told
+            if self.on_chunk:
+                self.on_chunk(chunk)
+            if not told and str(chunk.get("status", "")).startswith("Retrying in"):
+                told = True
+                self.echo(f"push {ref}: a layer upload failed; the engine is retrying it")
+
+        return on_chunk
+
+    def _retrying(self, action: Callable[[], T], what: str) -> T:
+        def on_retry(attempt: int, delay: float, exc: Exception) -> None:
+            self.echo(f"{what}: {redact(str(exc), self._secrets())}; retry {attempt}/"
+                      f"{self.retries} in {delay:g}s")
+
+        return with_retries(action, retries=self.retries, base_delay=self.base_delay,
+                            sleep=self.sleep, on_retry=on_retry)
+
+    def publish(self, plan: Plan) -> Published:
+        try:
+            return self._publish(plan)
+        except (PushError, RegistryError) as exc:
+            message = redact(str(exc), self._secrets())
+            where = f"{plan.variant.name} -> {plan.repository}"
+            if isinstance(exc, PushError) and exc.auth:
+                how = (f"the registry rejected user {self.creds.username} (login from "
+                       f"{self.creds.source})" if self.creds else
+                       f"no login for {self.target.host} was given; pass --username USER "
+                       "--password-stdin")
+                raise JobError(f"{where}: authentication failed ({message}): {how}"
+                               ) from None
+            raise JobError(f"{where}: push failed: {message}") from None
+
+    def _publish(self, plan: Plan) -> Published:
+        auth = self.creds.auth_config() if self.creds else None
+        pushes: list[TagPush] = []
+        for tag in plan.tags:
+            self.client.api.tag(plan.built.image_id, plan.repository, tag=tag)
+            ref = f"{plan.repository}:{tag}"
+            pushed = self._retrying(
+                lambda tag=tag, ref=ref: push_tag(self.client, plan.repository, tag, auth,
+                                                  self._watch(ref)), f"push {ref}")
+            self.echo(f"pushed {ref} ({pushed.uploaded} layer(s) uploaded, {pushed.reused} "
+                      "already in the registry)")
+            pushes.append(pushed)
+        digests = {p.digest for p in pushes}
+        if len(digests) != 1:
+            raise PushError(f"the tags of one image got different digests: {sorted(digests)}")
+        digest = digests.pop()
+        self.verify(plan, digest)
+        record = self.write_record(plan, digest, pushes)
+        return Published(plan, digest, tuple(pushes), record)
+
+    def verify(self, plan: Plan, digest: str) -> None:
+        """Ask the registry which digest each tag names; it must be the one pushed."""
+        for tag in plan.tags:
+            served = self._retrying(lambda tag=tag: self.served_digest(plan, tag),
+                                    f"verify {plan.repository}:{tag}")
+            if served != digest:
+                raise PushError(f"the registry serves {served} for {plan.repository}:{tag}, "
+                                f"but the engine pushed {digest}")
+
+    def served_digest(self, plan: Plan, tag: str) -> str:
+        if self.creds and self.creds.identity_token:
+            return self._engine_digest(plan, tag)
+        return manifest_digest(self.target.api_base(self._insecure),
+                               self.target.api_name(plan.image_name),
+                               tag, self.creds)
+
+    @cached_property
+    def _insecure(self) -> bool:
+        """Plain HTTP where the engine pushed over plain HTTP (loopback, insecure-registries)."""
+        return engine_treats_insecure(self.target, self.client.info().get("RegistryConfig"))
+
+    def _engine_digest(self, plan: Plan, tag: str) -> str:
+        from docker.errors import APIError
+
+        assert self.creds is not None
+        try:
+            info = self.client.api.inspect_distribution(f"{plan.repository}:{tag}",
+                                                        auth_config=self.creds.auth_config())
+        except APIError as exc:
+            raise classify(str(exc.explanation or exc)) from None
+        return info["Descriptor"]["digest"]
+
+    def write_record(self, plan: Plan, digest: str, pushes: list[TagPush]) -> Path:
+        """<results>/<variant>.publish.json: what was published, from which tested image."""
+        record = {
+            "variant": plan.variant.name,
+            "repository": plan.repository,
+            "registry": self.target.host,
+            "tags": list(plan.tags),
+            "digest": digest,
+            "reference": f"{plan.repository}@{digest}",
+            "image_id": plan.built.image_id,
+            "inputs_hash": plan.built.inputs_hash,
+            "image_version": image_version(plan.variant),
+            "tests_skipped": plan.tests_skipped,
+            "test": summary(plan.result),
+            "layers": {p.tag: {"uploaded": p.uploaded, "reused": p.reused} for p in pushes},
+            "pushed_at": _now(),
+            "imagefactory": __version__,
+        }
+        if plan.tests_skipped:
+            record["note"] = ("published with --skip-tests: this image id had no passing "
+                              "test result; tag "
+                              f"{plan.variant.name}-{UNTESTED_SUFFIX} marks it in the registry")
+        return _write_json(self.results_dir / f"{plan.variant.name}.publish.json", record)
+
+
+def summary(result: TestResult | None) -> dict[str, Any] | None:
+    """The part of a test result a reader of the publish record needs."""
+    if result is None:
+        return None
+    conv: dict[str, int] = dict(result.conv_summary)
+    if not conv:
+        for case in result.conv:
+            conv[case.status] = conv.get(case.status, 0) + 1
+    return {
+        "passed": result.passed,
+        "image_id": result.image_id,
+        "host": result.host,
+        "profile": result.profile,
+        "device": result.device,
+        "quick": result.quick,
+        "checks": {"total": len(result.checks), "failed": len(result.failed_checks)},
+        "conv": conv,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

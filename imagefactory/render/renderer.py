@@ -1,0 +1,215 @@
+"""Variant -> rendered build context (Dockerfile text + the in-image files it COPYs)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from ..matrix.loader import Matrix, Variant
+from ..project import TEMPLATE_SUFFIX, Project
+
+if TYPE_CHECKING:
+    import jinja2
+
+HASH_LABEL = "io.imagefactory.inputs-hash"
+_COPY = re.compile(r"^\s*(?:COPY|ADD)\s+(.*)$", re.IGNORECASE)
+# Caches and hidden files (tool caches such as .ruff_cache) are never build inputs: they
+# would bloat the context and make the inputs hash differ from one checkout to another.
+_SKIP_PARTS = {"__pycache__"}
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything a build needs and nothing else: the Dockerfile and the files it COPYs."""
+
+    variant: Variant
+    dockerfile: str
+    files: tuple[tuple[str, Path], ...]  # (path inside the context, file on disk), sorted
+    inputs_hash: str
+
+    @property
+    def size(self) -> int:
+        return len(self.dockerfile.encode()) + sum(src.stat().st_size for _, src in self.files)
+
+    def write(self, directory: Path) -> None:
+        """Lay the context out on disk (for plain `docker build DIR` and for hadolint)."""
+        (directory / "Dockerfile").write_text(self.dockerfile, encoding="utf-8")
+        for rel, src in self.files:
+            dest = directory / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(src.read_bytes())
+            dest.chmod(src.stat().st_mode & 0o777)
+
+
+class Renderer:
+    """Renders variants through the project's Jinja2 templates, deterministically."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    @cached_property
+    def env(self) -> jinja2.Environment:
+        import jinja2  # only once something is rendered: a cached render needs no jinja2
+
+        return jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.project.templates_dir)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            autoescape=False,  # Dockerfiles, not HTML; config validates every value
+        )
+
+    @property
+    def matrix(self) -> Matrix:
+        return self.project.matrix
+
+    def render(self, variant: Variant) -> BuildContext:
+        # The hash covers the Dockerfile (minus the hash itself) and every file it COPYs, so
+        # render once without it, hash, then render the final text with it.
+        files, inputs_hash = self.inputs(variant, self.draft(variant))
+        return BuildContext(variant, self._text(variant, inputs_hash), files, inputs_hash)
+
+    def draft(self, variant: Variant) -> str:
+        """The Dockerfile with an empty inputs hash: what the hash covers."""
+        return self._text(variant, inputs_hash="")
+
+    def inputs(self, variant: Variant, draft: str) -> tuple[tuple[tuple[str, Path], ...], str]:
+        """The files `draft` COPYs and the inputs hash over it and them."""
+        files = self._context_files(variant, draft)
+        digest = hashlib.sha256(draft.encode())
+        for rel, src in files:
+            digest.update(b"\0" + rel.encode() + b"\0" + src.read_bytes())
+        return files, digest.hexdigest()
+
+    def _text(self, variant: Variant, inputs_hash: str) -> str:
+        import jinja2
+
+        template_name = variant.family + TEMPLATE_SUFFIX
+        try:
+            template = self.env.get_template(template_name)
+            return template.render(**self._context(variant, inputs_hash))
+        except jinja2.TemplateNotFound as exc:
+            raise ConfigError(str(self.matrix.path), variant.line, f"variants.{variant.name}"
+                              ".family", f"no template {exc.name}") from None
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(str(self.project.templates_dir / template_name), None,
+                              f"variants.{variant.name}", f"template needs {exc.message}"
+                              ) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(str(exc.filename or template_name), exc.lineno, "",
+                              f"template syntax error: {exc.message}") from None
+
+    def _context(self, variant: Variant, inputs_hash: str) -> dict[str, object]:
+        matrix = self.matrix
+        if variant.base_variant:
+            from_ref = f"{matrix.repository}:{variant.base_variant}"
+        else:
+            assert variant.base is not None  # config guarantees one of the two
+            from_ref = variant.base.ref
+        return {
+            "v": variant,
+            "matrix": matrix,
+            "from_ref": from_ref,
+            "image_version": image_version(variant),
+            "labels": labels(variant, matrix, inputs_hash),
+            "runtime_env": variant.runtime_env(),
+            "hash_label": HASH_LABEL,
+        }
+
+    def _context_files(self, variant: Variant, dockerfile: str) -> tuple[tuple[str, Path], ...]:
+        root = self.project.files_dir
+        found: dict[str, Path] = {}
+        for source in copy_sources(dockerfile):
+            rel = source.rstrip("/")
+            if not rel.startswith("files/"):
+                raise ConfigError(str(self.project.templates_dir / (variant.family +
+                                  TEMPLATE_SUFFIX)), None, f"variants.{variant.name}",
+                                  f"COPY source '{source}' must be under files/")
+            path = root / rel[len("files/"):]
+            if path.is_dir():
+                for f in sorted(path.rglob("*")):
+                    parts = f.relative_to(root).parts
+                    if (f.is_file() and f.suffix != ".pyc" and not _SKIP_PARTS & set(parts)
+                            and not any(p.startswith(".") for p in parts)):
+                        found["files/" + f.relative_to(root).as_posix()] = f
+            elif path.is_file():
+                found[rel] = path
+            else:
+                raise ConfigError(str(self.project.templates_dir), None,
+                                  f"variants.{variant.name}",
+                                  f"COPY source '{source}' does not exist under {root}")
+        return tuple(sorted(found.items()))
+
+
+def copy_sources(dockerfile: str) -> list[str]:
+    """Build-context sources of COPY/ADD instructions (not `--from` stage copies)."""
+    joined = re.sub(r"\\\n", " ", dockerfile)
+    out: list[str] = []
+    for line in joined.splitlines():
+        m = _COPY.match(line)
+        if not m:
+            continue
+        args = shlex.split(m.group(1))
+        if any(a.startswith("--from") for a in args):
+            continue
+        args = [a for a in args if not a.startswith("--")]
+        out.extend(args[:-1])
+    return out
+
+
+def image_version(variant: Variant) -> str:
+    """The descriptive version: rocm6.2.4-torch2.5.1-gfx1010 (cpu: torch1.13.1-cpu)."""
+    parts = [f"rocm{variant.rocm}"] if variant.rocm else []
+    parts.append(f"torch{variant.torch.version}")
+    parts.append("-".join(variant.gfx_targets) if variant.gfx_targets else "cpu")
+    return "-".join(parts)
+
+
+def labels(variant: Variant, matrix: Matrix, inputs_hash: str) -> list[tuple[str, str]]:
+    out = [
+        ("org.opencontainers.image.title", f"{matrix.repository}:{variant.name}"),
+        ("org.opencontainers.image.description", variant.description),
+        ("org.opencontainers.image.version", image_version(variant)),
+    ]
+    if matrix.source:
+        out.append(("org.opencontainers.image.source", matrix.source))
+    out += [
+        ("io.imagefactory.variant", variant.name),
+        ("io.imagefactory.family", variant.family),
+        ("io.imagefactory.rocm", variant.rocm or "none"),
+        ("io.imagefactory.torch", variant.torch.version),
+        ("io.imagefactory.gfx-targets", ",".join(variant.gfx_targets) or "none"),
+        ("io.imagefactory.default-profile",
+         variant.default_profile.name if variant.default_profile else "none"),
+        (HASH_LABEL, inputs_hash),
+    ]
+    return out
+
+
+def write_rendered(project: Project, contexts: list[BuildContext]) -> list[Path]:
+    """Write each context's Dockerfile to dockerfiles/<variant>/Dockerfile; return changed."""
+    changed = []
+    for ctx in contexts:
+        path = project.dockerfile_path(ctx.variant)
+        if not path.is_file() or path.read_text(encoding="utf-8") != ctx.dockerfile:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(ctx.dockerfile, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+def drifted(project: Project, contexts: list[BuildContext]) -> list[Path]:
+    """Rendered files that differ from (or are missing against) what the templates produce."""
+    out = []
+    for ctx in contexts:
+        path = project.dockerfile_path(ctx.variant)
+        if not path.is_file() or path.read_text(encoding="utf-8") != ctx.dockerfile:
+            out.append(path)
+    return out

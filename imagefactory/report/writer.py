@@ -1,0 +1,270 @@
+"""The compatibility report: which variant runs which convolution on which GPU.
+
+Reads the `imagefactory test` results (one JSON per variant, verify/results.py) and writes
+COMPATIBILITY.md (summary lines and the variant x case matrix), compatibility.json (the same
+data for scripts and sites) and compatibility.png (a heatmap: read at a glance).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import JobError
+from ..verify.results import ConvCase, TestResult
+
+SCHEMA = 1
+MARKDOWN = "COMPATIBILITY.md"
+JSON = "compatibility.json"
+PNG = "compatibility.png"
+
+# design.md's failure classes, best first; `error` is a case that could not run at all.
+CLASSES: dict[str, str] = {
+    "ok": "ran and matches the CPU reference",
+    "wrong-result": "ran, but differs from the CPU reference beyond tolerance",
+    "hang": "no result before the timeout",
+    "aperture-violation": "HSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION",
+    "memory-fault": "Memory access fault by GPU / HSA_STATUS_ERROR_MEMORY_FAULT",
+    "no-kernel": "invalid device function / hipErrorNoBinaryForGpu: no code for this GPU",
+    "invalid-isa": "HSA_STATUS_ERROR_INVALID_ISA",
+    "miopen-error": "a miopenStatus error",
+    "crash": "killed by SIGSEGV / SIGABRT with no known signature",
+    "error": "the case could not run",
+}
+NOT_RUN = "not-run"
+# Verdicts against the variant's known_failures (verify/known.py), shown apart from classes.
+VERDICTS: dict[str, str] = {
+    "known": "failed as the variant declares (variants.yaml known_failures: reason, source)",
+    "fixed": "declared a known failure, but ran and matched",
+    "regression": "failed and no known failure covers it",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One test result: a variant tested on one host under one profile."""
+
+    result: TestResult
+    label: str
+
+    @property
+    def cells(self) -> dict[str, ConvCase]:
+        return {c.case: c for c in self.result.conv}
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(c.status for c in self.result.conv)
+
+    @property
+    def verdicts(self) -> Counter[str]:
+        """known / fixed / regression (failed cases of results without verdicts count as
+        regressions)."""
+        out: Counter[str] = Counter()
+        for c in self.result.conv:
+            if c.verdict in ("known", "fixed"):
+                out[c.verdict] += 1
+            elif not c.ok:
+                out["regression"] += 1
+        return out
+
+    @property
+    def isa(self) -> str:
+        return self.result.host or "no AMD GPU"
+
+    @property
+    def where(self) -> str:
+        r = self.result
+        if r.host:
+            return f"{r.host}" + (f" ({r.gpu})" if r.gpu else "")
+        return "CPU (no AMD GPU)" if r.device == "cpu" else r.device
+
+    @property
+    def profile(self) -> str:
+        return self.result.profile or "default"
+
+    def summary(self) -> str:
+        r = self.result
+        n = len(r.conv)
+        ok = self.counts.get("ok", 0)
+        bad = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items(), key=_class_order)
+                        if k != "ok")
+        checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)} image checks passed"
+        v = self.verdicts
+        judged = ", ".join(f"{v[k]} {k}" for k in ("known", "fixed", "regression") if v[k])
+        return (f"{'PASSED' if r.passed else 'FAILED'}: {ok}/{n} conv cases ok"
+                + (f" ({bad})" if bad else "") + (f"; {judged}" if judged else "")
+                + f"; {checks}")
+
+
+@dataclass(frozen=True)
+class Compatibility:
+    rows: tuple[Row, ...]
+    cases: tuple[str, ...]
+    sources: tuple[str, ...]
+
+    def cell(self, row: Row, case: str) -> ConvCase | None:
+        return row.cells.get(case)
+
+
+def _class_order(item: tuple[str, int]) -> int:
+    keys = list(CLASSES)
+    return keys.index(item[0]) if item[0] in keys else len(keys)
+
+
+def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Compatibility:
+    """Every <variant>.json under the given folders, ordered as the matrix lists variants."""
+    results: list[tuple[TestResult, str]] = []
+    for d in results_dirs:
+        if not d.is_dir():
+            raise JobError(f"no results folder {d}: run `imagefactory test VARIANT "
+                           f"--results {d}` first")
+        for path in sorted(d.glob("*.json")):
+            if path.name == JSON or path.name.endswith(".publish.json"):
+                continue  # a report written into its results folder; push's records
+            r = TestResult.load(d, path.stem)
+            if r is not None:
+                results.append((r, str(path)))
+    if not results:
+        dirs = ", ".join(str(d) for d in results_dirs)
+        raise JobError(f"no test results in {dirs}: run `imagefactory test VARIANT` first")
+    order = {name: i for i, name in enumerate(variant_order)}
+    # Grouped by the ISA each result was tested on (results without an AMD GPU last), then
+    # as the matrix lists variants.
+    results.sort(key=lambda rp: (rp[0].host is None, rp[0].host or "",
+                                 order.get(rp[0].variant, len(order)), rp[0].variant,
+                                 rp[0].profile or ""))
+    rows = []
+    for r, _ in results:
+        # A variant tested more than once is told apart by what differs: host, profile.
+        same = [o for o, _ in results if o.variant == r.variant]
+        parts = [value(r) for value in (lambda x: x.host or "no GPU",
+                                         lambda x: x.profile or "default")
+                 if len({value(o) for o in same}) > 1]
+        rows.append(Row(r, r.variant + (f" ({', '.join(parts)})" if parts else "")))
+    cases: list[str] = []
+    for r, _ in results:
+        cases += [c.case for c in r.conv if c.case not in cases]
+    return Compatibility(tuple(rows), tuple(cases), tuple(p for _, p in results))
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return ""
+    return f"{s:.2f} s" if s < 100 else f"{s:.0f} s"
+
+
+def cell_text(c: ConvCase | None) -> str:
+    if c is None:
+        return "·"
+    if c.status == "ok":
+        return f"ok {_seconds(c.seconds)}".strip() + (" (fixed)" if c.verdict == "fixed" else "")
+    if c.verdict == "known":
+        return f"{c.status} (known)"
+    extra = ""
+    if c.status == "wrong-result" and c.max_abs_err is not None:
+        extra = f" (err {c.max_abs_err:.1e})"
+    elif c.status == "hang" and c.seconds is not None:
+        extra = f" (> {_seconds(c.seconds)})"
+    return f"**{c.status}**{extra}"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None = None) -> str:
+    lines = ["# Compatibility", ""]
+    when = generated or _now()
+    lines += [f"Generated by `imagefactory report` at {when} from {len(compat.rows)} test "
+              f"result(s). Each cell is one conv check case run in its own process: its class "
+              "and, when it ran, its time.", ""]
+    lines += ["## Summary", ""]
+    isa = None
+    for row in compat.rows:
+        if row.isa != isa:
+            isa = row.isa
+            lines += [f"### {isa}", ""]
+        lines.append(f"- **{_md_escape(row.label)}** on {_md_escape(row.where)}, profile "
+                     f"`{row.profile}`: {row.summary()}")
+    known = [(row, c) for row in compat.rows for c in row.result.conv if c.known]
+    if known:
+        lines += ["", "## Known failures", "",
+                  "Failures the variant declares in variants.yaml (`known_failures`); they do "
+                  "not fail a run. A declared case that passes is marked fixed.", ""]
+        for row, c in known:
+            lines.append(f"- {_md_escape(row.label)} `{c.case}`: {c.status}: "
+                         f"{_md_escape(c.known_reason)} ({c.known_source})")
+    lines.append("")
+    lines += ["", "| variant | GPU | profile | torch | HIP | image | tested |",
+              "|---|---|---|---|---|---|---|"]
+    for row in compat.rows:
+        r = row.result
+        image = r.image_id.removeprefix("sha256:")[:12]
+        lines.append(f"| {_md_escape(row.label)} | {_md_escape(row.where)} | {row.profile} | "
+                     f"{r.torch or '?'} | {r.hip or '-'} | `{image}` | "
+                     f"{r.finished_at[:16].replace('T', ' ') or '?'} |")
+    lines += ["", "## Matrix", ""]
+    if png:
+        lines += [f"![variant x case heatmap]({png})", ""]
+    lines.append("| case | " + " | ".join(_md_escape(r.label) for r in compat.rows) + " |")
+    lines.append("|---" * (len(compat.rows) + 1) + "|")
+    for case in compat.cases:
+        cells = [cell_text(compat.cell(row, case)) for row in compat.rows]
+        lines.append(f"| `{case}` | " + " | ".join(cells) + " |")
+    lines += ["", "## Classes", ""]
+    lines += [f"- `{name}`: {what}" for name, what in CLASSES.items()]
+    lines += [f"- ({name}): {what}" for name, what in VERDICTS.items() if name != "regression"]
+    lines += ["- `·`: not run in that result (a --quick or --cases run)", ""]
+    return "\n".join(lines)
+
+
+def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, Any]:
+    rows = []
+    for row in compat.rows:
+        r = row.result
+        rows.append({
+            "label": row.label, "variant": r.variant, "host": r.host, "gpu": r.gpu,
+            "device": r.device, "profile": r.profile, "torch": r.torch, "hip": r.hip,
+            "image_id": r.image_id, "passed": r.passed, "quick": r.quick,
+            "finished_at": r.finished_at, "summary": dict(sorted(row.counts.items(),
+                                                                 key=_class_order)),
+            "isa": r.host, "verdicts": dict(row.verdicts),
+            "cells": {c.case: {"status": c.status, "seconds": c.seconds, "gflops": c.gflops,
+                               "max_abs_err": c.max_abs_err,
+                               "verdict": c.verdict or ("ok" if c.ok else "regression"),
+                               "known_reason": c.known_reason,
+                               "known_source": c.known_source} for c in r.conv},
+        })
+    return {"schema": SCHEMA, "generated_at": generated or _now(), "classes": CLASSES,
+            "verdicts": VERDICTS,
+            "cases": list(compat.cases), "rows": rows}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def write(compat: Compatibility, out_dir: Path, png: bool = True) -> list[Path]:
+    """Write the three files (atomically enough: each whole file at once)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generated = _now()
+    written = []
+    if png:
+        from .heatmap import render
+
+        image, _ = render(compat)
+        path = out_dir / PNG
+        image.save(path, optimize=True)
+        written.append(path)
+    path = out_dir / MARKDOWN
+    path.write_text(markdown(compat, PNG if png else None, generated), encoding="utf-8")
+    written.insert(0, path)
+    path = out_dir / JSON
+    path.write_text(json.dumps(to_json(compat, generated), indent=2) + "\n", encoding="utf-8")
+    written.insert(1, path)
+    return written

@@ -1,0 +1,173 @@
+"""The result of `imagefactory test` for one variant: `<results dir>/<variant>.json`.
+
+`push` gates on it and `report` builds the compatibility matrix from it, so the fields they
+read (`variant`, `image_id`, `passed`, `conv[].case/status/seconds`, `host`, `profile`) are a
+contract: add fields freely, never rename or drop these. `schema` counts breaking changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import JobError
+
+SCHEMA = 1
+DEFAULT_RESULTS_DIR = Path("results")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One testinfra check (or a setup step such as starting the container)."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ConvCase:
+    """One conv check case as convcheck reports it; `status` is a design.md class (ok, hang,
+    aperture-violation, memory-fault, no-kernel, invalid-isa, miopen-error, crash,
+    wrong-result) or `error` when the case could not run at all."""
+
+    case: str
+    status: str
+    seconds: float | None = None
+    gflops: float | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    detail: str = ""
+    # Against the variant's known_failures (verify/known.py): ok | fixed | known | regression;
+    # empty in results written before known failures existed.
+    verdict: str = ""
+    known_reason: str = ""
+    known_source: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def known(self) -> bool:
+        """Failed, as the variant declares it does."""
+        return not self.ok and self.verdict == "known"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConvCase:
+        return cls(**_pick(cls, data))
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """Everything one `imagefactory test VARIANT` run found out."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    variant: str
+    image_id: str
+    passed: bool
+    checks: tuple[Check, ...]
+    conv: tuple[ConvCase, ...]
+    host: str | None  # GPU arch of the host (gfx1010...), None when there is no AMD GPU
+    profile: str | None
+    image_tag: str = ""
+    inputs_hash: str | None = None
+    device: str = "cpu"  # what the conv check ran on: cpu | cuda (ROCm's torch device name)
+    devices: tuple[str, ...] = ()  # HOST:CONTAINER mappings passed to the container
+    quick: bool = False
+    torch: str | None = None  # as the image reports it (conv check JSON)
+    hip: str | None = None
+    gpu: str | None = None  # the GPU torch saw, if any
+    conv_summary: Mapping[str, int] = field(default_factory=dict)
+    conv_verdicts: Mapping[str, int] = field(default_factory=dict)  # ok/fixed/known/regression
+    started_at: str = ""  # ISO 8601, UTC
+    finished_at: str = ""
+    seconds: float = 0.0  # the whole run
+    suite_seconds: float = 0.0  # the testinfra suite
+    conv_seconds: float = 0.0  # the conv check, as seen from the host
+    schema: int = SCHEMA
+
+    @property
+    def failed_checks(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    @property
+    def failed_cases(self) -> tuple[ConvCase, ...]:
+        return tuple(c for c in self.conv if not c.ok)
+
+    @property
+    def regressions(self) -> tuple[ConvCase, ...]:
+        """Failed cases no known failure covers."""
+        return tuple(c for c in self.conv if not c.ok and not c.known)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["checks"] = [asdict(c) for c in self.checks]
+        out["conv"] = [asdict(c) for c in self.conv]
+        out["devices"] = list(self.devices)
+        out["conv_summary"] = dict(self.conv_summary)
+        out["conv_verdicts"] = dict(self.conv_verdicts)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestResult:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}  # newer writers may add fields
+        values["checks"] = tuple(Check(**_pick(Check, c)) for c in data.get("checks", ()))
+        values["conv"] = tuple(ConvCase.from_dict(c) for c in data.get("conv", ()))
+        values["devices"] = tuple(data.get("devices", ()))
+        values["conv_summary"] = dict(data.get("conv_summary") or {})
+        values["conv_verdicts"] = dict(data.get("conv_verdicts") or {})
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> TestResult:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, results_dir: Path, variant: str) -> TestResult | None:
+        """The stored result of `variant`, or None when it was never tested."""
+        path = result_path(results_dir, variant)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise JobError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            return cls.from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise JobError(f"{path}: not a test result ({exc}); "
+                           f"run `imagefactory test {variant}` again") from None
+
+    def save(self, results_dir: Path) -> Path:
+        """Write atomically, so a reader (push, report) never sees half a file."""
+        results_dir.mkdir(parents=True, exist_ok=True)
+        path = result_path(results_dir, self.variant)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.variant}.", suffix=".json", dir=results_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.to_json())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def result_path(results_dir: Path, variant: str) -> Path:
+    return results_dir / f"{variant}.json"
+
+
+def _pick(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in known}

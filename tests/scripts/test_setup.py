@@ -1,0 +1,58 @@
+"""The README's set-up runs on a stock distribution's Python, not only on a pyenv build.
+
+Stock Debian and Ubuntu refuse `pip install` into /usr (PEP 668) and ship venv apart from
+python3, so setup-test-env.sh builds a venv on /usr/bin/python3. The test runs that part of
+the script in a fresh debian:bookworm-slim container (Debian's python3 3.11, PEP 668 marker
+present) and uses the installed CLI; the Docker parts of the script are skipped with
+IMAGEFACTORY_SETUP_VENV_ONLY so no engine is needed inside.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def test_this_run_uses_a_venv_on_the_distribution_python() -> None:
+    """CI runs the suite from the venv the README's set-up made (scripts/test.sh)."""
+    cfg = Path(sys.prefix) / "pyvenv.cfg"
+    if sys.prefix == sys.base_prefix or not cfg.is_file():
+        pytest.skip("not run from a venv (run through scripts/test.sh)")
+    home = dict(line.split(" = ", 1) for line in cfg.read_text().splitlines() if " = " in line)
+    assert home["home"] == "/usr/bin", cfg.read_text()
+
+
+@pytest.mark.docker
+@pytest.mark.network
+@pytest.mark.slow
+def test_setup_on_stock_debian_python(tmp_path: Path) -> None:
+    name = f"imagefactory-test-setup-{uuid.uuid4().hex[:8]}"
+    # PyPI is reached through the host's CA where a proxy re-signs TLS; passed at run time.
+    ca = ["-v", f"{CA}:/host-ca.crt:ro", "-e", "PIP_CERT=/host-ca.crt"] if CA.is_file() else []
+    script = (
+        "set -e; apt-get update -qq; "
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
+        "python3 python3-venv >/dev/null; "
+        # PEP 668: the distribution's Python refuses a plain pip install
+        "test -e /usr/lib/python3*/EXTERNALLY-MANAGED; "
+        "cp -a /src /work && cd /work && rm -rf .venv && "
+        "IMAGEFACTORY_SETUP_VENV_ONLY=1 bash scripts/setup-test-env.sh && "
+        ".venv/bin/imagefactory list >/dev/null && "
+        "grep -qx 'home = /usr/bin' .venv/pyvenv.cfg && echo SETUP-OK"
+    )
+    try:
+        proc = subprocess.run(
+            ["docker", "run", "--rm", "--name", name, "-v", f"{REPO}:/src:ro", *ca,
+             "debian:bookworm-slim", "bash", "-c", script],
+            capture_output=True, text=True, timeout=900)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "SETUP-OK" in proc.stdout

@@ -1,0 +1,325 @@
+"""The in-image conv check (dockerfiles/files/python/convcheck).
+
+Unit tests of its pure logic run on the host without torch. The integration tests run the
+real program inside the real `cpu` image (nothing mounted) and make every failure class
+happen for real through the test-only fault hook (IMAGEFACTORY_CONVCHECK_FAULTS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PYDIR = REPO / "dockerfiles" / "files" / "python"
+sys.path.insert(0, str(PYDIR))
+
+from convcheck import cases, faults  # noqa: E402
+from convcheck.classify import RESULT_MARK, classify, find_signature  # noqa: E402
+from convcheck.profiles import PROFILES  # noqa: E402
+
+JSON_MARK = "===CONVCHECK-JSON==="
+TEST_LABEL = "io.imagefactory.test"
+
+
+# ---------------------------------------------------------------- running inside the image
+def run_in_image(image: str, script: str, env: dict[str, str] | None = None,
+                 timeout: float = 300) -> subprocess.CompletedProcess:
+    """`docker run --rm` a shell script in the image; asserts no container is left behind."""
+    name = f"convcheck-test-{uuid.uuid4().hex[:12]}"
+    cmd = ["docker", "run", "--rm", "--network", "none", "--name", name,
+           "--label", f"{TEST_LABEL}={name}"]
+    for key, value in (env or {}).items():
+        cmd += ["-e", f"{key}={value}"]
+    cmd += [image, "bash", "-c", script]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={TEST_LABEL}={name}"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert not left, f"container {name} left behind"
+    return proc
+
+
+def convcheck_in_image(image: str, args: str, env: dict[str, str] | None = None,
+                       after: str = "") -> tuple[int, str, dict]:
+    """(exit status, stdout, JSON report) of `python3 -m convcheck ARGS` in the image."""
+    script = (f"python3 -m convcheck {args} --json /tmp/report.json; rc=$?; {after}"
+              f"echo {JSON_MARK}; cat /tmp/report.json; exit $rc")
+    proc = run_in_image(image, script, env)
+    out, _, report = proc.stdout.partition(JSON_MARK)
+    assert report.strip(), f"no JSON report\n{proc.stdout}\n{proc.stderr}"
+    return proc.returncode, out, json.loads(report)
+
+
+# ---------------------------------------------------------------- pure logic, on the host
+@pytest.mark.parametrize(
+    ("stderr", "cls"),
+    [
+        ("...aborting with error : HSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION: The agent",
+         "aperture-violation"),
+        ("Memory access fault by GPU node-1 (Agent handle: 0x1) on address 0x7f",
+         "memory-fault"),
+        ("error : HSA_STATUS_ERROR_MEMORY_FAULT", "memory-fault"),
+        ("RuntimeError: HIP error: invalid device function", "no-kernel"),
+        ("hipErrorNoBinaryForGpu: Unable to find code object for all current devices!",
+         "no-kernel"),
+        ("error : HSA_STATUS_ERROR_INVALID_ISA: The instruction set", "invalid-isa"),
+        ("RuntimeError: miopenStatusUnknownError", "miopen-error"),
+        # most specific wins when a runtime prints several
+        ("Memory access fault by GPU node-1\nHSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION",
+         "aperture-violation"),
+    ],
+)
+def test_signatures_decide_the_class_of_a_failed_child(stderr: str, cls: str) -> None:
+    assert classify(-6, "", stderr, timed_out=False).status == cls
+    assert classify(1, "", f"Traceback ...\n{stderr}\n", timed_out=False).status == cls
+
+
+def ok_line(status: str = "ok") -> str:
+    return RESULT_MARK + json.dumps({"status": status, "gflops": 1.0, "detail": "d"})
+
+
+def test_classes_from_exit_status_and_result() -> None:
+    assert classify(None, "", "", timed_out=True).status == "hang"
+    assert classify(-9, ok_line(), "", timed_out=True).status == "hang"
+    assert classify(-signal.SIGSEGV, "", "", False).status == "crash"
+    assert classify(-signal.SIGABRT, "", "", False).detail == "killed by SIGABRT"
+    assert classify(-signal.SIGABRT, ok_line(), "terminate called recursively\n", False
+                    ).detail == "killed by SIGABRT after printing its result: terminate " \
+        "called recursively"
+    assert classify(128 + signal.SIGSEGV, "", "", False).status == "crash"  # via a shell
+    assert classify(0, ok_line(), "", False).status == "ok"
+    assert classify(0, ok_line("wrong-result"), "", False).status == "wrong-result"
+    # an ordinary Python exception matching no signature
+    verdict = classify(1, "", "Traceback\nValueError: boom\n", False)
+    assert (verdict.status, verdict.detail) == ("error", "ValueError: boom")
+    assert classify(0, "no result line", "", False).status == "error"
+
+
+def test_result_then_crash_at_exit_is_a_crash_and_recovered_warnings_are_ok() -> None:
+    assert classify(-signal.SIGSEGV, ok_line(), "", False).status == "crash"
+    verdict = classify(0, ok_line(), "MIOpen(HIP): Warning miopenStatusUnknownError\n", False)
+    assert verdict.status == "ok" and "miopenStatusUnknownError" in verdict.detail
+    assert classify(0, ok_line(), "", False).status == "ok"
+    assert find_signature("miopenStatusSuccess") is None
+
+
+def test_case_ids_are_stable_unique_and_cover_the_spec() -> None:
+    ids = [c.id for c in cases.CASES]
+    assert len(ids) == len(set(ids))
+    for wanted in ("conv2d-k3-c64-64x64-fwd", "conv2d-k3-c64-64x64-bwd",
+                   "conv2d-k7-c64-64x64-fwd", "conv2d-k3-c64-224x224-bwd",
+                   "conv2d-k3-c128-64x64-fwd", "conv2d-k3-c64-64x64-dw-bwd",
+                   "conv1d-k3-c64-1024-fwd", "conv3d-k3-c16-16x32x32-bwd",
+                   "convtranspose2d-k4-c64to32-32x32-s2-fwd", "matmul-512-fwd",
+                   "linear-256to512-bwd", "batchnorm2d-c64-64x64-fwd",
+                   "maxpool2d-k2-c64-64x64-fwd"):
+        assert wanted in ids
+    quick = cases.select(quick=True)
+    assert 0 < len(quick) < len(ids) / 4 and {c.id for c in quick} == set(cases.QUICK)
+    assert [c.id for c in cases.select(globs="matmul-*,linear-*-fwd")] == [
+        "matmul-512-fwd", "matmul-512-bwd", "linear-256to512-fwd"]
+
+
+def test_analytic_flops() -> None:
+    conv = cases.BY_ID["conv2d-k3-c64-64x64-fwd"]
+    assert cases.flops(conv) == 2 * 2 * 64 * 64 * 64 * 64 * 9
+    assert cases.flops(cases.BY_ID["conv2d-k3-c64-64x64-bwd"]) == 3 * cases.flops(conv)
+    assert cases.flops(cases.BY_ID["conv2d-k3-c64-64x64-s2-fwd"]) == cases.flops(conv) / 4
+    assert cases.flops(cases.BY_ID["matmul-512-fwd"]) == 2 * 512**3
+    assert cases.flops(cases.BY_ID["maxpool2d-k2-c64-64x64-fwd"]) is None
+
+
+def test_fault_rules() -> None:
+    env = {faults.ENV: "conv2d-k3-*=hang, *=wrong"}
+    assert faults.fault_for("conv2d-k3-c64-64x64-fwd", env) == "hang"
+    assert faults.fault_for("matmul-512-fwd", env) == "wrong"
+    assert faults.fault_for("matmul-512-fwd", {}) is None
+    with pytest.raises(ValueError):
+        faults.parse("conv2d-*=explode")
+
+
+def test_profiles_match_variants_yaml() -> None:
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load((REPO / "variants.yaml").read_text())
+    assert {name: p["env"] for name, p in doc["profiles"].items()} == PROFILES
+
+
+def host_convcheck(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(PYDIR))
+    return subprocess.run([sys.executable, "-m", "convcheck", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_usage_errors_exit_2_and_list_needs_no_torch() -> None:
+    assert host_convcheck("--profile", "bogus").returncode == 2
+    assert host_convcheck("--cases", "nothing-*").returncode == 2
+    assert host_convcheck("--timeout", "0").returncode == 2
+    assert host_convcheck("--device", "tpu").returncode == 2
+    assert host_convcheck("--isolation", "thread").returncode == 2
+    listed = host_convcheck("--list")
+    assert listed.returncode == 0
+    assert listed.stdout.split()[0] == cases.CASES[0].id
+
+
+def test_zygote_that_cannot_start_falls_back_to_spawn(tmp_path: Path) -> None:
+    # A torch that cannot be imported: the zygote fails to start, the run says so and goes
+    # on spawning one child per case (each then fails on its own import: error).
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('no torch here')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(PYDIR)]))
+    env.pop(faults.ENV, None)
+    proc = subprocess.run([sys.executable, "-m", "convcheck", "--device", "cpu",
+                           "--isolation", "fork", "--cases", "matmul-*", "--json",
+                           str(tmp_path / "r.json")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    assert "isolation=fork failed (zygote could not start: ImportError: no torch here)" \
+        in proc.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["isolation"] == "fork" and len(report["isolation_notes"]) == 1
+    assert [(c["status"], c["isolation"]) for c in report["cases"]] == [("error", "spawn")] * 2
+    assert "ImportError: no torch here" in report["cases"][0]["detail"]
+
+
+def test_zygote_fault_points_match_only_zygote_rules() -> None:
+    env = {faults.ENV: "*=segv,zygote:matmul-*=abort"}
+    assert faults.zygote_fault("zygote", env) is None  # "*" is for cases, never the zygote
+    assert faults.zygote_fault("zygote:matmul-512-fwd", env) == "abort"
+    assert faults.fault_for("matmul-512-fwd", env) == "segv"
+
+
+# ---------------------------------------------------------------- inside the real cpu image
+@pytest.mark.docker
+@pytest.mark.slow
+def test_quick_run_passes_in_the_cpu_image(cpu_image: str) -> None:
+    # no --device: the cpu image's IMAGEFACTORY_GPU=none makes cpu the default there;
+    # no --isolation: fork is the default where os.fork exists
+    rc, out, report = convcheck_in_image(cpu_image, "--quick")
+    assert rc == 0, out
+    assert report["device"] == "cpu" and report["profile"] is None
+    assert report["torch"].startswith("1.13") and report["gpu"] is None
+    assert report["isolation"] == "fork" and report["isolation_notes"] == []
+    assert report["summary"] == {"ok": len(cases.QUICK)}
+    assert {c["case"] for c in report["cases"]} == set(cases.QUICK)
+    for case in report["cases"]:
+        assert set(case) == {"case", "status", "seconds", "gflops", "max_abs_err",
+                             "max_rel_err", "detail", "isolation"}
+        assert case["max_rel_err"] < 1e-4 and case["seconds"] > 0
+        assert case["isolation"] == "fork"
+    assert "conv2d-k3-c64-64x64-fwd" in out and "GFLOP/s" in out
+    assert "isolation=fork" in out.splitlines()[0]
+
+
+# Every class from a real fault, one per case, plus clean cases around them.
+FAULTS = {
+    "conv2d-k1-c64-64x64-fwd": ("hang", "hang"),
+    "conv2d-k3-c64-64x64-fwd": ("segv", "crash"),
+    "conv2d-k3-c64-64x64-bwd": ("abort", "crash"),
+    "conv2d-k3-c16to32-32x32-fwd": ("aperture-violation", "aperture-violation"),
+    "conv2d-k3-c16to32-64x64-fwd": ("memory-fault", "memory-fault"),
+    "conv2d-k3-c16to32-32x32-bwd": ("no-kernel", "no-kernel"),
+    "conv2d-k3-c16to32-64x64-bwd": ("invalid-isa", "invalid-isa"),
+    "conv2d-k3-c16-64x64-fwd": ("miopen-error", "miopen-error"),
+    "conv2d-k3-c16-64x64-bwd": ("wrong", "wrong-result"),
+    "matmul-512-bwd": ("raise", "error"),
+}
+CLEAN = ("conv2d-k1-c64-64x64-bwd", "matmul-512-fwd", "conv1d-k3-c64-1024-fwd")
+# The mark is split so that neither this scan's nor the shell's own command line matches it.
+_HEAD, _TAIL = faults.GRANDCHILD_MARK[:8], faults.GRANDCHILD_MARK[8:]
+GRANDCHILD_SCAN = (
+    f"python3 -c \"import glob,sys; sys.exit(any(b'{_HEAD}' b'{_TAIL}' in "
+    "open(p,'rb').read() for p in glob.glob('/proc/[0-9]*/cmdline')))\" "
+    "|| echo GRANDCHILD-LEFT; "
+)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.parametrize("isolation", ["fork", "spawn"])
+def test_every_failure_class_from_a_real_fault(cpu_image: str, isolation: str) -> None:
+    spec = ",".join(f"{case}={fault}" for case, (fault, _) in FAULTS.items())
+    globs = ",".join([*FAULTS, *CLEAN])
+    start = time.monotonic()
+    rc, out, report = convcheck_in_image(
+        cpu_image, f"--device cpu --timeout 5 --isolation {isolation} --cases '{globs}'",
+        {faults.ENV: spec}, after=GRANDCHILD_SCAN)
+    elapsed = time.monotonic() - start
+    got = {c["case"]: c["status"] for c in report["cases"]}
+    assert got == {**{case: cls for case, (_, cls) in FAULTS.items()},
+                   **dict.fromkeys(CLEAN, "ok")}, out
+    assert rc == 1
+    assert report["isolation"] == isolation and report["isolation_notes"] == [], out
+    assert {c["isolation"] for c in report["cases"]} == {isolation}
+    assert "GRANDCHILD-LEFT" not in out, "the hung case's process group survived"
+    by_case = {c["case"]: c for c in report["cases"]}
+    assert 5 <= by_case["conv2d-k1-c64-64x64-fwd"]["seconds"] < 20
+    assert "HSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION" in by_case[
+        "conv2d-k3-c16to32-32x32-fwd"]["detail"]
+    assert by_case["conv2d-k3-c16-64x64-bwd"]["max_rel_err"] > 0.1
+    assert report["summary"]["ok"] == len(CLEAN) and report["summary"]["crash"] == 2
+    assert elapsed < 60
+
+
+@pytest.mark.docker
+def test_script_path_and_usage_errors_in_the_image(cpu_image: str) -> None:
+    proc = run_in_image(cpu_image, "python3 /opt/imagefactory/python/convcheck/__main__.py "
+                        "--list --quick; python3 -m convcheck --profile nope; echo rc=$?")
+    assert proc.stdout.splitlines()[0] == cases.select(quick=True)[0].id + "  (quick)"
+    assert "rc=2" in proc.stdout and "unknown profile 'nope'" in proc.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_zygote_dying_under_a_case_falls_back_to_spawn(cpu_image: str) -> None:
+    # The zygote aborts right after forking the hanging case's child: that child's whole
+    # group is killed, the case runs again spawned (and hangs on its own), the run goes on
+    # spawned and says so.
+    spec = "zygote:matmul-512-fwd=abort,matmul-512-fwd=hang,linear-256to512-fwd=segv"
+    rc, out, report = convcheck_in_image(
+        cpu_image, "--device cpu --timeout 5 --cases "
+        "'conv2d-k3-c64-64x64-fwd,matmul-512-*,linear-256to512-fwd'",
+        {faults.ENV: spec}, after=GRANDCHILD_SCAN)
+    got = [(c["case"], c["status"], c["isolation"]) for c in report["cases"]]
+    assert got == [("conv2d-k3-c64-64x64-fwd", "ok", "fork"),
+                   ("matmul-512-fwd", "hang", "spawn"), ("matmul-512-bwd", "ok", "spawn"),
+                   ("linear-256to512-fwd", "crash", "spawn")], out
+    assert rc == 1 and "GRANDCHILD-LEFT" not in out
+    assert report["isolation_notes"] == [
+        "isolation=fork failed (zygote exited -6); the cases from here on run with "
+        "isolation=spawn"]
+    assert f"convcheck: {report['isolation_notes'][0]}" in out
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_crash_at_exit_of_a_forked_child_is_decided_by_a_spawned_rerun(cpu_image: str) -> None:
+    # exit-abort-forked: a crash at exit only the fork causes -> the spawned rerun is ok;
+    # exit-abort: one the stack causes -> it crashes spawned too and stays a crash.
+    spec = "matmul-512-fwd=exit-abort-forked,matmul-512-bwd=exit-abort"
+    rc, out, report = convcheck_in_image(
+        cpu_image, "--device cpu --isolation fork --cases 'matmul-*,linear-256to512-fwd'",
+        {faults.ENV: spec})
+    by_case = {c["case"]: c for c in report["cases"]}
+    got = {case: (c["status"], c["isolation"]) for case, c in by_case.items()}
+    assert got == {"matmul-512-fwd": ("ok", "spawn"), "matmul-512-bwd": ("crash", "spawn"),
+                   "linear-256to512-fwd": ("ok", "fork")}, out
+    assert rc == 1
+    assert by_case["matmul-512-bwd"]["detail"].startswith(
+        f"killed by SIGABRT after printing its result: {faults.EXIT_MESSAGE}")
+    assert "(forked first: crashed at exit)" in by_case["matmul-512-fwd"]["detail"]
+    assert len(report["isolation_notes"]) == 2
+    assert all("running it again with isolation=spawn" in n for n in report["isolation_notes"])
+    # spawned from the start, the fork-only fault never strikes
+    rc, out, report = convcheck_in_image(
+        cpu_image, "--device cpu --isolation spawn --cases 'matmul-512-fwd'", {faults.ENV: spec})
+    assert rc == 0 and report["cases"][0]["status"] == "ok", out

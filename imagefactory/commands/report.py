@@ -15,11 +15,12 @@ from ..errors import ImagefactoryError
               help="Folder of <variant>.json test results (repeatable, e.g. one per GPU "
                    "host). Default: results")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("."), show_default=True,
-              help="Where COMPATIBILITY.md, compatibility.json and compatibility.png go.")
+              default=None,
+              help="Where COMPATIBILITY.md, compatibility.json and compatibility.png go. "
+                   "Default: the (first) results folder, beside the results it reads.")
 @click.option("--no-png", is_flag=True, help="Skip the heatmap picture.")
 @click.pass_obj
-def command(state, results_dirs: tuple[Path, ...], out_dir: Path, no_png: bool) -> None:
+def command(state, results_dirs: tuple[Path, ...], out_dir: Path | None, no_png: bool) -> None:
     """Write the compatibility report: each tested variant against each conv check case,
     with the class of every cell (ok, hang, aperture-violation, ...) and its time, the GPU
     and profile each result came from, and a summary line per variant."""
@@ -32,7 +33,7 @@ def command(state, results_dirs: tuple[Path, ...], out_dir: Path, no_png: bool) 
     except ImagefactoryError:  # a report needs only the results, not a loadable matrix
         order = ()
     compat = report.load(dirs, order)
-    for path in report.write(compat, out_dir, png=not no_png):
+    for path in report.write(compat, out_dir or dirs[0], png=not no_png):
         click.echo(f"written: {path}")
     for row in compat.rows:
         click.echo(f"  {row.label}: {row.summary()}")

@@ -244,11 +244,13 @@ def _uses_override(v: Variant) -> bool:
     return bool(v.default_profile and "HSA_OVERRIDE_GFX_VERSION" in v.default_profile.env)
 
 
-def _rank(v: Variant) -> tuple[bool, tuple[int, ...], bool]:
-    # Native code for the card first (no override to fault on), then the newer ROCm (TheRock's
-    # wheels carry gfx101X code and the newest stack: the recommended start), then
-    # source-built PyTorch (compiled for the card) before prebuilt.
-    return (_uses_override(v), tuple(-x for x in _version(v)), v.torch.source != "source")
+def _rank(v: Variant) -> tuple[bool, tuple[int, ...], bool, tuple[int, ...]]:
+    # Native code for the card first (no override to fault on), the newest ROCm first among
+    # it (TheRock's wheels carry gfx101X code on the newest stack: the recommended start);
+    # then the override images, source-built PyTorch first, then the newer ROCm.
+    newer = tuple(-x for x in _version(v))
+    override = _uses_override(v)
+    return (override, () if override else newer, v.torch.source != "source", newer)
 
 
 def _tested(results: dict[str, Any], variant: str, arch: str) -> str:
@@ -329,16 +331,14 @@ def load_results(results_dir: Path | None) -> dict[str, Any]:
     """Stored test results by variant; unreadable files are skipped (doctor must not fail on
     a stale results folder)."""
     from ..errors import ImagefactoryError
-    from ..verify.results import TestResult
+    from ..verify.results import TestResult, stored_results
 
     out: dict[str, Any] = {}
     if results_dir is None or not results_dir.is_dir():
         return out
-    for path in sorted(results_dir.glob("*.json")):
-        if path.name.endswith(".publish.json"):
-            continue  # push's records
+    for _, variant, scope in stored_results(results_dir):
         with contextlib.suppress(ImagefactoryError):
-            r = TestResult.load(results_dir, path.stem)
+            r = TestResult.load(results_dir, variant, scope)
             if r is not None:
                 out[r.variant] = r
     return out

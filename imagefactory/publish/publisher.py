@@ -132,17 +132,27 @@ class Plan:
         return self.built.variant
 
 
-def gate(built: BuiltImage, results_dir: Path, skip_tests: bool) -> TestResult | None:
+def gate(built: BuiltImage, results_dir: Path, skip_tests: bool,
+         allow_quick: bool = False) -> TestResult | None:
     """The passing test result of this exact image, or a JobError naming the test to run.
 
-    With skip_tests, whatever result exists is returned (for the record) and nothing is
-    refused."""
+    Only a full run counts, unless allow_quick lets a --quick (or --cases) run stand in when
+    there is no full one. With skip_tests, whatever result exists is returned (for the record)
+    and nothing is refused."""
     name = built.variant.name
     path = result_path(results_dir, name)
     result = TestResult.load(results_dir, name)
+    partial = [s for s in ("quick", "subset") if result_path(results_dir, name, s).exists()]
+    if result is None and (allow_quick or skip_tests) and partial:
+        path = result_path(results_dir, name, partial[0])
+        result = TestResult.load(results_dir, name, partial[0])
     if skip_tests:
         return result
     run = f"run `imagefactory test {name}`"
+    if result is None and partial:
+        raise JobError(f"{name}: image {built.short_id} has only a {partial[0]} test result "
+                       f"({result_path(results_dir, name, partial[0])}); {run} (the full "
+                       f"check) first, or push with --allow-quick")
     if result is None:
         raise JobError(f"{name}: image {built.short_id} has no test result ({path} does not "
                        f"exist); {run} first")
@@ -160,7 +170,7 @@ def gate(built: BuiltImage, results_dir: Path, skip_tests: bool) -> TestResult |
 
 
 def plan(client: docker.DockerClient, matrix: Matrix, variant: Variant, target: Target,
-         results_dir: Path, skip_tests: bool) -> Plan:
+         results_dir: Path, skip_tests: bool, allow_quick: bool = False) -> Plan:
     built = find_built(client, matrix, variant)
     if built is None:
         raise JobError(f"{variant.name}: no image {matrix.repository}:{variant.name} in the "
@@ -169,7 +179,7 @@ def plan(client: docker.DockerClient, matrix: Matrix, variant: Variant, target: 
     if not built.inputs_hash:
         raise JobError(f"{variant.name}: image {built.short_id} has no inputs-hash label (not "
                        f"built by imagefactory); run `imagefactory build {variant.name}`")
-    result = gate(built, results_dir, skip_tests)
+    result = gate(built, results_dir, skip_tests, allow_quick)
     return Plan(built, matrix.repository, target.repository(matrix.repository),
                 publish_tags(variant, built.inputs_hash, untested=skip_tests),
                 result, skip_tests)
@@ -298,9 +308,16 @@ class Publisher:
                             sleep=self.sleep, on_retry=on_retry)
 
     def publish(self, plan: Plan) -> Published:
+        added: list[str] = []  # registry-named tags this push created in the engine
         try:
-            return self._publish(plan)
-        except (PushError, RegistryError) as exc:
+            return self._publish(plan, added)
+        except BaseException as exc:
+            # A failed (or interrupted) push leaves neither its local registry tags nor a
+            # publish record that reads as the current state.
+            self._untag(added)
+            self._mark_stale(plan, exc)
+            if not isinstance(exc, (PushError, RegistryError)):
+                raise
             message = redact(str(exc), self._secrets())
             where = f"{plan.variant.name} -> {plan.repository}"
             if isinstance(exc, PushError) and exc.auth:
@@ -312,12 +329,48 @@ class Publisher:
                                ) from None
             raise JobError(f"{where}: push failed: {message}") from None
 
-    def _publish(self, plan: Plan) -> Published:
+    def _untag(self, refs: list[str]) -> None:
+        from docker.errors import APIError
+
+        for ref in refs:
+            try:
+                self.client.api.remove_image(ref, noprune=True)
+            except APIError as exc:  # the push already failed; say it, don't mask it
+                self.echo(f"could not remove the local tag {ref}: {exc.explanation or exc}")
+
+    def _mark_stale(self, plan: Plan, exc: BaseException) -> None:
+        """Keep the last record (what the registry may still serve) but say it is not the
+        outcome of this push."""
+        path = self.results_dir / f"{plan.variant.name}.publish.json"
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if not isinstance(record, dict):
+            return
+        record["stale"] = True
+        record["stale_since"] = _now()
+        record["stale_reason"] = (f"a later push of image {plan.built.short_id} failed: "
+                                  f"{redact(str(exc), self._secrets()) or type(exc).__name__}")
+        _write_json(path, record)
+
+    def _tag_exists(self, ref: str) -> bool:
+        from docker.errors import ImageNotFound
+
+        try:
+            self.client.api.inspect_image(ref)
+        except ImageNotFound:
+            return False
+        return True
+
+    def _publish(self, plan: Plan, added: list[str]) -> Published:
         auth = self.creds.auth_config() if self.creds else None
         pushes: list[TagPush] = []
         for tag in plan.tags:
-            self.client.api.tag(plan.built.image_id, plan.repository, tag=tag)
             ref = f"{plan.repository}:{tag}"
+            if not self._tag_exists(ref):
+                added.append(ref)
+            self.client.api.tag(plan.built.image_id, plan.repository, tag=tag)
             pushed = self._retrying(
                 lambda tag=tag, ref=ref: push_tag(self.client, plan.repository, tag, auth,
                                                   self._watch(ref)), f"push {ref}")

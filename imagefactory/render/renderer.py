@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 from ..matrix.loader import Matrix, Variant
 from ..project import TEMPLATE_SUFFIX, Project
+from .rocm_apt import apt_suite_for
 
 if TYPE_CHECKING:
     import jinja2
@@ -121,6 +122,8 @@ class Renderer:
             "labels": labels(variant, matrix, inputs_hash),
             "runtime_env": variant.runtime_env(),
             "hash_label": HASH_LABEL,
+            # repo.radeon.com apt distribution of the variant's ROCm lines (one rule in Python)
+            "rocm_apt_suite": apt_suite_for(variant, str(matrix.path)),
         }
 
     def _context_files(self, variant: Variant, dockerfile: str) -> tuple[tuple[str, Path], ...]:

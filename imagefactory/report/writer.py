@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JobError
-from ..verify.results import ConvCase, TestResult
+from ..verify.results import ConvCase, TestResult, profile_label, stored_results
 
 SCHEMA = 1
 MARKDOWN = "COMPATIBILITY.md"
@@ -85,7 +85,7 @@ class Row:
 
     @property
     def profile(self) -> str:
-        return self.result.profile or "default"
+        return profile_label(self.result.profile)
 
     def summary(self) -> str:
         r = self.result
@@ -94,9 +94,10 @@ class Row:
         bad = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items(), key=_class_order)
                         if k != "ok")
         checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)} image checks passed"
+        scope = "" if r.scope == "full" else f" ({r.scope} run)"
         v = self.verdicts
         judged = ", ".join(f"{v[k]} {k}" for k in ("known", "fixed", "regression") if v[k])
-        return (f"{'PASSED' if r.passed else 'FAILED'}: {ok}/{n} conv cases ok"
+        return (f"{'PASSED' if r.passed else 'FAILED'}{scope}: {ok}/{n} conv cases ok"
                 + (f" ({bad})" if bad else "") + (f"; {judged}" if judged else "")
                 + f"; {checks}")
 
@@ -123,10 +124,8 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
         if not d.is_dir():
             raise JobError(f"no results folder {d}: run `imagefactory test VARIANT "
                            f"--results {d}` first")
-        for path in sorted(d.glob("*.json")):
-            if path.name == JSON or path.name.endswith(".publish.json"):
-                continue  # a report written into its results folder; push's records
-            r = TestResult.load(d, path.stem)
+        for path, variant, scope in stored_results(d):
+            r = TestResult.load(d, variant, scope)
             if r is not None:
                 results.append((r, str(path)))
     if not results:
@@ -143,7 +142,7 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
         # A variant tested more than once is told apart by what differs: host, profile.
         same = [o for o, _ in results if o.variant == r.variant]
         parts = [value(r) for value in (lambda x: x.host or "no GPU",
-                                         lambda x: x.profile or "default")
+                                         lambda x: profile_label(x.profile))
                  if len({value(o) for o in same}) > 1]
         rows.append(Row(r, r.variant + (f" ({', '.join(parts)})" if parts else "")))
     cases: list[str] = []

@@ -81,6 +81,9 @@ class TestResult:
     device: str = "cpu"  # what the conv check ran on: cpu | cuda (ROCm's torch device name)
     devices: tuple[str, ...] = ()  # HOST:CONTAINER mappings passed to the container
     quick: bool = False
+    # full: every case of the check; quick: --quick; subset: --cases. Only a full run is
+    # stored as <variant>.json (what push gates on); the others go beside it.
+    scope: str = "full"
     torch: str | None = None  # as the image reports it (conv check JSON)
     hip: str | None = None
     gpu: str | None = None  # the GPU torch saw, if any
@@ -134,9 +137,10 @@ class TestResult:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def load(cls, results_dir: Path, variant: str) -> TestResult | None:
-        """The stored result of `variant`, or None when it was never tested."""
-        path = result_path(results_dir, variant)
+    def load(cls, results_dir: Path, variant: str, scope: str = "full") -> TestResult | None:
+        """The stored result of `variant` (of its full run unless `scope` says otherwise),
+        or None when there is none."""
+        path = result_path(results_dir, variant, scope)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -152,7 +156,7 @@ class TestResult:
     def save(self, results_dir: Path) -> Path:
         """Write atomically, so a reader (push, report) never sees half a file."""
         results_dir.mkdir(parents=True, exist_ok=True)
-        path = result_path(results_dir, self.variant)
+        path = result_path(results_dir, self.variant, self.scope)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.variant}.", suffix=".json", dir=results_dir)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -164,8 +168,40 @@ class TestResult:
         return path
 
 
-def result_path(results_dir: Path, variant: str) -> Path:
-    return results_dir / f"{variant}.json"
+def profile_label(name: str | None) -> str:
+    """How a result's profile is named to people: the test's output and the report agree."""
+    return name or "none"
+
+
+SCOPES = ("full", "quick", "subset")
+
+
+def result_path(results_dir: Path, variant: str, scope: str = "full") -> Path:
+    """<variant>.json for a full run; <variant>.quick.json / .subset.json beside it, so a
+    quick run never replaces the full result that push relies on."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown result scope {scope!r}")
+    return results_dir / (f"{variant}.json" if scope == "full" else f"{variant}.{scope}.json")
+
+
+def stored_results(results_dir: Path) -> list[tuple[Path, str, str]]:
+    """(path, variant, scope) of every result file in `results_dir`, the full run of a
+    variant only when it has one (a quick or subset run stands in for a variant never run in
+    full). Push records and a report written into the folder are not results."""
+    found: dict[str, dict[str, Path]] = {}
+    for path in sorted(results_dir.glob("*.json")):
+        name = path.name[: -len(".json")]
+        if name.endswith(".publish") or name == "compatibility":
+            continue
+        variant, _, scope = name.rpartition(".")
+        if not variant or scope not in SCOPES[1:]:
+            variant, scope = name, "full"
+        found.setdefault(variant, {})[scope] = path
+    out = []
+    for variant, by_scope in found.items():
+        scope = next(s for s in SCOPES if s in by_scope)
+        out.append((by_scope[scope], variant, scope))
+    return out
 
 
 def _pick(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from ..errors import JobError
 from ..host.devices import GpuAccess
 from ..host.gpuinfo import decode_gfx
 from ..matrix.loader import Matrix, Variant
-from .results import Check, ConvCase, TestResult
+from .results import Check, ConvCase, TestResult, profile_label
 
 if TYPE_CHECKING:
     import docker
@@ -100,7 +100,7 @@ class Tester:
         suite_seconds = conv_seconds = 0.0
         devices = ", ".join(d.container for d in self.access.devices) or "none"
         self.echo(f"{variant.name}: testing {built.tag} ({built.short_id}), profile "
-                  f"{profile.name if profile else 'none'}, devices {devices}")
+                  f"{profile_label(profile.name if profile else None)}, devices {devices}")
         from ..host.pick import isa_mismatch
 
         note = isa_mismatch(self.matrix, variant, self.host_archs,
@@ -134,13 +134,15 @@ class Tester:
                 checks += self.run_suite(container, built, env)
                 suite_seconds = time.monotonic() - t
                 self._echo_checks(checks)
-                self.echo(f"  suite: {sum(c.passed for c in checks)}/{len(checks)} checks "
-                          f"passed ({suite_seconds:.1f} s)")
+                self.echo(f"  suite: {suite_seconds:.1f} s")
                 t = time.monotonic()
                 conv_check, conv, conv_info = self.run_conv(container, variant, profile)
                 conv_seconds = time.monotonic() - t
                 checks.append(conv_check)
                 self.echo(f"  conv: {conv_check.detail} ({conv_seconds:.1f} s)")
+            # One count, the one the result and the report carry: every check, the
+            # container start and the conv check included.
+            self.echo(f"  checks: {sum(c.passed for c in checks)}/{len(checks)} passed")
         finally:
             if container is not None:
                 tracked.__exit__(None, None, None)
@@ -154,7 +156,9 @@ class Tester:
             profile=profile.name if profile else None, image_tag=built.tag,
             inputs_hash=built.inputs_hash, device=self.conv_device(variant),
             devices=tuple(f"{d.host}:{d.container}" for d in self.access.devices),
-            quick=self.options.quick, torch=conv_info.get("torch"), hip=conv_info.get("hip"),
+            quick=self.options.quick,
+            scope="quick" if self.options.quick else "subset" if self.options.cases else "full",
+            torch=conv_info.get("torch"), hip=conv_info.get("hip"),
             gpu=conv_info.get("gpu"), conv_summary=conv_info.get("summary") or {},
             conv_verdicts=conv_info.get("verdicts") or {},
             started_at=started, finished_at=_now(), seconds=round(time.monotonic() - t0, 3),

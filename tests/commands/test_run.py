@@ -19,8 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 SYSFS = Path(__file__).parent.parent / "fixtures" / "sysfs"
 IMAGEFACTORY = [sys.executable, "-m", "imagefactory"]
 ROCM_ENV = ["-e", "MIOPEN_USER_DB_PATH=/home/torch/.cache/miopen",
-            "-e", "MIOPEN_CUSTOM_CACHE_DIR=/home/torch/.cache/miopen",
-            "-e", "MIOPEN_FORCE_RDNA1=1"]
+            "-e", "MIOPEN_CUSTOM_CACHE_DIR=/home/torch/.cache/miopen"]
 
 
 def stand_in_dev(root: Path, minors: tuple[int, ...] = (128,), gid: int = 4242) -> Path:
@@ -80,7 +79,7 @@ def test_print_profile_env_and_engine(tmp_path: Path, capsys) -> None:
     env = [argv[i + 1] for i, a in enumerate(argv) if a == "-e"]
     assert env == ["MIOPEN_USER_DB_PATH=/home/torch/.cache/miopen",
                    "MIOPEN_CUSTOM_CACHE_DIR=/home/torch/.cache/miopen",
-                   "MIOPEN_FORCE_RDNA1=1", "MIOPEN_FIND_MODE=FAST"]
+                   "MIOPEN_FIND_MODE=FAST"]
     assert f"--mount=type=bind,source={Path.cwd()},target=/work" in argv
     assert "--workdir=/work" in argv
     assert argv[5] == f"--user={os.getuid()}:{os.getgid()}"  # files in /work stay the user's

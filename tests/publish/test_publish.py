@@ -14,6 +14,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -272,9 +273,24 @@ def errors(proc: subprocess.CompletedProcess[str]) -> list[str]:
 def tested(setup: dict) -> Path:
     proc = cli(setup, "test", "cpu", "--quick", "--results", str(setup["results"]))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = TestResult.load(setup["results"], "cpu")
+    result = TestResult.load(setup["results"], "cpu", "quick")
     assert result is not None and result.passed and result.image_id == setup["image_id"]
+    assert result.scope == "quick" and TestResult.load(setup["results"], "cpu") is None
     return setup["results"]
+
+
+@pytest.mark.docker
+def test_push_needs_a_full_run_unless_told(setup: dict, tested: Path,
+                                           open_registry: Registry) -> None:
+    """A quick run is kept beside the full result, and alone it does not publish."""
+    proc = cli(setup, "push", "cpu", "--registry", f"{open_registry.host}/quickonly",
+               "--results", str(tested))
+    assert proc.returncode == 1
+    assert errors(proc) == [
+        f"imagefactory: error: cpu: image {setup['image_id'].removeprefix('sha256:')[:12]} has "
+        f"only a quick test result ({tested / 'cpu.quick.json'}); run `imagefactory test cpu` "
+        "(the full check) first, or push with --allow-quick"]
+    assert open_registry.repositories() == []
 
 
 def _registry(setup: dict, tmp_path_factory, label: str,
@@ -300,7 +316,7 @@ def auth_registry(setup: dict, tmp_path_factory) -> Iterator[Registry]:
 
 @pytest.fixture(scope="module")
 def first_push(setup: dict, tested: Path, open_registry: Registry) -> dict:
-    proc = cli(setup, "push", "cpu", "--registry", f"{open_registry.host}/it",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{open_registry.host}/it",
                "--results", str(tested))
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tested / "cpu.publish.json").read_text())
@@ -343,7 +359,7 @@ def test_push_tested_image_and_pull_it_back(setup: dict, first_push: dict,
 def test_repush_uploads_no_layer(setup: dict, first_push: dict, tested: Path,
                                  open_registry: Registry) -> None:
     start = time.monotonic()
-    proc = cli(setup, "push", "cpu", "--registry", f"{open_registry.host}/it",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{open_registry.host}/it",
                "--results", str(tested))
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tested / "cpu.publish.json").read_text())
@@ -364,7 +380,7 @@ def test_untested_image_is_refused(setup: dict, open_registry: Registry, case: s
         _result("sha256:" + "e" * 64).save(results)
     elif case == "failed":
         _result(setup["image_id"], passed=False).save(results)
-    proc = cli(setup, "push", "cpu", "--registry", f"{open_registry.host}/{case}",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{open_registry.host}/{case}",
                "--results", str(results))
     assert proc.returncode == 1
     assert proc.stdout == ""
@@ -380,7 +396,8 @@ def test_skip_tests_warns_and_marks_the_publish(setup: dict, first_push: dict,
                                                 open_registry: Registry) -> None:
     results = setup["root"] / "results-emergency"
     _result(setup["image_id"], passed=False).save(results)
-    proc = cli(setup, "push", "cpu", "--registry", f"{open_registry.host}/emergency",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry",
+               f"{open_registry.host}/emergency",
                "--results", str(results), "--skip-tests")
     assert proc.returncode == 0, proc.stderr
     assert "warning: --skip-tests" in proc.stderr
@@ -396,7 +413,7 @@ def test_skip_tests_warns_and_marks_the_publish(setup: dict, first_push: dict,
 def test_wrong_password_is_one_line_and_pushes_nothing(setup: dict, tested: Path,
                                                       auth_registry: Registry) -> None:
     blobs = auth_registry.blobs()
-    proc = cli(setup, "push", "cpu", "--registry", f"{auth_registry.host}/wrongpw",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{auth_registry.host}/wrongpw",
                "--results", str(tested), "--username", USER, "--password-stdin",
                stdin=WRONG_PASSWORD + "\n")
     assert proc.returncode == 1
@@ -412,7 +429,7 @@ def test_wrong_password_is_one_line_and_pushes_nothing(setup: dict, tested: Path
 def test_push_with_login_from_environment(setup: dict, tested: Path,
                                           auth_registry: Registry) -> None:
     env = {credentials.ENV_USER: USER, credentials.ENV_PASSWORD: PASSWORD}
-    proc = cli(setup, "push", "cpu", "--registry", f"{auth_registry.host}/authed",
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{auth_registry.host}/authed",
                "--results", str(tested), env=env)
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tested / "cpu.publish.json").read_text())
@@ -428,8 +445,8 @@ def test_push_with_login_from_environment(setup: dict, tested: Path,
 @pytest.mark.docker
 def test_registry_not_running(setup: dict, tested: Path) -> None:
     start = time.monotonic()
-    proc = cli(setup, "push", "cpu", "--registry", f"127.0.0.1:{free_port()}/gone",
-               "--results", str(tested), "--retries", "2")
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry",
+               f"127.0.0.1:{free_port()}/gone", "--results", str(tested), "--retries", "2")
     elapsed = time.monotonic() - start
     assert proc.returncode == 1
     assert "retry 1/2 in 2s" in proc.stderr and "retry 2/2 in 4s" in proc.stderr
@@ -449,7 +466,8 @@ def test_registry_stopped_mid_push(setup: dict, tested: Path, tmp_path_factory,
     reg = _registry(setup, tmp_path_factory, "registry-dies")
     target = Target.parse(f"{reg.host}/dies")
     matrix = Project.locate(setup["config"]).matrix
-    p = plan(docker_client, matrix, matrix.get("cpu"), target, tested, skip_tests=False)
+    p = plan(docker_client, matrix, matrix.get("cpu"), target, tested, skip_tests=False,
+             allow_quick=True)
     lines: list[str] = []
 
     def kill_on_first_layer(chunk: dict) -> None:
@@ -499,3 +517,23 @@ def test_secrets_appear_nowhere(setup: dict, tested: Path, docker_client) -> Non
     found = [(where, n[:6]) for where, text in haystacks.items() for n in needles if n in text]
     assert not found
     assert sum("registry.log" in where for where in haystacks) == len(setup["registries"])
+
+
+@pytest.mark.docker
+def test_failed_push_leaves_no_tags_and_marks_the_record_stale(setup: dict, tested: Path,
+                                                               tmp_path: Path,
+                                                               docker_client) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(tested / "cpu.quick.json", results / "cpu.quick.json")
+    previous = {"variant": "cpu", "digest": "sha256:" + "c" * 64, "tags": ["cpu"]}
+    (results / "cpu.publish.json").write_text(json.dumps(previous))
+    host = f"127.0.0.1:{free_port()}"
+    proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{host}/gone",
+               "--results", str(results), "--retries", "0")
+    assert proc.returncode == 1, proc.stderr
+    left = [t for img in docker_client.images.list() for t in img.tags if t.startswith(host)]
+    assert left == []
+    record = json.loads((results / "cpu.publish.json").read_text())
+    assert record["stale"] is True and record["digest"] == previous["digest"]
+    assert "failed" in record["stale_reason"] and record["stale_since"]

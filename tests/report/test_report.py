@@ -61,12 +61,13 @@ def test_report_from_real_cpu_run_and_fixtures(cpu_results: Path, tmp_path: Path
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["COMPATIBILITY.md", "compatibility.json",
                                                      "compatibility.png"]
-    real = TestResult.load(cpu_results, "cpu")
+    real = TestResult.load(cpu_results, "cpu", "quick")
     assert real is not None and real.host is None and len(real.conv) == 6
 
     md = (out / "COMPATIBILITY.md").read_text()
     # Summary line per variant, with the GPU and profile it came from.
-    assert "- **cpu** on CPU (no AMD GPU), profile `default`: PASSED: 6/6 conv cases ok" in md
+    assert ("- **cpu** on CPU (no AMD GPU), profile `none`: PASSED (quick run): "
+            "6/6 conv cases ok") in md
     assert ("- **rocm62-patched** on gfx1010 (AMD Radeon RX 5700 XT), profile `override`: "
             "FAILED: 3/6 conv cases ok (hang 1, aperture-violation 1, memory-fault 1)") in md
     # The matrix: a column per result in matrix order, a row per case, class and time.
@@ -90,7 +91,7 @@ def test_report_from_real_cpu_run_and_fixtures(cpu_results: Path, tmp_path: Path
         None, "cpu", True, {"ok": 6})
     assert cpu["image_id"] == real.image_id
     assert data["rows"][2]["cells"]["conv2d-k3-c64-64x64-fwd"]["status"] == "aperture-violation"
-    assert "written: " in stdout and "cpu: PASSED: 6/6 conv cases ok" in stdout
+    assert "written: " in stdout and "cpu: PASSED (quick run): 6/6 conv cases ok" in stdout
 
 
 def test_heatmap_png_has_the_class_colours(tmp_path: Path) -> None:
@@ -148,7 +149,7 @@ def test_same_variant_from_two_hosts(tmp_path: Path) -> None:
     compat = report.load([tmp_path / "h1", tmp_path / "h2", tmp_path / "h3"])
     assert [r.label for r in compat.rows] == ["rocm62-patched (gfx1010, override)",
                                               "rocm62-patched (gfx1012, override)",
-                                              "rocm62-patched (no GPU, default)"]
+                                              "rocm62-patched (no GPU, none)"]
 
 
 def test_no_results(tmp_path: Path, capsys) -> None:
@@ -173,3 +174,16 @@ def test_no_png(tmp_path: Path, capsys) -> None:
     assert code == 0
     assert not (tmp_path / "compatibility.png").exists()
     assert "compatibility.png" not in (tmp_path / "COMPATIBILITY.md").read_text()
+
+
+def test_report_goes_beside_the_results_by_default(tmp_path: Path, capsys,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    results = tmp_path / "results"
+    TestResult("cpu", "sha256:" + "3" * 64, True, (), (ConvCase("x", "ok"),), None,
+               None).save(results)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = write_report(capsys, "--results", str(results), "--no-png")
+    assert code == 0, err
+    assert sorted(p.name for p in results.iterdir()) == ["COMPATIBILITY.md", "compatibility.json",
+                                                         "cpu.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # nothing in the cwd

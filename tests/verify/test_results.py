@@ -7,7 +7,13 @@ import json
 import pytest
 
 from imagefactory.errors import JobError
-from imagefactory.verify.results import Check, ConvCase, TestResult, result_path
+from imagefactory.verify.results import (
+    Check,
+    ConvCase,
+    TestResult,
+    result_path,
+    stored_results,
+)
 
 
 def _result(**over) -> TestResult:
@@ -54,3 +60,21 @@ def test_garbage_is_a_job_error(tmp_path) -> None:
     (tmp_path / "cpu.json").write_text("{not json")
     with pytest.raises(JobError, match="imagefactory test cpu"):
         TestResult.load(tmp_path, "cpu")
+
+
+def test_a_quick_run_never_replaces_the_full_result(tmp_path) -> None:
+    full = _result(passed=True, conv=(), checks=())
+    quick = _result(scope="quick", quick=True, image_id="sha256:" + "b" * 64)
+    assert full.save(tmp_path) == tmp_path / "cpu.json"
+    assert quick.save(tmp_path) == tmp_path / "cpu.quick.json"
+    assert TestResult.load(tmp_path, "cpu") == full
+    assert TestResult.load(tmp_path, "cpu", "quick") == quick
+    # Readers (report, doctor) take the full run of a variant that has one...
+    assert stored_results(tmp_path) == [(tmp_path / "cpu.json", "cpu", "full")]
+    # ... and a quick or subset run of a variant never run in full.
+    _result(variant="rocm62-native", scope="subset").save(tmp_path)
+    (tmp_path / "cpu.publish.json").write_text("{}")
+    (tmp_path / "compatibility.json").write_text("{}")
+    assert sorted(stored_results(tmp_path)) == [
+        (tmp_path / "cpu.json", "cpu", "full"),
+        (tmp_path / "rocm62-native.subset.json", "rocm62-native", "subset")]

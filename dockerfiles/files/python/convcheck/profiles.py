@@ -9,7 +9,6 @@ PROFILES: dict[str, dict[str, str]] = {
         "MIOPEN_DEBUG_CONV_IMPLICIT_GEMM": "0",
         "MIOPEN_DEBUG_CONV_WINOGRAD": "0",
         "MIOPEN_DEBUG_CONV_DIRECT": "0",
-        "MIOPEN_FIND_ENFORCE": "3",
     },
     "find-fast": {"MIOPEN_FIND_MODE": "FAST"},
     "im2col": {"IMAGEFACTORY_CONV_IM2COL": "1"},

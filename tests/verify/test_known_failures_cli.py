@@ -55,7 +55,7 @@ def test_known_fixed_and_regression_in_test_and_report(cpu_image: str, tmp_path:
     assert "FIXED  conv2d-k3-c16to32-32x32-fwd: ok" in out
     assert "REGR   matmul-512-fwd: no-kernel" in out
     assert "1 of 1 variant(s) failed: cpu (conv matmul-512-fwd: no-kernel)" in out
-    data = json.loads((res / "cpu.json").read_text())
+    data = json.loads((res / "cpu.quick.json").read_text())
     cases = {c["case"]: c for c in data["conv"]}
     assert cases["conv2d-k1-c64-64x64-fwd"]["verdict"] == "known"
     assert cases["conv2d-k1-c64-64x64-fwd"]["known_reason"] == "test fault conv2d-k1-*"
@@ -71,7 +71,7 @@ def test_known_fixed_and_regression_in_test_and_report(cpu_image: str, tmp_path:
                  "--results", str(res)], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cpu: PASSED" in proc.stdout
-    data = json.loads((res / "cpu.json").read_text())
+    data = json.loads((res / "cpu.quick.json").read_text())
     assert data["passed"] is True and data["conv_verdicts"] == {"ok": 1, "known": 2}
 
     out_dir = tmp_path / "report"

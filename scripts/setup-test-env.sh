@@ -58,7 +58,10 @@ make_base() {  # make_base SUITE TAG
     tar -C "$rootfs" -c . | docker import - "$2" >/dev/null
     rm -rf "$rootfs"
 }
-[ -n "$venv_only" ] || make_base bookworm debian:bookworm-slim
+if [ -z "$venv_only" ]; then
+    make_base bookworm debian:bookworm-slim   # cpu, therock
+    make_base sid debian:sid-slim             # debian-rocm, the GPU code audit's fixtures
+fi
 
 if [ ! -x "$venv/bin/python" ]; then
     echo "setup: creating $venv with $python ($("$python" --version 2>&1))"

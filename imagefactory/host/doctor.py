@@ -347,6 +347,58 @@ def load_results(results_dir: Path | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# The host's own PyTorch: which GPUs its code is for (verify/gpucode)
+
+_FIND_TORCH = ("import importlib.util as u; s = u.find_spec('torch'); "
+               "print(s.submodule_search_locations[0] if s and s.submodule_search_locations "
+               "else '')")
+
+
+def find_host_torch(python: str = "python3", timeout: float = 15) -> Path | None:
+    """The torch package directory of `python` (found without importing torch), or None."""
+    import subprocess
+
+    try:
+        out = subprocess.run([python, "-c", _FIND_TORCH], capture_output=True, text=True,
+                             timeout=timeout, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out) if out and Path(out).is_dir() else None
+
+
+def torch_check(torch_dir: Path | None, archs: list[str]) -> Check:
+    """Informational: does the host's torch carry code for this host's GPUs (else gfx1010)?
+    Read from its libraries' fat binaries, so it holds without ROCm or a working GPU."""
+    from ..verify.gpucode.audit import audit_path
+    from ..verify.gpucode.errors import GpuCodeError
+
+    if torch_dir is None:
+        return Check("host torch", None, "no PyTorch installed for python3 on this host (the "
+                                         "images bring their own)")
+    lib = torch_dir / "lib" if (torch_dir / "lib").is_dir() else torch_dir
+    try:
+        inv = audit_path(lib)
+    except GpuCodeError as exc:
+        return Check("host torch", None, f"torch at {lib}: not audited ({exc})")
+    torch = inv.library("torch")
+    if torch is None or not torch.targets:
+        return Check("host torch", None, f"torch at {lib}: no AMD GPU code (a CPU or CUDA "
+                                         "build)")
+    isas = sorted(set(archs)) or ["gfx1010"]
+    missing = [isa for isa in isas if not torch.carries(isa)]
+    have = ", ".join(sorted({t.split(":")[0] for t in torch.targets}))
+    detail = f"torch at {lib}: " + "; ".join(inv.summary(isa) for isa in isas)
+    fix = None
+    if missing:
+        detail += f" (it has {have})"
+        fix = (f"this torch has no {', '.join(missing)} code: it fails with 'invalid device "
+               "function'; use one of the recommended images")
+        if torch.carries("gfx1030"):
+            fix += " or run it with HSA_OVERRIDE_GFX_VERSION=10.3.0 (it carries gfx1030)"
+    return Check("host torch", None, detail, fix)
+
+
 @dataclass
 class Options:
     sysfs_root: Path = Path("/sys")
@@ -357,6 +409,8 @@ class Options:
     results_dir: Path | None = None
     identity: Identity | None = None
     extra_notes: list[str] = field(default_factory=list)
+    # The host PyTorch to audit: "auto" finds python3's, a path audits that, None skips it.
+    torch: Path | str | None = None
 
 
 def diagnose(matrix: Matrix, opts: Options) -> Diagnosis:
@@ -367,6 +421,9 @@ def diagnose(matrix: Matrix, opts: Options) -> Diagnosis:
         checks.append(docker_check(opts.docker_url, opts.docker_timeout))
     else:
         checks.append(Check("docker", None, "not checked (--no-docker)"))
+    if opts.torch is not None:
+        where = find_host_torch() if opts.torch == "auto" else Path(opts.torch)
+        checks.append(torch_check(where, [g.arch for g in scan.gpus if g.arch]))
     recs = recommend(matrix, scan.gpus, load_results(opts.results_dir))
     notes = list(opts.extra_notes)
     if any(g.arch_source == "pci-id" for g in scan.gpus):

@@ -207,6 +207,16 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
         lines.append(f"| {_md_escape(row.label)} | {_md_escape(row.where)} | {row.profile} | "
                      f"{r.torch or '?'} | {r.hip or '-'} | `{image}` | "
                      f"{r.finished_at[:16].replace('T', ' ') or '?'} |")
+    gpu_lines = [(row, _gpu_code_lines(row.result)) for row in compat.rows]
+    if any(found for _, found in gpu_lines):
+        lines += ["", "## GPU code", "",
+                  "What the image's libraries carry code for (the GPU code audit, read from "
+                  "the files; no GPU needed). A missing target means `no-kernel` at run time.",
+                  ""]
+        for row, found in gpu_lines:
+            if found:
+                lines.append(f"- **{_md_escape(row.label)}**: "
+                             + "; ".join(_md_escape(x) for x in found))
     lines += ["", "## Matrix", ""]
     if png:
         lines += [f"![variant x case heatmap]({png})", ""]
@@ -220,6 +230,16 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
     lines += [f"- ({name}): {what}" for name, what in VERDICTS.items() if name != "regression"]
     lines += ["- `·`: not run in that result (a --quick or --cases run)", ""]
     return "\n".join(lines)
+
+
+def _gpu_code_lines(r: TestResult) -> list[str]:
+    """The GPU code check's summary and failures from a result (verify/gpucode), [] without."""
+    check = r.gpu_code.get("check") if isinstance(r.gpu_code, dict) else None
+    if not isinstance(check, dict):
+        return []
+    out = [str(x) for key in ("summary", "failures", "notes")
+           for x in (check.get(key) or []) if isinstance(check.get(key), list)]
+    return out[:20]
 
 
 def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, Any]:
@@ -238,6 +258,7 @@ def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, An
                                "verdict": c.verdict or ("ok" if c.ok else "regression"),
                                "known_reason": c.known_reason,
                                "known_source": c.known_source} for c in r.conv},
+            "gpu_code": _gpu_code_lines(r),
         })
     return {"schema": SCHEMA, "generated_at": generated or _now(), "classes": CLASSES,
             "verdicts": VERDICTS,

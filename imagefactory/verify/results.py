@@ -94,6 +94,9 @@ class TestResult:
     seconds: float = 0.0  # the whole run
     suite_seconds: float = 0.0  # the testinfra suite
     conv_seconds: float = 0.0  # the conv check, as seen from the host
+    # The GPU code audit (verify/gpucode): {"inventory": Inventory.brief(), "check":
+    # CodeCheck.to_dict(), "seconds": ...}; None for a CPU variant or an older result.
+    gpu_code: Mapping[str, Any] | None = None
     schema: int = SCHEMA
 
     @property

@@ -44,6 +44,8 @@ class TestOptions:
     results_dir: Path = Path("results")
     engine: str | None = None  # the engine URL, for testinfra's docker CLI
     run_id: str | None = None
+    # Libraries whose GPU code must cover the variant's ISA (verify/gpucode/check.py).
+    gpu_libraries: tuple[str, ...] = ("torch", "rocblas", "miopen")
 
 
 # -- host GPU ---------------------------------------------------------------------------
@@ -95,6 +97,7 @@ class Tester:
         env = variant.runtime_env(profile.name if profile else None)
         started, t0 = _now(), time.monotonic()
         checks: list[Check] = []
+        gpu_code: dict[str, Any] | None = None
         conv: tuple[ConvCase, ...] = ()
         conv_info: dict[str, Any] = {}
         suite_seconds = conv_seconds = 0.0
@@ -135,6 +138,9 @@ class Tester:
                 suite_seconds = time.monotonic() - t
                 self._echo_checks(checks)
                 self.echo(f"  suite: {suite_seconds:.1f} s")
+                code_check, gpu_code = self.run_gpu_code(container, variant, env, built.tag)
+                if code_check is not None:
+                    checks.append(code_check)
                 t = time.monotonic()
                 conv_check, conv, conv_info = self.run_conv(container, variant, profile)
                 conv_seconds = time.monotonic() - t
@@ -163,6 +169,7 @@ class Tester:
             conv_verdicts=conv_info.get("verdicts") or {},
             started_at=started, finished_at=_now(), seconds=round(time.monotonic() - t0, 3),
             suite_seconds=round(suite_seconds, 3), conv_seconds=round(conv_seconds, 3),
+            gpu_code=gpu_code,
         )
 
     def _echo_verdicts(self, conv: tuple[ConvCase, ...]) -> None:
@@ -185,6 +192,42 @@ class Tester:
         for c in checks:
             self.echo(f"  {'ok  ' if c.passed else 'FAIL'}  {c.name}"
                       + ("" if c.passed or not c.detail else f": {c.detail}"))
+
+    # -- the GPU code audit (issue 13) ---------------------------------------------------
+
+    def run_gpu_code(self, container: Container, variant: Variant, env: dict[str, str],
+                     source: str) -> tuple[Check | None, dict[str, Any] | None]:
+        """Do the libraries a ROCm variant needs carry code for the ISA it runs as (its
+        gfx_targets, or gfx1030 under the override)? Read from the container's filesystem,
+        streamed; no GPU needed. None for variants without ROCm."""
+        if not variant.rocm or not variant.gfx_targets:
+            return None, None
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        from ..engine.export import container_filesystem
+        from .gpucode.audit import audit_tar
+        from .gpucode.check import check_inventory, runtime_isas
+        from .gpucode.errors import GpuCodeError
+        from .gpucode.reader import chunk_stream
+
+        t = time.monotonic()
+        try:
+            isas = runtime_isas(variant.gfx_targets, env)
+            inv = audit_tar(chunk_stream(container_filesystem(container)), source)
+        except (GpuCodeError, DockerException, RequestException) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            check = Check("gpu code", False, f"could not audit the image: {reason}")
+            self._echo_checks([check])
+            return check, None
+        result = check_inventory(inv, isas, self.options.gpu_libraries)
+        seconds = round(time.monotonic() - t, 3)
+        check = Check("gpu code", result.passed, result.detail)
+        self._echo_checks([check])
+        for line in (*result.summary, *result.notes):
+            self.echo(f"  gpu code: {line}")
+        self.echo(f"  gpu code: {inv.files_seen} files read in {seconds:.1f} s")
+        return check, {"inventory": inv.brief(), "check": result.to_dict(), "seconds": seconds}
 
     # -- the testinfra suite ------------------------------------------------------------
 

@@ -8,6 +8,7 @@ catches them.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -27,6 +28,8 @@ from ..render.renderer import HASH_LABEL, BuildContext
 if TYPE_CHECKING:
     import docker
 
+logger = logging.getLogger(__name__)
+
 # The id of the image the variant was built FROM: a rebuilt base (another variant, or a
 # re-imported external base) changes it, so dependants rebuild although their inputs did not.
 BASE_LABEL = "io.imagefactory.base-image-id"
@@ -41,14 +44,22 @@ BUILT, SKIPPED, FAILED, BLOCKED, CANCELLED = "built", "skipped", "failed", "bloc
 USABLE = frozenset({BUILT, SKIPPED})
 
 
+# Build clients: docker-py's classic builder, or BuildKit through `docker buildx build`.
+# AUTO: buildx where the plugin answers, else classic (decided at the first real build, so a
+# no-change build never runs the docker CLI).
+CLASSIC, BUILDX, AUTO = "classic", "buildx", "auto"
+
+
 @dataclass(frozen=True)
 class Step:
     number: int
     total: int
     instruction: str
+    stage: str | None = None  # BuildKit numbers steps per stage
 
     def __str__(self) -> str:
-        return f"step {self.number}/{self.total} ({self.instruction})"
+        stage = f" of stage {self.stage}" if self.stage else ""
+        return f"step {self.number}/{self.total}{stage} ({self.instruction})"
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,10 @@ class BuildOptions:
     # git HEAD of the project, passed as IMAGEFACTORY_REVISION; a callable is asked only when
     # something is built (a no-change build need not run git).
     revision: str | Callable[[], str | None] | None = None
+    builder: str = CLASSIC  # CLASSIC, BUILDX or AUTO
+    buildx_builder: str | None = None  # a named buildx builder; None: the engine's BuildKit
+    cache_from: tuple[str, ...] = ()  # buildx --cache-from specs (BuildKit only)
+    cache_to: tuple[str, ...] = ()  # buildx --cache-to specs
 
 
 class BuildStream:
@@ -184,6 +199,7 @@ class Builder:
         self.cancel = cancel or threading.Event()
         self._revision_lock = threading.Lock()
         self._revision: str | None = None
+        self._client_kind: str | None = None
 
     def revision(self) -> str | None:
         """BuildOptions.revision, a callable one asked once."""
@@ -192,6 +208,24 @@ class Builder:
         with self._revision_lock:
             self._revision = self._revision or self.options.revision()
             return self._revision
+
+    def client_kind(self) -> str:
+        """CLASSIC or BUILDX: BuildOptions.builder, AUTO resolved once."""
+        if self.options.builder == CLASSIC:
+            return CLASSIC
+        with self._revision_lock:
+            if self._client_kind is None:
+                from ..engine.buildx import buildx_version
+
+                version = buildx_version()
+                if version is None and self.options.builder == BUILDX:
+                    raise _Failed("--builder buildx: `docker buildx version` does not answer; "
+                                  "install the docker buildx plugin (package docker-buildx "
+                                  "or docker-buildx-plugin)")
+                self._client_kind = BUILDX if version else CLASSIC
+                logger.info("builder: %s", f"buildx {version}" if version else
+                            "classic (no docker buildx plugin found)")
+            return self._client_kind
 
     def tag(self, variant: Variant) -> str:
         return local_tag(self.matrix, variant)
@@ -252,6 +286,8 @@ class Builder:
                     result = BuildResult(variant.name, engine, SKIPPED, current, tag)
                     self.reporter.finished(result)
                     return result
+            if self.client_kind() == CLASSIC:
+                self._refuse_buildkit_syntax(variant)
             return self._build(variant, engine, tag, base_id)
         except (_Failed, ImagefactoryError) as exc:  # e.g. docker-py could not connect
             error = str(exc)
@@ -261,6 +297,19 @@ class Builder:
         result = BuildResult(variant.name, engine, FAILED, tag=tag, error=error)
         self.reporter.finished(result)
         return result
+
+    def _refuse_buildkit_syntax(self, variant: Variant) -> None:
+        """The classic builder would fail at the first BuildKit-only line after building
+        everything above it (hours for a source variant): refuse before starting."""
+        from ..engine.buildx import buildkit_syntax
+
+        found = buildkit_syntax(self.contexts[variant.name].dockerfile)
+        if found:
+            line, what = found
+            raise _Failed(f"needs BuildKit: its Dockerfile line {line} uses {what}, which the "
+                          "classic builder cannot build; install the docker buildx plugin "
+                          "(package docker-buildx or docker-buildx-plugin) and build with "
+                          "--builder buildx")
 
     def _pull(self, engine: str, ref: str) -> None:
         from docker.errors import DockerException
@@ -291,7 +340,8 @@ class Builder:
         revision = self.revision()
         buildargs = {REVISION_ARG: revision} if revision else {}
         with log_path.open("w", encoding="utf-8") as log:
-            log.write(f"# imagefactory build of {variant.name} ({tag}) on {engine}\n"
+            log.write(f"# imagefactory build of {variant.name} ({tag}) on {engine}, "
+                      f"{self.client_kind()} builder\n"
                       f"# inputs hash {ctx.inputs_hash}, base {self.base_ref(variant)} "
                       f"{base_id or '(not in the engine)'}, context {len(data)} bytes\n")
 
@@ -300,6 +350,15 @@ class Builder:
                 log.flush()
                 self.reporter.line(variant.name, text)
 
+            if self.client_kind() == BUILDX:
+                image_id, error, step, tail = self._buildx(variant, engine, data, labels,
+                                                           buildargs, on_line)
+                if image_id is None and error is None:
+                    error = "the build was interrupted"
+                result = self._finish(variant, engine, tag, started, log_path, log, image_id,
+                                      error, step, tail)
+                self.reporter.finished(result)
+                return result
             stream = BuildStream(on_line, lambda s: self.reporter.step(variant.name, s))
             try:
                 chunks = self.engines[engine].client.api.build(
@@ -320,24 +379,65 @@ class Builder:
             if not stream.error and not image_id and stream.short_id:
                 found = self._inspect(engine, stream.short_id)
                 image_id = found["Id"] if found else None
-            duration = time.monotonic() - started
-            if stream.error or not image_id:
-                error = stream.error or "the engine reported no image id"
-                result = BuildResult(variant.name, engine, FAILED, tag=tag, duration=duration,
-                                     log_path=log_path, step=stream.step, error=error,
-                                     log_tail=tuple(stream.tail))
-            elif self.cancel.is_set():
-                log.write("# interrupted: not tagged\n")
-                result = BuildResult(variant.name, engine, CANCELLED, image_id, tag,
-                                     duration, log_path)
-            else:
-                repository, name = split_tag(tag)
-                self.engines[engine].client.api.tag(image_id, repository, name, force=True)
-                log.write(f"# tagged {tag} -> {image_id}\n")
-                result = BuildResult(variant.name, engine, BUILT, image_id, tag, duration,
-                                     log_path)
+            result = self._finish(variant, engine, tag, started, log_path, log, image_id,
+                                  stream.error, stream.step, tuple(stream.tail))
         self.reporter.finished(result)
         return result
+
+    def _finish(self, variant: Variant, engine: str, tag: str, started: float,
+                log_path: Path, log: Any, image_id: str | None, error: str | None,
+                step: Step | None, tail: tuple[str, ...]) -> BuildResult:
+        """Tag a successful build (unless interrupted); either client's outcome."""
+        duration = time.monotonic() - started
+        if error or not image_id:
+            if self.cancel.is_set():
+                log.write("# interrupted: not tagged\n")
+                return BuildResult(variant.name, engine, CANCELLED, None, tag, duration,
+                                   log_path)
+            return BuildResult(variant.name, engine, FAILED, tag=tag, duration=duration,
+                               log_path=log_path, step=step,
+                               error=error or "the engine reported no image id",
+                               log_tail=tail)
+        if self.cancel.is_set():
+            log.write("# interrupted: not tagged\n")
+            return BuildResult(variant.name, engine, CANCELLED, image_id, tag, duration,
+                               log_path)
+        repository, name = split_tag(tag)
+        self.engines[engine].client.api.tag(image_id, repository, name, force=True)
+        log.write(f"# tagged {tag} -> {image_id}\n")
+        return BuildResult(variant.name, engine, BUILT, image_id, tag, duration, log_path)
+
+    def _buildx(self, variant: Variant, engine: str, data: bytes, labels: dict[str, str],
+                buildargs: dict[str, str], on_line: Callable[[str], None]
+                ) -> tuple[str | None, str | None, Step | None, tuple[str, ...]]:
+        """The same build through `docker buildx build` (BuildKit); nothing is tagged."""
+        from ..engine import buildx
+
+        def on_step(number: int, total: int, instruction: str, stage: str | None) -> None:
+            self.reporter.step(variant.name, Step(number, total, instruction, stage))
+
+        outcome = buildx.build(
+            buildx.BuildxRequest(
+                data, labels=labels, build_args=buildargs, no_cache=self.options.no_cache,
+                pull=self.options.pull and not variant.base_variant,
+                # An engine given as a docker-py client has a name, not an address: buildx
+                # then uses DOCKER_HOST / the docker context, as that client did.
+                address=engine if "://" in engine else None,
+                builder=self.options.buildx_builder, cache_from=self.options.cache_from,
+                cache_to=self.options.cache_to),
+            on_line, on_step, self.cancel)
+        step = Step(*outcome.step) if outcome.step else None
+        if outcome.image_id and not outcome.error:
+            # buildx loaded the image into the engine: make sure it is the one we tag.
+            found = self._inspect(engine, outcome.image_id)
+            if found is None:
+                return None, (f"buildx reported image {outcome.image_id}, which engine "
+                              f"{engine} does not have (a builder that does not load into "
+                              "it?)"), step, outcome.tail
+            return str(found["Id"]), None, step, outcome.tail
+        if outcome.cancelled:
+            return None, None, step, outcome.tail
+        return None, outcome.error, step, outcome.tail
 
 
 def _one_line(exc: BaseException) -> str:

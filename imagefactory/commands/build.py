@@ -44,13 +44,29 @@ def git_revision(root: Path) -> str | None:
 @click.option("--progress", type=click.Choice(["auto", "plain", "quiet"]), default="auto",
               show_default=True,
               help="auto: a live view on a terminal, plain lines otherwise.")
+@click.option("--builder", "builder_kind", type=click.Choice(["auto", "buildx", "classic"]),
+              default="auto", show_default=True,
+              help="buildx: BuildKit through `docker buildx build` (cache mounts; needed by "
+                   "Dockerfiles that use them); classic: docker-py's legacy builder; auto: "
+                   "buildx when the plugin is installed.")
+@click.option("--buildx-builder", metavar="NAME", default=None,
+              help="A named buildx builder (docker-container, remote, kubernetes driver) "
+                   "instead of the engine's own BuildKit; images are loaded into the engine.")
+@click.option("--cache-from", "cache_from", multiple=True, metavar="SPEC",
+              help="BuildKit cache to import, as buildx takes it (repeatable), e.g. "
+                   "type=registry,ref=HOST/imagefactory-cache:cpu.")
+@click.option("--cache-to", "cache_to", multiple=True, metavar="SPEC",
+              help="BuildKit cache to export (repeatable): type=inline with the engine's own "
+                   "BuildKit, type=registry,ref=...,mode=max with a --buildx-builder that "
+                   "exports caches.")
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where each build's full log goes. Default: .imagefactory/logs next to "
                    "the rendered dockerfiles/.")
 @click.pass_obj
 def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
             engines: tuple[str, ...], force: bool, no_cache: bool, pull: bool, progress: str,
-            log_dir: Path | None) -> None:
+            builder_kind: str, buildx_builder: str | None, cache_from: tuple[str, ...],
+            cache_to: tuple[str, ...], log_dir: Path | None) -> None:
     """Build variants' images; tag each `<repository>:<variant>` only once it built.
 
     A variant whose image carries the same inputs hash (and was built FROM the base image
@@ -63,8 +79,17 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     from ..build.progress import make_view
     from ..build.schedule import Scheduler, plan
     from ..engine.docker_engine import default_address, open_engine
+    from ..errors import UsageError
     from ..render.cache import CachedRenderer
 
+    if buildx_builder and builder_kind == "classic":
+        raise UsageError("--buildx-builder needs --builder buildx or auto, not classic")
+    for flag, specs in (("--cache-from", cache_from), ("--cache-to", cache_to)):
+        if specs and builder_kind == "classic":
+            raise UsageError(f"{flag} needs BuildKit (--builder buildx or auto), not classic")
+        bad = next((s for s in specs if not s.strip() or any(c in s for c in "\n\r\0")), None)
+        if bad is not None:
+            raise UsageError(f"{flag}: {bad!r} is not a cache spec (type=...,key=value)")
     project = state.project
     selected = state.select(variants, all_)
     order = plan(project.matrix, selected)
@@ -80,6 +105,8 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
         log_dir=log_dir or state_dir / "logs",
         force=frozenset(rebuild), no_cache=no_cache, pull=pull,
         revision=partial(git_revision, project.root),
+        builder="buildx" if buildx_builder or cache_from or cache_to else builder_kind,
+        buildx_builder=buildx_builder, cache_from=cache_from, cache_to=cache_to,
     )
     view = make_view(progress, names, list(clients))
     cancel = threading.Event()

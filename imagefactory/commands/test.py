@@ -21,6 +21,9 @@ from ..errors import JobError, UsageError
               help="Seconds each conv case may take before it counts as a hang.")
 @click.option("--cases", default=None, metavar="GLOB",
               help="Only the conv cases whose names match (e.g. 'conv2d-k3-*').")
+@click.option("--cold", is_flag=True,
+              help="Empty the MIOpen kernel cache and find-db volume kept for each image on "
+                   "this host first, as on a first run (kernels compile again).")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("results"), show_default=True,
               help="Where <variant>.json results are written.")
@@ -30,7 +33,8 @@ from ..errors import JobError, UsageError
               help="Label value (io.imagefactory.run) for this run's containers.")
 @click.pass_obj
 def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile: str | None,
-            quick: bool, timeout: float | None, cases: str | None, results_dir: Path,
+            quick: bool, timeout: float | None, cases: str | None, cold: bool,
+            results_dir: Path,
             engine: str | None, run_id: str | None) -> None:
     """Test built images: start each with the GPU devices passed through, run the testinfra
     suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
@@ -56,7 +60,7 @@ def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile:
     for d in access.devices:
         if not Path(d.host).exists():
             raise UsageError(f"--device {d.host}: no such device on this host")
-    options = TestOptions(profile=profile, quick=quick, timeout=timeout, cases=cases,
+    options = TestOptions(profile=profile, quick=quick, timeout=timeout, cases=cases, cold=cold,
                           results_dir=results_dir, engine=engine, run_id=run_id or new_run_id())
     with terminate_as_interrupt():
         # The conv check may print nothing while a case runs up to its timeout: the

@@ -18,7 +18,12 @@ if TYPE_CHECKING:
 COLOURS: dict[str, tuple[int, int, int]] = {
     "ok": (46, 125, 50),
     "wrong-result": (245, 124, 0),
+    "skipped": (200, 230, 201),
     "hang": (123, 31, 162),
+    "gpu-hang": (74, 20, 140),
+    "illegal-instruction": (93, 64, 55),
+    "gpu-exception": (183, 28, 28),
+    "out-of-memory": (0, 131, 143),
     "aperture-violation": (198, 40, 40),
     "memory-fault": (136, 14, 79),
     "no-kernel": (21, 101, 192),
@@ -33,7 +38,9 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 UNKNOWN = (255, 193, 7)  # a class newer than this code
 SHORT = {"wrong-result": "wrong", "aperture-violation": "aperture", "memory-fault": "mem fault",
-         "no-kernel": "no kernel", "invalid-isa": "bad ISA", "miopen-error": "MIOpen"}
+         "no-kernel": "no kernel", "invalid-isa": "bad ISA", "miopen-error": "MIOpen",
+         "illegal-instruction": "bad instr", "gpu-exception": "GPU exc",
+         "out-of-memory": "OOM", "gpu-hang": "GPU reset"}
 
 CELL_W, CELL_H, PAD, FONT_SIZE = 132, 20, 10, 12
 BACKGROUND, INK, GRID = (255, 255, 255), (20, 20, 20), (255, 255, 255)

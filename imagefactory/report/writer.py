@@ -27,14 +27,22 @@ PNG = "compatibility.png"
 CLASSES: dict[str, str] = {
     "ok": "ran and matches the CPU reference",
     "wrong-result": "ran, but differs from the CPU reference beyond tolerance",
-    "hang": "no result before the timeout",
+    "skipped": "a feature this image's torch does not have (e.g. SDPA before 2.0); passes",
+    "hang": "no result before the timeout (and one longer budget if it was still compiling)",
+    "gpu-hang": "the driver reset the GPU (HW Exception ... reason :GPU Hang); the run stops",
     "aperture-violation": "HSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION",
-    "memory-fault": "Memory access fault by GPU / HSA_STATUS_ERROR_MEMORY_FAULT",
-    "no-kernel": "invalid device function / hipErrorNoBinaryForGpu: no code for this GPU",
+    "memory-fault": "Memory access fault by GPU / an illegal memory access was encountered",
+    "illegal-instruction": "HSA_STATUS_ERROR_ILLEGAL_INSTRUCTION: a kernel used an instruction "
+    "this GPU lacks",
+    "gpu-exception": "HSA_STATUS_ERROR_EXCEPTION: another hardware exception",
+    "no-kernel": "invalid device function / hipErrorNoBinaryForGpu / rocBLAS cannot read its "
+    "TensileLibrary: no code for this GPU",
     "invalid-isa": "HSA_STATUS_ERROR_INVALID_ISA",
+    "out-of-memory": "out of memory (HIP, torch's allocator or HSA_STATUS_ERROR_OUT_OF_RESOURCES)",
     "miopen-error": "a miopenStatus error",
     "crash": "killed by SIGSEGV / SIGABRT with no known signature",
     "error": "the case could not run",
+    "not-run": "not started: a GPU reset ended the run before it",
 }
 NOT_RUN = "not-run"
 # Verdicts against the variant's known_failures (verify/known.py), shown apart from classes.
@@ -161,7 +169,12 @@ def cell_text(c: ConvCase | None) -> str:
     if c is None:
         return "·"
     if c.status == "ok":
-        return f"ok {_seconds(c.seconds)}".strip() + (" (fixed)" if c.verdict == "fixed" else "")
+        compiled = (f" (compile {_seconds(c.compile_seconds)})"
+                    if c.compile_seconds is not None and c.compile_seconds >= 1 else "")
+        return (f"ok {_seconds(c.seconds)}{compiled}".strip()
+                + (" (fixed)" if c.verdict == "fixed" else ""))
+    if c.status in ("skipped", NOT_RUN):
+        return c.status
     if c.verdict == "known":
         return f"{c.status} (known)"
     extra = ""
@@ -207,6 +220,20 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
         lines.append(f"| {_md_escape(row.label)} | {_md_escape(row.where)} | {row.profile} | "
                      f"{r.torch or '?'} | {r.hip or '-'} | `{image}` | "
                      f"{r.finished_at[:16].replace('T', ' ') or '?'} |")
+    works = [row for row in compat.rows if row.result.conv_works]
+    if works:
+        lines += ["", "## What works", "",
+                  "Per variant, in the conv check's areas: yes (every case that ran is ok), "
+                  "partly (ok/ran), no, or not checked (skipped: this torch lacks it).", ""]
+        for row in works:
+            parts = [f"{what}: **{info.get('verdict', '?')}**"
+                     + (f" ({', '.join(info['classes'])})" if info.get("classes") else "")
+                     for what, info in _works_in_words(row.result.conv_works)]
+            lines.append(f"- **{_md_escape(row.label)}** on {_md_escape(row.where)}: "
+                         + _md_escape("; ".join(parts)))
+    resets = [row for row in compat.rows if row.result.gpu_reset]
+    for row in resets:
+        lines.append(f"- {_md_escape(row.label)}: {_md_escape(row.result.gpu_reset or '')}")
     gpu_lines = [(row, _gpu_code_lines(row.result)) for row in compat.rows]
     if any(found for _, found in gpu_lines):
         lines += ["", "## GPU code", "",
@@ -254,15 +281,38 @@ def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, An
                                                                  key=_class_order)),
             "isa": r.host, "verdicts": dict(row.verdicts),
             "cells": {c.case: {"status": c.status, "seconds": c.seconds, "gflops": c.gflops,
-                               "max_abs_err": c.max_abs_err,
+                               "max_abs_err": c.max_abs_err, "area": c.area,
+                               "compile_seconds": c.compile_seconds,
+                               "run_seconds": c.run_seconds,
                                "verdict": c.verdict or ("ok" if c.ok else "regression"),
                                "known_reason": c.known_reason,
                                "known_source": c.known_source} for c in r.conv},
+            "works": {k: dict(v) for k, v in r.conv_works.items()},
+            "gpu_reset": r.gpu_reset,
             "gpu_code": _gpu_code_lines(r),
         })
     return {"schema": SCHEMA, "generated_at": generated or _now(), "classes": CLASSES,
             "verdicts": VERDICTS,
             "cases": list(compat.cases), "rows": rows}
+
+
+# convcheck's areas in users' words (convcheck/cases.py AREAS; the host cannot import it).
+AREA_WORDS: dict[str, str] = {
+    "convolutions": "convolutions",
+    "fp16": "fp16/bf16",
+    "normalization": "BatchNorm training, GroupNorm, LayerNorm",
+    "rnn": "LSTM/GRU",
+    "tensor-ops": "nonzero/unique/sort/scatter",
+    "attention": "attention (SDPA)",
+    "training": "training (ResNet-18, SD UNet block)",
+    "memory": "large allocations",
+    "basics": "matmul, Linear, pooling",
+}
+
+
+def _works_in_words(works: Any) -> list[tuple[str, dict[str, Any]]]:
+    known = [(AREA_WORDS[a], dict(works[a])) for a in AREA_WORDS if a in works]
+    return known + [(str(a), dict(v)) for a, v in works.items() if a not in AREA_WORDS]
 
 
 def _now() -> str:

@@ -31,9 +31,13 @@ class Verdict:
     known: KnownFailure | None = None
 
 
+# Passing classes: ran and matched, or skipped (a feature this image's torch lacks).
+PASSING = ("ok", "skipped")
+
+
 def verdict(status: str, known: KnownFailure | None) -> str:
-    if status == "ok":
-        return FIXED if known else OK
+    if status in PASSING:
+        return FIXED if known and status == "ok" else OK
     return KNOWN if known else REGRESSION
 
 

@@ -34,7 +34,8 @@ class Check:
 class ConvCase:
     """One conv check case as convcheck reports it; `status` is a design.md class (ok, hang,
     aperture-violation, memory-fault, no-kernel, invalid-isa, miopen-error, crash,
-    wrong-result) or `error` when the case could not run at all."""
+    wrong-result; since issue 16 also skipped, gpu-hang, illegal-instruction, gpu-exception,
+    out-of-memory, not-run) or `error` when the case could not run at all."""
 
     case: str
     status: str
@@ -48,10 +49,16 @@ class ConvCase:
     verdict: str = ""
     known_reason: str = ""
     known_source: str = ""
+    area: str = ""  # what it tells users: convolutions, fp16, attention... (convcheck AREAS)
+    dtype: str = "float32"
+    compile_seconds: float | None = None  # first call minus a steady one: kernel builds, Find
+    run_seconds: float | None = None  # one steady-state call
+    budget_extended: float = 0.0  # seconds added because it was still busy at its timeout
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """Passed: ok, or skipped (a feature this image's torch does not have)."""
+        return self.status in ("ok", "skipped")
 
     @property
     def known(self) -> bool:
@@ -94,6 +101,11 @@ class TestResult:
     seconds: float = 0.0  # the whole run
     suite_seconds: float = 0.0  # the testinfra suite
     conv_seconds: float = 0.0  # the conv check, as seen from the host
+    # convcheck's "what works" per area: {area: {verdict, ok, failed, unchecked, classes}}
+    conv_works: Mapping[str, Any] = field(default_factory=dict)
+    gpu_reset: str | None = None  # convcheck's line when a GPU reset stopped the run
+    miopen_cache: str | None = None  # the volume holding MIOpen's caches between runs
+    cold: bool = False  # that volume was emptied before this run
     # The GPU code audit (verify/gpucode): {"inventory": Inventory.brief(), "check":
     # CodeCheck.to_dict(), "seconds": ...}; None for a CPU variant or an older result.
     gpu_code: Mapping[str, Any] | None = None
@@ -119,6 +131,7 @@ class TestResult:
         out["devices"] = list(self.devices)
         out["conv_summary"] = dict(self.conv_summary)
         out["conv_verdicts"] = dict(self.conv_verdicts)
+        out["conv_works"] = {k: dict(v) for k, v in self.conv_works.items()}
         return out
 
     def to_json(self) -> str:
@@ -133,6 +146,9 @@ class TestResult:
         values["devices"] = tuple(data.get("devices", ()))
         values["conv_summary"] = dict(data.get("conv_summary") or {})
         values["conv_verdicts"] = dict(data.get("conv_verdicts") or {})
+        works = data.get("conv_works")
+        values["conv_works"] = {str(k): dict(v) for k, v in works.items()
+                                if isinstance(v, Mapping)} if isinstance(works, Mapping) else {}
         return cls(**values)
 
     @classmethod

@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
 CONV_JSON = "/tmp/imagefactory-convcheck.json"
+# MIOpen's kernel cache and user find-db live in a volume per image and host GPU, kept
+# between `imagefactory test` runs: a first run compiles for minutes, later runs reuse it.
+MIOPEN_CACHE_DIR = "/var/cache/imagefactory-miopen"
+MIOPEN_CACHE_ENV = {"MIOPEN_USER_DB_PATH": f"{MIOPEN_CACHE_DIR}/db",
+                    "MIOPEN_CUSTOM_CACHE_DIR": f"{MIOPEN_CACHE_DIR}/kernels"}
+MIOPEN_CACHE_LABEL = "io.imagefactory.miopen-cache"
 KFD_NODES = Path("/sys/class/kfd/kfd/topology/nodes")
 
 
@@ -44,6 +50,7 @@ class TestOptions:
     results_dir: Path = Path("results")
     engine: str | None = None  # the engine URL, for testinfra's docker CLI
     run_id: str | None = None
+    cold: bool = False  # empty the MIOpen cache volume first (first-run behaviour)
     # Libraries whose GPU code must cover the variant's ISA (verify/gpucode/check.py).
     gpu_libraries: tuple[str, ...] = ("torch", "rocblas", "miopen")
 
@@ -102,6 +109,11 @@ class Tester:
         conv_info: dict[str, Any] = {}
         suite_seconds = conv_seconds = 0.0
         devices = ", ".join(d.container for d in self.access.devices) or "none"
+        cache = self.miopen_cache(variant, built) if variant.rocm else None
+        volumes = {}
+        if cache:
+            env = {**env, **MIOPEN_CACHE_ENV}
+            volumes = {cache: {"bind": MIOPEN_CACHE_DIR, "mode": "rw"}}
         self.echo(f"{variant.name}: testing {built.tag} ({built.short_id}), profile "
                   f"{profile_label(profile.name if profile else None)}, devices {devices}")
         from ..host.pick import isa_mismatch
@@ -122,6 +134,7 @@ class Tester:
             security_opt=["seccomp=unconfined"],
             ipc_mode="host",
             network_mode="none",  # nothing in the suite or the conv check needs a network
+            volumes=volumes,
         )
         from docker.errors import APIError
 
@@ -169,6 +182,8 @@ class Tester:
             conv_verdicts=conv_info.get("verdicts") or {},
             started_at=started, finished_at=_now(), seconds=round(time.monotonic() - t0, 3),
             suite_seconds=round(suite_seconds, 3), conv_seconds=round(conv_seconds, 3),
+            conv_works=conv_info.get("works") or {}, gpu_reset=conv_info.get("gpu_reset"),
+            miopen_cache=cache, cold=self.options.cold and cache is not None,
             gpu_code=gpu_code,
         )
 
@@ -187,6 +202,27 @@ class Tester:
     def style(text: str, colour: str) -> str:
         # click.echo drops the colour codes when the output is not a terminal.
         return f"\x1b[{_COLOURS[colour]}m{text}\x1b[0m"
+    def miopen_cache(self, variant: Variant, built: BuiltImage) -> str | None:
+        """The named volume for this image on this host's GPU, emptied first with --cold;
+        None when the engine cannot make one (the run goes on with a cold cache)."""
+        from docker.errors import APIError, NotFound
+
+        host = self.host_archs[0] if self.host_archs else "nogpu"
+        name = (f"imagefactory-miopen-{variant.name}-"
+                f"{built.image_id.removeprefix('sha256:')[:12]}-{host}")
+        try:
+            if self.options.cold:
+                with contextlib.suppress(NotFound):
+                    self.client.volumes.get(name).remove(force=True)
+                    self.echo(f"  miopen cache: {name} emptied (--cold)")
+            try:
+                self.client.volumes.get(name)
+            except NotFound:
+                self.client.volumes.create(name, labels={MIOPEN_CACHE_LABEL: variant.name})
+        except APIError as exc:
+            self.echo(f"  miopen cache: no volume ({_api_reason(exc)}); running cold")
+            return None
+        return name
 
     def _echo_checks(self, checks: list[Check]) -> None:
         for c in checks:

@@ -204,7 +204,10 @@ def test_therock_image_tail(gfx1010: Built, docker_client: Any, index: Index) ->
     head, _, body = out.partition("\n")
     assert head == "rc=0", out[-2000:]
     data = json.loads(body)
-    assert data["cases"] and all(c["status"] == "ok" for c in data["cases"]), body[-2000:]
+    # ok, or skipped: a feature a CPU torch does not have.
+    assert data["cases"] and all(c["status"] in ("ok", "skipped") for c in data["cases"]), \
+        body[-2000:]
+    assert any(c["status"] == "ok" for c in data["cases"])
 
 
 @pytest.mark.parametrize("old, new, says", [

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from imagefactory.cli import main; main()"]
-CASES = "conv2d-k1-*,matmul-*,conv2d-k3-c16to32-32x32-fwd"
+CASES = "conv2d-k1-c64-64x64-fwd,matmul-512-fwd,conv2d-k3-c16to32-32x32-fwd"
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ def _config(tmp_path: Path, known_globs: list[str]) -> Path:
         f"        source: https://example.org/{g.strip('*-')}\n" for g in known_globs)
     new = ("    profiles: [im2col]\n"
            "    env:\n"
-           "      IMAGEFACTORY_CONVCHECK_FAULTS: \"conv2d-k1-*=no-kernel,matmul-*=no-kernel\"\n"
+           "      IMAGEFACTORY_CONVCHECK_FAULTS: \"conv2d-k1-*=no-kernel,matmul-512-*=no-kernel\"\n"
            "    known_failures:\n" + known +
            "    recipe:\n      apt_packages:")
     path = tmp_path / "variants.yaml"
@@ -66,7 +66,7 @@ def test_known_fixed_and_regression_in_test_and_report(cpu_image: str, tmp_path:
     assert data["passed"] is False
 
     # Declare matmul too: only known failures left, the run passes.
-    config = _config(tmp_path, ["conv2d-k1-*", "matmul-*"])
+    config = _config(tmp_path, ["conv2d-k1-*", "matmul-512-*"])
     proc = _run(["--config", str(config), "test", "cpu", "--quick", "--cases", CASES,
                  "--results", str(res)], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -80,8 +80,8 @@ def test_known_fixed_and_regression_in_test_and_report(cpu_image: str, tmp_path:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     md = (out_dir / "COMPATIBILITY.md").read_text()
     assert "## Known failures" in md and "### no AMD GPU" in md
-    assert "- cpu `matmul-512-fwd`: no-kernel: test fault matmul-* (https://example.org/matmul)" \
-        in md
+    assert ("- cpu `matmul-512-fwd`: no-kernel: test fault matmul-512-* "
+            "(https://example.org/matmul-512)") in md
     assert "| `matmul-512-fwd` | no-kernel (known) |" in md
     assert "2 known" in md
     report = json.loads((out_dir / "compatibility.json").read_text())

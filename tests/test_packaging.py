@@ -50,7 +50,7 @@ def test_installed_wheel_lists_the_six_variants_from_any_folder(wheel: Path,
     proc = subprocess.run([sys.executable, "-m", "imagefactory", "list", "--json"], cwd=empty,
                           env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, check=True)
-    assert proc.stdout.count('"name"') == 6
+    assert proc.stdout.count('"name"') == 7
     assert '"cpu"' in proc.stdout and '"rocm62-patched"' in proc.stdout
 
 
@@ -59,4 +59,4 @@ def test_without_a_local_matrix_the_shipped_one_is_used(tmp_path: Path) -> None:
     assert project.config_path.name == "variants.yaml"
     assert project.templates_dir.is_dir()
     assert project.output_dir == tmp_path / "dockerfiles"
-    assert len(project.matrix.variants) == 6
+    assert len(project.matrix.variants) == 7

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
 
 from ..errors import JobError, UsageError
+
+# Docker's stage names: a letter, then letters, digits, '_', '.', '-'.
+_STAGE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 
 
 @click.command("test")
@@ -27,6 +31,10 @@ from ..errors import JobError, UsageError
 @click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("results"), show_default=True,
               help="Where <variant>.json results are written.")
+@click.option("--target", default=None, metavar="STAGE",
+              help="Test the image `imagefactory build --target STAGE` made "
+                   "(<repository>:<variant>-<STAGE>): only the checks that apply to that "
+                   "stage; its result goes to <results>/stages/.")
 @click.option("--engine", default=None, metavar="URL",
               help="Docker engine (default: DOCKER_HOST or the current docker context).")
 @click.option("--run-id", default=None, hidden=True, envvar="IMAGEFACTORY_RUN_ID",
@@ -34,7 +42,7 @@ from ..errors import JobError, UsageError
 @click.pass_obj
 def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile: str | None,
             quick: bool, timeout: float | None, cases: str | None, cold: bool,
-            results_dir: Path,
+            results_dir: Path, target: str | None,
             engine: str | None, run_id: str | None) -> None:
     """Test built images: start each with the GPU devices passed through, run the testinfra
     suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
@@ -60,13 +68,20 @@ def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile:
     for d in access.devices:
         if not Path(d.host).exists():
             raise UsageError(f"--device {d.host}: no such device on this host")
+    if target is not None and not _STAGE.fullmatch(target):
+        raise UsageError(f"--target {target!r}: a stage name is letters, digits, '_', '.' "
+                         "and '-', starting with a letter")
+    # A stage's result never stands in for the variant's (push and report read the top level).
+    if target is not None:
+        results_dir = results_dir / "stages"
     options = TestOptions(profile=profile, quick=quick, timeout=timeout, cases=cases, cold=cold,
-                          results_dir=results_dir, engine=engine, run_id=run_id or new_run_id())
+                          results_dir=results_dir, engine=engine, run_id=run_id or new_run_id(),
+                          target=target)
     with terminate_as_interrupt():
         # The conv check may print nothing while a case runs up to its timeout: the
         # engine connection's read timeout must outlast that.
         client = connect(engine, timeout=int(max(600, (timeout or 0) * 2 + 120)))
-        built = find_images(client, state.project.matrix, selected)
+        built = find_images(client, state.project.matrix, selected, target)
         tester = Tester(client, state.project.matrix, access, options, echo=click.echo)
         failed = []
         for image in built:

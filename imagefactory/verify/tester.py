@@ -53,6 +53,10 @@ class TestOptions:
     cold: bool = False  # empty the MIOpen cache volume first (first-run behaviour)
     # Libraries whose GPU code must cover the variant's ISA (verify/gpucode/check.py).
     gpu_libraries: tuple[str, ...] = ("torch", "rocblas", "miopen")
+    # A `build --target` stage image instead of the variant's image: the suite runs the
+    # checks that apply to a stage (no user, labels or entrypoint yet; torch, torch's GPU
+    # code and the conv check only where the stage has torch) and says what it skipped.
+    target: str | None = None
 
 
 # -- host GPU ---------------------------------------------------------------------------
@@ -94,6 +98,14 @@ class Tester:
         self.options = options
         self.echo = echo
         self.host_archs = host_gpu_archs()
+        self.skipped: list[tuple[str, str]] = []  # (check, why) of the last stage run
+
+    def has_torch(self, container: Container) -> bool:
+        """Whether python3 in the container finds a torch module (False without python3)."""
+        code = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"
+        exec_id = self.client.api.exec_create(container.id, ["python3", "-c", code])["Id"]
+        self.client.api.exec_start(exec_id)
+        return bool(self.client.api.exec_inspect(exec_id)["ExitCode"] == 0)
 
     def conv_device(self, variant: Variant) -> str:
         return "cuda" if self.access.found and variant.rocm else "cpu"
@@ -151,14 +163,24 @@ class Tester:
                 suite_seconds = time.monotonic() - t
                 self._echo_checks(checks)
                 self.echo(f"  suite: {suite_seconds:.1f} s")
-                code_check, gpu_code = self.run_gpu_code(container, variant, env, built.tag)
+                for name, why in self.skipped:
+                    self.echo(f"  skip  {name}: {why}")
+                torch_here = not self.options.target or self.has_torch(container)
+                libraries = tuple(lib for lib in self.options.gpu_libraries
+                                  if torch_here or lib != "torch")
+                code_check, gpu_code = self.run_gpu_code(container, variant, env, built.tag,
+                                                         libraries)
                 if code_check is not None:
                     checks.append(code_check)
-                t = time.monotonic()
-                conv_check, conv, conv_info = self.run_conv(container, variant, profile)
-                conv_seconds = time.monotonic() - t
-                checks.append(conv_check)
-                self.echo(f"  conv: {conv_check.detail} ({conv_seconds:.1f} s)")
+                if not torch_here:
+                    self.echo(f"  conv: skipped: no torch in stage '{self.options.target}' "
+                              "(the conv check needs torch)")
+                else:
+                    t = time.monotonic()
+                    conv_check, conv, conv_info = self.run_conv(container, variant, profile)
+                    conv_seconds = time.monotonic() - t
+                    checks.append(conv_check)
+                    self.echo(f"  conv: {conv_check.detail} ({conv_seconds:.1f} s)")
             # One count, the one the result and the report carry: every check, the
             # container start and the conv check included.
             self.echo(f"  checks: {sum(c.passed for c in checks)}/{len(checks)} passed")
@@ -232,7 +254,8 @@ class Tester:
     # -- the GPU code audit (issue 13) ---------------------------------------------------
 
     def run_gpu_code(self, container: Container, variant: Variant, env: dict[str, str],
-                     source: str) -> tuple[Check | None, dict[str, Any] | None]:
+                     source: str, libraries: tuple[str, ...] | None = None
+                     ) -> tuple[Check | None, dict[str, Any] | None]:
         """Do the libraries a ROCm variant needs carry code for the ISA it runs as (its
         gfx_targets, or gfx1030 under the override)? Read from the container's filesystem,
         streamed; no GPU needed. None for variants without ROCm."""
@@ -256,7 +279,8 @@ class Tester:
             check = Check("gpu code", False, f"could not audit the image: {reason}")
             self._echo_checks([check])
             return check, None
-        result = check_inventory(inv, isas, self.options.gpu_libraries)
+        result = check_inventory(inv, isas, self.options.gpu_libraries
+                                 if libraries is None else libraries)
         seconds = round(time.monotonic() - t, 3)
         check = Check("gpu code", result.passed, result.detail)
         self._echo_checks([check])
@@ -285,6 +309,7 @@ class Tester:
             "group_ids": list(self.access.group_ids),
             "labels": image.labels or {},
             "entrypoint": image.attrs.get("Config", {}).get("Entrypoint") or [],
+            "stage": self.options.target,
         }
 
     def run_suite(self, container: Container, built: BuiltImage, env: dict[str, str]
@@ -297,6 +322,9 @@ class Tester:
         outcomes, rc = run_suite_inprocess(container.id, facts, self.options.engine)
         checks = [Check(o["name"], o["passed"], o["detail"]) for o in outcomes
                   if not o.get("skipped")]
+        if self.options.target:  # a stage skips checks for a reason worth saying
+            self.skipped = [(o["name"], o["detail"]) for o in outcomes if o.get("skipped")
+                            and not o["detail"].startswith("got empty parameter set")]
         if rc not in (0, 1) or not outcomes:  # 1: some test failed, reported above
             checks.append(Check("testinfra suite", False, f"pytest exited {rc} "
                                 "(internal error or nothing collected)"))
@@ -450,14 +478,34 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def find_images(client: docker.DockerClient, matrix: Matrix, variants: tuple[Variant, ...]
-                ) -> list[BuiltImage]:
-    """Every variant's built image, or one error naming the exact build command."""
+def find_images(client: docker.DockerClient, matrix: Matrix, variants: tuple[Variant, ...],
+                target: str | None = None) -> list[BuiltImage]:
+    """Every variant's built image (its `target` stage image, tagged
+    `<repository>:<variant>-<target>`), or one error naming the exact build command."""
     from ..engine.images import find_built
 
-    found = [(v, find_built(client, matrix, v)) for v in variants]
+    if target is None:
+        found = [(v, find_built(client, matrix, v)) for v in variants]
+    else:
+        found = [(v, _find_stage(client, matrix, v, target)) for v in variants]
     missing = [v.name for v, b in found if b is None]
     if missing:
-        raise JobError(f"no built image for {', '.join(missing)}: run "
-                       f"`imagefactory build {' '.join(missing)}` first")
+        what = f"no '{target}' stage image" if target else "no built image"
+        option = f" --target {target}" if target else ""
+        raise JobError(f"{what} for {', '.join(missing)}: run "
+                       f"`imagefactory build {' '.join(missing)}{option}` first")
     return [b for _, b in found if b is not None]
+
+
+def _find_stage(client: docker.DockerClient, matrix: Matrix, variant: Variant,
+                target: str) -> BuiltImage | None:
+    from docker.errors import ImageNotFound
+
+    from ..render.renderer import HASH_LABEL
+
+    tag = f"{matrix.repository}:{variant.name}-{target}"
+    try:
+        image = client.images.get(tag)
+    except ImageNotFound:
+        return None
+    return BuiltImage(variant, str(image.id), tag, (image.labels or {}).get(HASH_LABEL))

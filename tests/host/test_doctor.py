@@ -63,8 +63,8 @@ def test_rx5600xt_ready(tmp_path: Path, capsys) -> None:
             if not line.startswith(("note", "Ready"))]
     # Native gfx1010 code first (TheRock's wheels, the newest ROCm, then the source builds),
     # the override-based wheels last.
-    assert recs == ["therock-gfx1010", "rocm62-native", "rocm54-source", "rocm52-torch20",
-                    "rocm62-patched", "rocm52-torch113"]
+    assert recs == ["therock-gfx1010", "debian-rocm64", "rocm62-native", "rocm54-source",
+                    "rocm52-torch20", "rocm62-patched", "rocm52-torch113"]
 
 
 def test_rx5500xt_gets_therock_gfx1012_then_the_override_wheels(tmp_path: Path,

@@ -51,9 +51,18 @@ def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile:
     from ..engine.containers import new_run_id, terminate_as_interrupt
     from ..engine.docker_engine import connect
     from ..host.devices import gpu_access
-    from ..verify.tester import Tester, TestOptions, find_images
+    from ..host.pick import resolve
+    from ..verify.tester import Tester, TestOptions, find_images, host_gpu_archs
 
-    selected = state.select(variants)
+    # A family name (therock) picks the variant built for this host's GPU.
+    isas = host_gpu_archs()
+    names = []
+    for name in variants:
+        pick = resolve(state.project.matrix, name, isas)
+        if pick.note:
+            click.echo(pick.note)
+        names.append(pick.variant.name)
+    selected = state.select(tuple(names))
     for v in selected:
         v.profile(profile)  # an unknown profile is a usage error before anything starts
     access = gpu_access(explicit=devices)
@@ -83,7 +92,7 @@ def command(state, variants: tuple[str, ...], devices: tuple[str, ...], profile:
                        f"in {result.seconds:.1f} s -> {path}")
             if not result.passed:
                 what = [c.name for c in result.failed_checks if c.name != "conv check"]
-                what += [f"conv {c.case}: {c.status}" for c in result.failed_cases]
+                what += [f"conv {c.case}: {c.status}" for c in result.regressions]
                 if not what:
                     what = [c.detail for c in result.failed_checks]
                 failed.append(f"{result.variant} ({'; '.join(what)})")

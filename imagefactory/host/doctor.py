@@ -249,10 +249,13 @@ def _uses_override(v: Variant) -> bool:
     return bool(v.default_profile and "HSA_OVERRIDE_GFX_VERSION" in v.default_profile.env)
 
 
-def _rank(v: Variant) -> tuple[bool, bool, tuple[int, ...]]:
-    # Native code for the card first (no override to fault on), then source-built PyTorch
-    # (compiled for the card), then the newer ROCm.
-    return (_uses_override(v), v.torch.source != "source", tuple(-x for x in _version(v)))
+def _rank(v: Variant) -> tuple[bool, tuple[int, ...], bool, tuple[int, ...]]:
+    # Native code for the card first (no override to fault on), the newest ROCm first among
+    # it (TheRock's wheels carry gfx101X code on the newest stack: the recommended start);
+    # then the override images, source-built PyTorch first, then the newer ROCm.
+    newer = tuple(-x for x in _version(v))
+    override = _uses_override(v)
+    return (override, () if override else newer, v.torch.source != "source", newer)
 
 
 def _tested(results: dict[str, Any], variant: str, arch: str) -> str:
@@ -284,26 +287,26 @@ def recommend(matrix: Matrix, gpus: Iterable[Gpu],
             continue
         if gen == "RDNA1":
             native = sorted((v for v in matrix.variants if arch in v.gfx_targets), key=_rank)
-            if native:
-                for v in _by_results(native, results, arch):
-                    how = ("runs it as gfx1030 through the `override` profile"
-                           if _uses_override(v) else f"carries {arch} code, no override")
-                    out.append(Recommendation(
-                        v.name, f"{how}: {v.description}{_tested(results, v.name, arch)}", arch))
-                continue
+            for v in _by_results(native, results, arch):
+                how = ("runs it as gfx1030 through the `override` profile"
+                       if _uses_override(v) else f"carries {arch} code, no override")
+                out.append(Recommendation(
+                    v.name, f"{how}: {v.description}{_tested(results, v.name, arch)}", arch))
             # The override makes the card ask for gfx1030 code: only images whose PyTorch
             # carries it (the official wheels) can serve; source builds hold gfx1010 only.
+            # After the native images, as the alternatives they are.
             override = sorted((v for v in matrix.variants
-                               if v.rocm and v.torch.source == "wheel"
+                               if v.rocm and v.torch.source == "wheel" and v not in native
                                and any("HSA_OVERRIDE_GFX_VERSION" in p.env for p in v.profiles)),
                               key=_rank)
             for v in _by_results(override, results, arch):
                 flag = "" if _uses_override(v) else " --profile override"
+                lead = "an alternative" if native else f"no image carries {arch} code"
                 out.append(Recommendation(
-                    v.name, f"no image carries {arch} code; `imagefactory run {v.name}{flag}` "
+                    v.name, f"{lead}; `imagefactory run {v.name}{flag}` "
                             f"runs it as gfx1030 (HSA_OVERRIDE_GFX_VERSION=10.3.0): "
                             f"{v.description}{_tested(results, v.name, arch)}", arch))
-            if not override:
+            if not override and not native:
                 out.append(Recommendation(cpu_name, f"no image in this matrix supports {arch}",
                                           arch))
             continue

@@ -8,6 +8,7 @@ a newline, a quote, a backslash or a `$` in a value would let it break out of it
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _GFX = re.compile(r"^gfx[0-9a-f]{3,4}$")
 # What render/rocm_apt.py derives the apt suite from: load refuses what render would.
 _ROCM_VERSION = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")
+# TheRock's nightlies are PEP 440 pre-releases (7.15.0a20260712); no apt suite derives from
+# them, so only that family takes one.
+_ROCM_PRERELEASE = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}((a|b|rc)[0-9]{1,10})?$")
 _IMAGE = re.compile(
     r"^(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
@@ -39,13 +43,24 @@ _URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+:@=,-
 _GIT_REF = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])$")
 _ABS_PATH = re.compile(r"^(/(?!\.{1,2}(?:/|$))[A-Za-z0-9._+-]+){1,32}$")
 _TORCH_SOURCES = ("wheel", "source", "debian")
+# Conv check case ids are lowercase words, digits and dashes; a glob adds * ? [ ].
+_CASE_GLOB = re.compile(r"^[a-z0-9*?\[\]!._-]{1,80}$")
+_PUBLIC_URL = re.compile(r"^https://[^\s\"'\\$`]+$")
+# TheRock's multi-arch wheel indexes: the release channel is the default, nightly is only
+# ever the user's explicit choice (recipe.channel). Legacy multi-arch locations per
+# ROCm/TheRock docs/packaging/legacy_multi_arch_releases.md (1a70157f2c26).
+THEROCK_INDEXES = {
+    "release": "https://repo.amd.com/rocm/whl-multi-arch/",
+    "nightly": "https://rocm.nightlies.amd.com/whl-multi-arch/",
+}
 
 TOP_KEYS = ("repository", "source", "profiles", "variants")
 PROFILE_KEYS = ("description", "env")
 VARIANT_KEYS = (
     "abstract", "extends", "family", "description", "base", "base_variant", "rocm", "torch",
-    "gfx_targets", "profiles", "default_profile", "env", "recipe", "expect",
+    "gfx_targets", "profiles", "default_profile", "env", "recipe", "expect", "known_failures",
 )
+KNOWN_FAILURE_KEYS = ("cases", "reason", "source", "profiles")
 TORCH_KEYS = ("version", "source", "index", "ref", "torchvision")
 EXPECT_KEYS = ("python", "torch", "hip", "files", "env")
 REQUIRED_VARIANT_KEYS = ("family", "description", "torch", "expect")
@@ -94,6 +109,23 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class KnownFailure:
+    """A gap the variant is known to have: conv check cases (globs) expected to fail, why,
+    and the public page that says so. A matching failure is reported as known, not as a
+    regression; a matching case that passes is reported as fixed."""
+
+    cases: tuple[str, ...]
+    reason: str
+    source: str
+    profiles: tuple[str, ...] = ()  # only under these env profiles; empty: under any
+
+    def matches(self, case_id: str, profile: str | None = None) -> bool:
+        if self.profiles and profile not in self.profiles:
+            return False
+        return any(fnmatch.fnmatchcase(case_id, g) for g in self.cases)
+
+
+@dataclass(frozen=True)
 class Profile:
     """A named set of environment variables (design.md: override, rdna1-tuning, ...)."""
 
@@ -121,6 +153,11 @@ class Variant:
     expect: Expect
     line: int | None = None  # where it is declared, for error messages
     file: str = "variants.yaml"  # the matrix file it comes from (--config)
+    known_failures: tuple[KnownFailure, ...] = ()
+
+    def known_failure(self, case_id: str, profile: str | None = None) -> KnownFailure | None:
+        """The first known failure that covers `case_id` under `profile`, if any."""
+        return next((k for k in self.known_failures if k.matches(case_id, profile)), None)
 
     def profile(self, name: str | None) -> Profile | None:
         """The profile called `name` (None: the default), or an error naming the choices."""
@@ -390,14 +427,17 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
                          f"'{dp}' is not one of this variant's profiles "
                          f"({', '.join(p.name for p in offered) or 'none'})")
         default = profiles[dp]
-    return Variant(
+    variant = Variant(
         name=name,
         family=family,
         description=r.text(raw["description"], (*path, "description")),
         base=base,
         base_variant=base_variant,
-        rocm=r.opt_text(raw.get("rocm"), (*path, "rocm"), _ROCM_VERSION,
-                        "ROCm version (numeric, like 6.2.4)"),
+        rocm=r.opt_text(raw.get("rocm"), (*path, "rocm"), _ROCM_PRERELEASE,
+                        "ROCm version (like 7.14.0 or a nightly's 7.15.0a20260712)")
+        if family == "therock" else
+        r.opt_text(raw.get("rocm"), (*path, "rocm"), _ROCM_VERSION,
+                   "ROCm version (numeric, like 6.2.4)"),
         torch=torch,
         gfx_targets=r.text_list(raw.get("gfx_targets"), (*path, "gfx_targets"), _GFX,
                                 "GPU target (gfxNNNN)"),
@@ -408,7 +448,95 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
         expect=_expect(r, raw["expect"], (*path, "expect")),
         line=r.doc.line(path),
         file=r.doc.file,
+        known_failures=_known_failures(r, raw.get("known_failures"), (*path, "known_failures"),
+                                       offered),
     )
+    if family == "therock":
+        _check_therock(r, variant, path)
+    return variant
+
+
+def _known_failures(r: _Reader, raw: Any, path: tuple[str | int, ...],
+                    offered: tuple[Profile, ...]) -> tuple[KnownFailure, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise r.fail(path, f"expected a list of known failures, got {_kind(raw)}")
+    names = {p.name for p in offered}
+    out = []
+    for i, item in enumerate(raw):
+        here = (*path, i)
+        item = r.keys(item, here, KNOWN_FAILURE_KEYS)
+        for key in ("cases", "reason", "source"):
+            if key not in item:
+                raise r.fail(here, f"missing required field '{key}'")
+        cases = r.text_list(item["cases"], (*here, "cases"), _CASE_GLOB,
+                            "case glob (conv check case ids: a-z 0-9 - . _ and * ? [ ])")
+        if not cases:
+            raise r.fail((*here, "cases"), "expected at least one case glob")
+        reason = r.text(item["reason"], (*here, "reason"))
+        if not reason.strip():
+            raise r.fail((*here, "reason"), "the reason must say why the cases fail")
+        source = r.text(item["source"], (*here, "source"), _PUBLIC_URL,
+                        "public https:// URL of the evidence")
+        profiles = r.text_list(item.get("profiles"), (*here, "profiles"), _NAME, "profile name")
+        for j, name in enumerate(profiles):
+            if name not in names:
+                raise r.fail((*here, "profiles", j),
+                             f"'{name}' is not one of this variant's profiles "
+                             f"({', '.join(sorted(names)) or 'none'})")
+        out.append(KnownFailure(cases, reason, source, profiles))
+    return tuple(out)
+
+
+# TheRock publishes a `device-<isa>` extra per GPU target (RELEASES.md, "Supported Python
+# [device-*] install extras", ROCm/TheRock 418cd5f63abb, tag therock-7.14).
+THEROCK_DEVICE_TARGETS = frozenset({
+    "gfx900", "gfx906", "gfx908", "gfx90a", "gfx942", "gfx950", "gfx1010", "gfx1011",
+    "gfx1012", "gfx1030", "gfx1031", "gfx1032", "gfx1033", "gfx1034", "gfx1035", "gfx1036",
+    "gfx1100", "gfx1101", "gfx1102", "gfx1103", "gfx1150", "gfx1151", "gfx1152", "gfx1153",
+    "gfx1200", "gfx1201",
+})
+
+
+def _check_therock(r: _Reader, v: Variant, path: tuple[str | int, ...]) -> None:
+    """The therock family's pins: a known channel whose index is the one used, a device
+    extra per GPU target, exact ROCm / torch / torchvision versions."""
+    channel = v.recipe.get("channel")
+    if channel not in THEROCK_INDEXES:
+        raise r.fail((*path, "recipe", "channel"),
+                     f"recipe.channel must be one of {', '.join(THEROCK_INDEXES)} "
+                     f"(got {channel!r}); nightly is never implied")
+    if v.torch.source != "wheel" or v.torch.index != THEROCK_INDEXES[channel]:
+        raise r.fail((*path, "torch", "index"),
+                     f"channel '{channel}' installs from {THEROCK_INDEXES[channel]} "
+                     f"(torch.source wheel), got {v.torch.index!r}")
+    if not v.gfx_targets:
+        raise r.fail((*path, "gfx_targets"), "a therock variant names its GPU targets: "
+                                             "each becomes a device-<gfx> extra")
+    for i, gfx in enumerate(v.gfx_targets):
+        if gfx not in THEROCK_DEVICE_TARGETS:
+            raise r.fail((*path, "gfx_targets", i),
+                         f"TheRock publishes no device-{gfx} extra")
+    if v.rocm is None or v.torch.torchvision is None:
+        raise r.fail(path, "a therock variant pins rocm (the rocm-sdk version) and "
+                           "torch.torchvision")
+    for key in ("python_packages", "local_version", "extras", "device_packages"):
+        if key not in v.recipe:
+            raise r.fail((*path, "recipe"), f"missing required field '{key}'")
+    # The template prints these as they are; they must say what the pins above say.
+    expected: dict[str, str | tuple[str, ...]] = {
+        "local_version": f"+rocm{v.rocm}",
+        "extras": ",".join(f"device-{gfx}" for gfx in v.gfx_targets),
+        "device_packages": tuple(f"{prefix}-{gfx}" for gfx in v.gfx_targets
+                                 for prefix in ("rocm-sdk-device", "amd-torch-device",
+                                                "amd-torchvision-device")),
+    }
+    for key, want in expected.items():
+        if v.recipe[key] != want:
+            shown = list(want) if isinstance(want, tuple) else want
+            raise r.fail((*path, "recipe", key), f"must be {shown!r} (from rocm and "
+                                                 f"gfx_targets), got {v.recipe[key]!r}")
 
 
 def _torch(r: _Reader, raw: Any, path: _P) -> Torch:

@@ -74,6 +74,8 @@ REPO = _k(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "repository name")
 _TEMPLATE_STAGES = ("rocm-base", "torch-builder", "vision-builder", "runtime")
 PATCH_AT = _k(r"[A-Za-z0-9_-][A-Za-z0-9._/-]{0,199}\.patch@[0-9a-f]{40}",
               "patch@commit (path.patch@40 hex digits)")
+LOCAL_VERSION = _k(r"\+[a-z0-9][a-z0-9.]{0,31}", "wheel local version (+rocm7.14.0)")
+EXTRAS = _k(r"[a-z0-9-]{1,40}(,[a-z0-9-]{1,40}){0,15}", "pip extras (a,b,...)")
 YES_NO = _k(r"true|false", "true or false")  # only names booleans in messages
 
 
@@ -249,6 +251,11 @@ class RocmMiopenPatchedRecipe(_UbuntuRocm):
 class TheRockRecipe(Recipe):
     channel: str = required(WORD)
     python_packages: tuple[str, ...] = required(DEB_PACKAGE)
+    # What the template prints into the pip line; the loader checks each agrees with rocm
+    # and gfx_targets (matrix/loader.py _check_therock).
+    local_version: str = required(LOCAL_VERSION)
+    extras: str = required(EXTRAS)
+    device_packages: tuple[str, ...] = required(WORD)
 
 
 @family("debian-rocm")

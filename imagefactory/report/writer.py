@@ -47,6 +47,12 @@ CLASSES: dict[str, str] = {
     "not-run": "not started: a GPU reset ended the run before it",
 }
 NOT_RUN = "not-run"
+# Verdicts against the variant's known_failures (verify/known.py), shown apart from classes.
+VERDICTS: dict[str, str] = {
+    "known": "failed as the variant declares (variants.yaml known_failures: reason, source)",
+    "fixed": "declared a known failure, but ran and matched",
+    "regression": "failed and no known failure covers it",
+}
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,22 @@ class Row:
     @cached_property
     def counts(self) -> Counter[str]:
         return Counter(c.status for c in self.result.conv)
+
+    @property
+    def verdicts(self) -> Counter[str]:
+        """known / fixed / regression (failed cases of results without verdicts count as
+        regressions)."""
+        out: Counter[str] = Counter()
+        for c in self.result.conv:
+            if c.verdict in ("known", "fixed"):
+                out[c.verdict] += 1
+            elif not c.ok:
+                out["regression"] += 1
+        return out
+
+    @property
+    def isa(self) -> str:
+        return self.result.host or "no AMD GPU"
 
     @property
     def where(self) -> str:
@@ -83,8 +105,11 @@ class Row:
                         if k != "ok")
         checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)} image checks passed"
         scope = "" if r.scope == "full" else f" ({r.scope} run)"
+        v = self.verdicts
+        judged = ", ".join(f"{v[k]} {k}" for k in ("known", "fixed", "regression") if v[k])
         return (f"{'PASSED' if r.passed else 'FAILED'}{scope}: {ok}/{n} conv cases ok"
-                + (f" ({bad})" if bad else "") + f"; {checks}")
+                + (f" ({bad})" if bad else "") + (f"; {judged}" if judged else "")
+                + f"; {checks}")
 
 
 @dataclass(frozen=True)
@@ -117,8 +142,11 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
         dirs = ", ".join(str(d) for d in results_dirs)
         raise JobError(f"no test results in {dirs}: run `imagefactory test VARIANT` first")
     order = {name: i for i, name in enumerate(variant_order)}
-    results.sort(key=lambda rp: (order.get(rp[0].variant, len(order)), rp[0].variant,
-                                 rp[0].host or "", rp[0].profile or ""))
+    # Grouped by the ISA each result was tested on (results without an AMD GPU last), then
+    # as the matrix lists variants.
+    results.sort(key=lambda rp: (rp[0].host is None, rp[0].host or "",
+                                 order.get(rp[0].variant, len(order)), rp[0].variant,
+                                 rp[0].profile or ""))
     # A variant tested more than once is told apart by what differs: host, profile.
     hosts: dict[str, set[str]] = {}
     profiles: dict[str, set[str]] = {}
@@ -152,9 +180,12 @@ def cell_text(c: ConvCase | None) -> str:
     if c.status == "ok":
         compiled = (f" (compile {_seconds(c.compile_seconds)})"
                     if c.compile_seconds is not None and c.compile_seconds >= 1 else "")
-        return f"ok {_seconds(c.seconds)}{compiled}".strip()
+        return (f"ok {_seconds(c.seconds)}{compiled}".strip()
+                + (" (fixed)" if c.verdict == "fixed" else ""))
     if c.status in ("skipped", NOT_RUN):
         return c.status
+    if c.verdict == "known":
+        return f"{c.status} (known)"
     extra = ""
     if c.status == "wrong-result" and c.max_abs_err is not None:
         extra = f" (err {c.max_abs_err:.1e})"
@@ -190,10 +221,23 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
               f"result(s). Each cell is one conv check case run in its own process: its class "
               "and, when it ran, its time.", ""]
     lines += ["## Summary", ""]
+    isa = None
     for row in compat.rows:
-        r = row.result
+        if row.isa != isa:
+            isa = row.isa
+            lines += [f"### {isa}", ""]
         lines.append(f"- **{_md_escape(row.label)}** on {_md_escape(row.where)}, profile "
                      f"{_md_code(row.profile)}: {_md_escape(row.summary())}")
+    known = [(row, c) for row in compat.rows for c in row.result.conv if c.known]
+    if known:
+        lines += ["", "## Known failures", "",
+                  "Failures the variant declares in variants.yaml (`known_failures`); they do "
+                  "not fail a run. A declared case that passes is marked fixed.", ""]
+        for row, c in known:
+            lines.append(f"- {_md_escape(row.label)} {_md_code(c.case)}: "
+                         f"{_md_escape(c.status)}: {_md_escape(c.known_reason)} "
+                         f"({_md_escape(c.known_source)})")
+    lines.append("")
     lines += ["", "| variant | GPU | profile | torch | HIP | image | tested |",
               "|---|---|---|---|---|---|---|"]
     for row in compat.rows:
@@ -240,6 +284,7 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
         lines.append(f"| {_md_code(case)} | " + " | ".join(cells) + " |")
     lines += ["", "## Classes", ""]
     lines += [f"- `{name}`: {what}" for name, what in CLASSES.items()]
+    lines += [f"- ({name}): {what}" for name, what in VERDICTS.items() if name != "regression"]
     lines += ["- `·`: not run in that result (a --quick or --cases run)", ""]
     return "\n".join(lines)
 
@@ -264,15 +309,20 @@ def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, An
             "image_id": r.image_id, "passed": r.passed, "quick": r.quick,
             "finished_at": r.finished_at, "summary": dict(sorted(row.counts.items(),
                                                                  key=_class_order)),
+            "isa": r.host, "verdicts": dict(row.verdicts),
             "cells": {c.case: {"status": c.status, "seconds": c.seconds, "gflops": c.gflops,
                                "max_abs_err": c.max_abs_err, "area": c.area,
                                "compile_seconds": c.compile_seconds,
-                               "run_seconds": c.run_seconds} for c in r.conv},
+                               "run_seconds": c.run_seconds,
+                               "verdict": c.verdict or ("ok" if c.ok else "regression"),
+                               "known_reason": c.known_reason,
+                               "known_source": c.known_source} for c in r.conv},
             "works": {k: dict(v) for k, v in r.conv_works.items()},
             "gpu_reset": r.gpu_reset,
             "gpu_code": _gpu_code_lines(r),
         })
     return {"schema": SCHEMA, "generated_at": generated or _now(), "classes": CLASSES,
+            "verdicts": VERDICTS,
             "cases": list(compat.cases), "rows": rows}
 
 

@@ -78,8 +78,9 @@ class ConvCase:
     max_abs_err: float | None = None
     max_rel_err: float | None = None
     detail: str = ""
-    # Against the variant's known_failures: ok | fixed | known | regression (empty before
-    # known failures existed). Declared here so their types are checked when read.
+    # Against the variant's known_failures (verify/known.py): ok | fixed | known | regression;
+    # empty in results written before known failures existed. Declared here so their types
+    # are checked when read.
     verdict: str = ""
     known_reason: str = ""
     known_source: str = ""
@@ -100,6 +101,11 @@ class ConvCase:
         lacks), or failed exactly as the variant declares (a known failure)."""
         return self.status in PASSING_STATUSES or (self.verdict == "known" and self.status
                                                    != "ok")
+
+    @property
+    def known(self) -> bool:
+        """Failed, as the variant declares it does."""
+        return not self.ok and self.verdict == "known"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConvCase:
@@ -132,6 +138,7 @@ class TestResult:
     hip: str | None = None
     gpu: str | None = None  # the GPU torch saw, if any
     conv_summary: Mapping[str, int] = field(default_factory=dict)
+    conv_verdicts: Mapping[str, int] = field(default_factory=dict)  # ok/fixed/known/regression
     started_at: str = ""  # ISO 8601, UTC
     finished_at: str = ""
     seconds: float = 0.0  # the whole run
@@ -155,12 +162,18 @@ class TestResult:
     def failed_cases(self) -> tuple[ConvCase, ...]:
         return tuple(c for c in self.conv if not c.ok)
 
+    @property
+    def regressions(self) -> tuple[ConvCase, ...]:
+        """Failed cases no known failure covers."""
+        return tuple(c for c in self.conv if not c.ok and not c.known)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["checks"] = [asdict(c) for c in self.checks]
         out["conv"] = [asdict(c) for c in self.conv]
         out["devices"] = list(self.devices)
         out["conv_summary"] = dict(self.conv_summary)
+        out["conv_verdicts"] = dict(self.conv_verdicts)
         out["conv_works"] = {k: dict(v) for k, v in self.conv_works.items()}
         return out
 

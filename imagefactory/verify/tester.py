@@ -82,6 +82,7 @@ def _node_index(name: str) -> int:
 # -- the run ----------------------------------------------------------------------------
 
 Echo = Callable[[str], None]
+_COLOURS = {"yellow": 33, "cyan": 36, "red": 31}
 
 
 class Tester:
@@ -127,6 +128,12 @@ class Tester:
             volumes = {cache: {"bind": MIOPEN_CACHE_DIR, "mode": "rw"}}
         self.echo(f"{variant.name}: testing {built.tag} ({built.short_id}), profile "
                   f"{profile_label(profile.name if profile else None)}, devices {devices}")
+        from ..host.pick import isa_mismatch
+
+        note = isa_mismatch(self.matrix, variant, self.host_archs,
+                            profile.name if profile else None)
+        if note:
+            self.echo(f"  note: {note}")
         tracked = TrackedContainer(
             self.client, built.image_id, role="test", run_id=self.options.run_id,
             labels={"io.imagefactory.variant": variant.name},
@@ -180,7 +187,9 @@ class Tester:
         finally:
             if container is not None:
                 tracked.__exit__(None, None, None)
-        passed = all(c.passed for c in checks) and all(c.ok for c in conv)
+        # A case that fails as the variant declares (known_failures) does not fail the run.
+        passed = all(c.passed for c in checks) and all(c.ok or c.known for c in conv)
+        self._echo_verdicts(conv)
         return TestResult(
             variant=variant.name, image_id=built.image_id, passed=passed,
             checks=tuple(checks), conv=conv,
@@ -192,6 +201,7 @@ class Tester:
             scope="quick" if self.options.quick else "subset" if self.options.cases else "full",
             torch=conv_info.get("torch"), hip=conv_info.get("hip"),
             gpu=conv_info.get("gpu"), conv_summary=conv_info.get("summary") or {},
+            conv_verdicts=conv_info.get("verdicts") or {},
             started_at=started, finished_at=_now(), seconds=round(time.monotonic() - t0, 3),
             suite_seconds=round(suite_seconds, 3), conv_seconds=round(conv_seconds, 3),
             conv_works=conv_info.get("works") or {}, gpu_reset=conv_info.get("gpu_reset"),
@@ -199,6 +209,21 @@ class Tester:
             gpu_code=gpu_code,
         )
 
+    def _echo_verdicts(self, conv: tuple[ConvCase, ...]) -> None:
+        """Known failures and fixed cases, each in its own mark and colour, apart from
+        regressions (which the failure summary names)."""
+        marks = {"known": ("known", "yellow"), "fixed": ("FIXED", "cyan"),
+                 "regression": ("REGR ", "red")}
+        for c in conv:
+            if c.verdict in marks:
+                mark, colour = marks[c.verdict]
+                why = f" ({c.known_reason}; {c.known_source})" if c.known_reason else ""
+                self.echo(f"  {self.style(mark, colour)}  {c.case}: {c.status}{why}")
+
+    @staticmethod
+    def style(text: str, colour: str) -> str:
+        # click.echo drops the colour codes when the output is not a terminal.
+        return f"\x1b[{_COLOURS[colour]}m{text}\x1b[0m"
     def miopen_cache(self, variant: Variant, built: BuiltImage) -> str | None:
         """The named volume for this image on this host's GPU, emptied first with --cold;
         None when the engine cannot make one (the run goes on with a cold cache)."""
@@ -348,11 +373,21 @@ class Tester:
             return (Check("conv check", False, f"convcheck exited {rc} without writing "
                           f"{CONV_JSON}: {' | '.join(tail[-3:])}"), (), {})
         data = json.loads(report)
-        cases = tuple(ConvCase.from_dict(c) for c in data.get("cases", ()))
+        from .known import annotate, judge, passes
+        from .known import counts as verdict_counts
+
+        raw = [c for c in data.get("cases", ()) if isinstance(c, dict)]
+        verdicts = judge(variant, [(str(c.get("case")), str(c.get("status"))) for c in raw],
+                         profile.name if profile else None)
+        cases = tuple(ConvCase.from_dict(annotate(c, v)) for c, v in zip(raw, verdicts,
+                                                                         strict=True))
+        data["verdicts"] = verdict_counts(verdicts)
         summary = data.get("summary") or {}
         counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.items())) or "no cases"
-        ok = rc == 0 and bool(cases) and all(c.ok for c in cases)
-        detail = counts
+        # convcheck exits 1 when a case failed: known failures alone do not fail the check.
+        ok = (rc == 0 or (rc == 1 and passes(verdicts))) and bool(cases) and passes(verdicts)
+        detail = counts + "".join(f", {n} {k}" for k, n in data["verdicts"].items()
+                                  if k in ("known", "fixed"))
         if rc != 0:  # with every case ok, the reason is only in its output
             detail += f"; convcheck exited {rc}" + (
                 f": {' | '.join(tail[-3:])}" if all(c.ok for c in cases) else "")

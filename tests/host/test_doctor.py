@@ -61,18 +61,24 @@ def test_rx5600xt_ready(tmp_path: Path, capsys) -> None:
     assert "Ready: yes" in out and err == ""
     recs = [line.split(":")[0].strip() for line in out.split("Recommended\n")[1].splitlines()
             if not line.startswith(("note", "Ready"))]
-    # Native gfx1010 builds first, the override-based wheels last.
-    assert recs == ["rocm62-native", "rocm54-source", "rocm52-torch20", "rocm62-patched",
-                    "rocm52-torch113"]
+    # Native gfx1010 code first (TheRock's wheels, the newest ROCm, then the source builds),
+    # the override-based wheels last.
+    assert recs == ["therock-gfx1010", "debian-rocm64", "rocm62-native", "rocm54-source",
+                    "rocm52-torch20", "rocm62-patched", "rocm52-torch113"]
 
 
-def test_rx5500xt_gets_wheel_variants_through_the_override(tmp_path: Path, project) -> None:
+def test_rx5500xt_gets_therock_gfx1012_then_the_override_wheels(tmp_path: Path,
+                                                                project) -> None:
     d = diagnose(project.matrix, Options(sysfs_root=SYSFS / "rx5500xt",
                                          dev_root=make_dev(tmp_path / "dev"), docker=False))
     assert d.ready
-    assert [r.variant for r in d.recommendations] == ["rocm62-patched", "rocm52-torch113"]
-    assert all(r.arch == "gfx1012" and "runs it as gfx1030" in r.reason
-               for r in d.recommendations)
+    assert [r.variant for r in d.recommendations] == ["therock-gfx1012", "rocm62-patched",
+                                                      "rocm52-torch113"]
+    first, *others = d.recommendations
+    assert first.arch == "gfx1012" and first.reason.startswith("carries gfx1012 code, no "
+                                                               "override: ")
+    assert all(r.arch == "gfx1012" and r.reason.startswith("an alternative; ")
+               and "runs it as gfx1030" in r.reason for r in others)
 
 
 def test_rdna2_needs_no_workaround(tmp_path: Path, capsys) -> None:

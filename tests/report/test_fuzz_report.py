@@ -54,7 +54,7 @@ def _check_markdown(md: str, ncols: tuple[int, ...]) -> None:
     assert "\x1b" not in md and "\x07" not in md
     html = MarkdownIt("commonmark", {"html": True}).enable("table").render(md)
     tags = set(re.findall(r"</?([A-Za-z][A-Za-z0-9]*)", html))
-    assert tags <= {"h1", "h2", "p", "ul", "li", "strong", "code", "table", "thead", "tbody",
+    assert tags <= {"h1", "h2", "h3", "p", "ul", "li", "strong", "code", "table", "thead", "tbody",
                     "tr", "th", "td", "img"}, tags
     assert html.count("<img") <= 1  # the heatmap, when asked for
     assert "<a " not in html and "<em>" not in html and "<s>" not in html

@@ -126,14 +126,15 @@ def test_missing_cases_and_unknown_classes(tmp_path: Path) -> None:
     TestResult("b", "sha256:" + "2" * 64, False, (), (ConvCase("y", "from-the-future"),),
                "gfx1010", None).save(tmp_path)
     compat = report.load([tmp_path])
+    assert [r.label for r in compat.rows] == ["b", "a"]  # grouped by ISA, no AMD GPU last
     img, boxes = heatmap.render(compat)
     rgb = img.convert("RGB")
-    x0, y0, _, _ = boxes[(0, "y")]
-    assert rgb.getpixel((x0 + 1, y0 + 1)) == heatmap.COLOURS[report.NOT_RUN]
     x0, y0, _, _ = boxes[(1, "y")]
+    assert rgb.getpixel((x0 + 1, y0 + 1)) == heatmap.COLOURS[report.NOT_RUN]
+    x0, y0, _, _ = boxes[(0, "y")]
     assert rgb.getpixel((x0 + 1, y0 + 1)) == heatmap.UNKNOWN
     md = report.markdown(compat)
-    assert "| `x` | ok 0.50 s | · |" in md and "| `y` | · | **from-the-future** |" in md
+    assert "| `x` | · | ok 0.50 s |" in md and "| `y` | **from-the-future** | · |" in md
 
 
 def test_same_variant_from_two_hosts(tmp_path: Path) -> None:
@@ -147,9 +148,9 @@ def test_same_variant_from_two_hosts(tmp_path: Path) -> None:
     TestResult("rocm62-patched", "sha256:" + "3" * 64, True, (), (ConvCase("x", "ok"),),
                None, None).save(tmp_path / "h3")
     compat = report.load([tmp_path / "h1", tmp_path / "h2", tmp_path / "h3"])
-    assert [r.label for r in compat.rows] == ["rocm62-patched (no GPU, none)",
-                                              "rocm62-patched (gfx1010, override)",
-                                              "rocm62-patched (gfx1012, override)"]
+    assert [r.label for r in compat.rows] == ["rocm62-patched (gfx1010, override)",
+                                              "rocm62-patched (gfx1012, override)",
+                                              "rocm62-patched (no GPU, none)"]
 
 
 def test_no_results(tmp_path: Path, capsys) -> None:

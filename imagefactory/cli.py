@@ -56,15 +56,20 @@ class LazyGroup(click.Group):
               default=None, envvar="IMAGEFACTORY_CONFIG",
               help="The matrix file. Default: ./variants.yaml, else the one shipped with "
                    "imagefactory.")
+@click.option("--debug", is_flag=True, envvar="IMAGEFACTORY_DEBUG",
+              help="Show debug logs (engine calls among them) and full tracebacks. Also: "
+                   "IMAGEFACTORY_DEBUG=1.")
 @click.version_option(__version__, prog_name="imagefactory")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None) -> None:
+def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
     """Render, build, test and publish PyTorch images for AMD RDNA1 GPUs (gfx1010/gfx1012).
 
     Exit codes: 0 ok, 1 the job failed, 2 usage or configuration error.
     """
+    from . import log
     from .appstate import AppState
 
+    log.setup(debug)
     ctx.obj = AppState(config)
 
 
@@ -93,4 +98,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("imagefactory: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug: one line and where the traceback is, never a bare one
+        from . import log
+
+        path = log.write_crash_report(exc, argv)
+        if log.debug_requested(argv):
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+        where = f"; full traceback in {path}" if path else ""
+        click.echo(f"imagefactory: internal error: {clean(log.one_line(exc))}{where} (please "
+                   "report it)", err=True)
+        sys.exit(EXIT_FAILED)
     sys.exit(0)

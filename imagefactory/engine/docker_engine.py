@@ -8,13 +8,17 @@ in all, so `Engine` asks a local engine about images through the small unix-sock
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobError
+from ..safety import redact
 from . import probe as engineprobe
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import docker
@@ -67,6 +71,7 @@ def connect(url: str | None = None, timeout: int = 600) -> docker.DockerClient:
     from docker.errors import DockerException
 
     address = url or default_address()
+    log.debug("connecting to %s", redact(address))
     try:
         client = docker.DockerClient(base_url=address, timeout=timeout,
                                      use_ssh_client=address.startswith("ssh://"))

@@ -1,0 +1,71 @@
+"""Logging set-up and the last-resort handler for unexpected exceptions.
+
+Library modules log through `logging.getLogger(__name__)`; nothing is shown below WARNING
+unless `--debug` or IMAGEFACTORY_DEBUG=1 is given, which shows DEBUG records (engine calls
+among them) and tracebacks. A bug never ends in a bare traceback: one line names the
+error and the file the full traceback was written to.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+
+from .paths import user_cache_dir
+
+ENV_DEBUG = "IMAGEFACTORY_DEBUG"
+_FORMAT = "imagefactory: %(levelname)s: %(name)s: %(message)s"
+
+
+def debug_requested(argv: list[str] | None = None) -> bool:
+    """--debug among the global options, or IMAGEFACTORY_DEBUG set to a true value."""
+    if os.environ.get(ENV_DEBUG, "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    args = sys.argv[1:] if argv is None else argv
+    return "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
+
+
+def setup(debug: bool) -> None:
+    """Root handler on stderr: DEBUG with --debug, else WARNING and above."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_imagefactory", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler._imagefactory = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    level = logging.DEBUG if debug else logging.WARNING
+    logging.getLogger("imagefactory").setLevel(level)
+    if not debug:
+        root.setLevel(logging.WARNING)
+    else:
+        # docker-py's and urllib3's own debug lines show each HTTP call to the engine.
+        for name in ("docker", "urllib3"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+        root.setLevel(logging.DEBUG)
+
+
+def write_crash_report(exc: BaseException, argv: list[str] | None = None) -> Path | None:
+    """The full traceback (and the command line) in a file of its own; its path, or None
+    when no file could be written."""
+    directory = user_cache_dir() / "crashes"
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
+    path = directory / f"crash-{stamp}-{os.getpid()}.txt"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"imagefactory {' '.join(sys.argv[1:] if argv is None else argv)}\n\n"
+                        f"{text}", encoding="utf-8")
+    except OSError:
+        return None
+    return path
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

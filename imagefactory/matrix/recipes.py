@@ -367,3 +367,12 @@ SHELL_COMMAND = _k(r"[A-Za-z0-9 _.&=/-]{1,200}", "shell command (letters, digits
 @dataclass(frozen=True, kw_only=True)
 class TinyRecipe(Recipe):
     command: str = optional(SHELL_COMMAND, "true")
+
+
+# The BuildKit tests' fixture family (tests/engine/test_buildx.py): a RUN with a cache mount
+# whose id the test chooses.
+@family("mounts")
+@dataclass(frozen=True, kw_only=True)
+class MountsRecipe(Recipe):
+    cache_id: str = required(WORD)
+    command: str = optional(SHELL_COMMAND, "true")

@@ -51,16 +51,20 @@ def _tag_safe(text: str) -> str:
     return tag[:128]
 
 
-def publish_tags(variant: Variant, inputs_hash: str, *, untested: bool = False
-                 ) -> tuple[str, ...]:
+def publish_tags(variant: Variant, inputs_hash: str, *, untested: bool = False,
+                 reported_torch: str | None = None) -> tuple[str, ...]:
     """`<variant>`, `<variant>-<short inputs hash>`, `<image_version>-<variant>`.
 
     The first moves with each publish; the second names exactly one set of build inputs; the
-    third says what is inside. An emergency push without tests adds `<variant>-untested`, so
-    the registry itself shows that this digest was published untested.
+    third says what is inside, with torch as the tested image reported it (the declared
+    version only when no test said), and the variant's name only where the version does not
+    already end with it (`torch1.13.0a0-cpu`, not `...-cpu-cpu`). An emergency push without
+    tests adds `<variant>-untested`, so the registry itself shows that this digest was
+    published untested.
     """
-    tags = [variant.name, f"{variant.name}-{inputs_hash[:SHORT_HASH]}",
-            _tag_safe(f"{image_version(variant)}-{variant.name}")]
+    version = image_version(variant, reported_torch)
+    described = version if version.endswith(f"-{variant.name}") else f"{version}-{variant.name}"
+    tags = [variant.name, f"{variant.name}-{inputs_hash[:SHORT_HASH]}", _tag_safe(described)]
     if untested:
         tags.append(f"{variant.name}-{UNTESTED_SUFFIX}")
     return tuple(tags)
@@ -205,7 +209,8 @@ def plan(client: docker.DockerClient, matrix: Matrix, variant: Variant, target: 
                        f"built by imagefactory); run `imagefactory build {variant.name}`")
     result = gate(built, results_dir, skip_tests, allow_quick)
     return Plan(built, matrix.repository, target.repository(matrix.repository),
-                publish_tags(variant, built.inputs_hash, untested=skip_tests),
+                publish_tags(variant, built.inputs_hash, untested=skip_tests,
+                             reported_torch=result.torch if result else None),
                 result, skip_tests)
 
 
@@ -450,7 +455,10 @@ class Publisher:
             "reference": f"{plan.repository}@{digest}",
             "image_id": plan.built.image_id,
             "inputs_hash": plan.built.inputs_hash,
-            "image_version": image_version(plan.variant),
+            "image_version": image_version(plan.variant,
+                                           plan.result.torch if plan.result else None),
+            "torch_declared": plan.variant.torch.version,
+            "torch_reported": plan.result.torch if plan.result else None,
             "tests_skipped": plan.tests_skipped,
             "test": summary(plan.result),
             "layers": {p.tag: {"uploaded": p.uploaded, "reused": p.reused} for p in pushes},

@@ -141,10 +141,11 @@ def copy_sources(dockerfile: str) -> list[str]:
     return [source for _, source in context_sources(dockerfile)]
 
 
-def image_version(variant: Variant) -> str:
-    """The descriptive version: rocm6.2.4-torch2.5.1-gfx1010 (cpu: torch1.13.1-cpu)."""
+def image_version(variant: Variant, torch: str | None = None) -> str:
+    """The descriptive version: rocm6.2.4-torch2.5.1-gfx1010 (cpu: torch1.13.1-cpu); `torch`
+    is the version the built image reports, when known (it wins over the declared one)."""
     parts = [f"rocm{variant.rocm}"] if variant.rocm else []
-    parts.append(f"torch{variant.torch.version}")
+    parts.append(f"torch{torch or variant.torch.version}")
     parts.append("-".join(variant.gfx_targets) if variant.gfx_targets else "cpu")
     return "-".join(parts)
 

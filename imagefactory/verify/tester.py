@@ -181,6 +181,11 @@ class Tester:
                     conv_seconds = time.monotonic() - t
                     checks.append(conv_check)
                     self.echo(f"  conv: {conv_check.detail} ({conv_seconds:.1f} s)")
+                reported = conv_info.get("torch")
+                if reported and reported != variant.torch.version:
+                    # Shown, not hidden: tags and records carry the reported version.
+                    self.echo(f"  note: declared torch {variant.torch.version}, the image "
+                              f"reports {reported}")
             # One count, the one the result and the report carry: every check, the
             # container start and the conv check included.
             self.echo(f"  checks: {sum(c.passed for c in checks)}/{len(checks)} passed")

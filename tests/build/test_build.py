@@ -5,13 +5,11 @@ see each other's images nor touch images they did not create."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from second_engine import second_dockerd
 
 from imagefactory.build.builder import BASE_LABEL
 from imagefactory.render.renderer import HASH_LABEL
@@ -287,58 +286,13 @@ def test_pull_failure_names_the_base_and_moves_no_tag(matrix: Matrix, docker_cli
 
 # -- two engines ------------------------------------------------------------------------------
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="session")
 def second_engine(docker_client) -> Iterator[str]:
     """A second dockerd of our own: own socket, data and exec roots, no iptables, and its own
     bridge made here. Not `--bridge=none`: at startup that deletes the host's docker0, which
     breaks the first engine's containers."""
-    if shutil.which("dockerd") is None or shutil.which("ip") is None or os.geteuid() != 0:
-        pytest.fail("the multi-engine test needs dockerd, ip and root "
-                    "(scripts/setup-test-env.sh)")
-    root = Path(tempfile.mkdtemp(prefix="iftest-build-dockerd-", dir="/tmp"))
-    address = f"unix://{root}/docker.sock"
-    bridge = f"iftb-{uuid.uuid4().hex[:6]}"  # interface names: at most 15 characters
-    _ip("link", "add", bridge, "type", "bridge")
-    log = (root / "dockerd.log").open("w")
-    proc = None
-    try:
-        _ip("addr", "add", f"10.213.{uuid.uuid4().int % 250 + 1}.1/24", "dev", bridge)
-        _ip("link", "set", bridge, "up")
-        proc = subprocess.Popen(
-            ["dockerd", "--host", address, "--data-root", str(root / "data"), "--exec-root",
-             str(root / "exec"), "--pidfile", str(root / "docker.pid"), f"--bridge={bridge}",
-             "--iptables=false"], stdout=log, stderr=subprocess.STDOUT)
-        import docker
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client = docker.DockerClient(base_url=address)
-                client.ping()
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"second dockerd did not start: {(root / 'dockerd.log')}")
-                time.sleep(0.5)
-        image = docker_client.images.get("debian:bookworm-slim")
-        client.images.load(b"".join(image.save(named=True)))
-        client.close()
+    with second_dockerd(docker_client, "build", 213) as address:
         yield address
-    finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_builds_spread_over_engines_and_dependants_follow_their_base(

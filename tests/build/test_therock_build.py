@@ -69,7 +69,11 @@ class Index:
 @pytest.fixture(scope="module")
 def index(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
-    cache = Path(request.config.cache.mkdir("therock-source-wheels"))
+    # pytest's cache keeps the downloaded wheels between runs; without it (-p no:cacheprovider)
+    # they are fetched into this session's temporary folder.
+    cache_plugin = getattr(request.config, "cache", None)
+    cache = (Path(cache_plugin.mkdir("therock-source-wheels")) if cache_plugin is not None
+             else tmp_path_factory.mktemp("therock-source-wheels"))
     torch = _cpu_torch(cache)
     root = build_index(tmp_path_factory.mktemp("therock-index"), Release(), torch)
     with serve(root) as (url, requests):

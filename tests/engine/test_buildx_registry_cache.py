@@ -11,18 +11,15 @@ its own BuildKit cache): nothing local can serve the rebuild, only the registry.
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import subprocess
 import tarfile
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from registry_fixture import Registry  # tests/ is on sys.path (rootdir conftest)
+from second_engine import second_dockerd
 
 from imagefactory.engine import buildx
 
@@ -41,57 +38,12 @@ def _context(text: str) -> bytes:
     return buf.getvalue()
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def empty_engine(docker_client) -> Iterator[str]:
     """A dockerd of our own with nothing but the base image (as in tests/build's multi-engine
     test: own socket, data and exec roots, own bridge, no iptables)."""
-    if shutil.which("dockerd") is None or shutil.which("ip") is None or os.geteuid() != 0:
-        pytest.fail("the registry-cache test needs dockerd, ip and root "
-                    "(scripts/setup-test-env.sh)")
-    import docker
-
-    root = Path(tempfile.mkdtemp(prefix="iftest-buildx-dockerd-", dir="/tmp"))
-    address = f"unix://{root}/docker.sock"
-    bridge = f"ifbx-{uuid.uuid4().hex[:6]}"
-    _ip("link", "add", bridge, "type", "bridge")
-    log = (root / "dockerd.log").open("w")
-    proc = None
-    try:
-        _ip("addr", "add", f"10.214.{uuid.uuid4().int % 250 + 1}.1/24", "dev", bridge)
-        _ip("link", "set", bridge, "up")
-        proc = subprocess.Popen(
-            ["dockerd", "--host", address, "--data-root", str(root / "data"), "--exec-root",
-             str(root / "exec"), "--pidfile", str(root / "docker.pid"), f"--bridge={bridge}",
-             "--iptables=false"], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client = docker.DockerClient(base_url=address)
-                client.ping()
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"second dockerd did not start: {root / 'dockerd.log'}")
-                time.sleep(0.5)
-        image = docker_client.images.get("debian:bookworm-slim")
-        client.images.load(b"".join(image.save(named=True)))
-        client.close()
+    with second_dockerd(docker_client, "buildx", 214) as address:
         yield address
-    finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -56,7 +56,10 @@ def test_tags_follow_the_scheme(project) -> None:
     assert publish_tags(v, HASH) == (
         "rocm62-patched", "rocm62-patched-0123456789ab",
         "rocm6.2.4-torch2.5.1-gfx1010-rocm62-patched")
-    assert publish_tags(project.matrix.get("cpu"), HASH)[2] == "torch1.13.1-cpu-cpu"
+    cpu = project.matrix.get("cpu")
+    assert publish_tags(cpu, HASH)[2] == "torch1.13.1-cpu"  # the variant's name once
+    # torch as the tested image reports it wins over the declared version
+    assert publish_tags(cpu, HASH, reported_torch="1.13.0a0")[2] == "torch1.13.0a0-cpu"
     assert publish_tags(v, HASH, untested=True)[-1] == "rocm62-patched-untested"
     target = Target.parse("ghcr.io/Owner".lower())
     assert target.repository(project.matrix.repository) == "ghcr.io/owner/imagefactory"
@@ -329,7 +332,7 @@ def test_push_tested_image_and_pull_it_back(setup: dict, first_push: dict,
                                             open_registry: Registry, docker_client) -> None:
     record, proc = first_push["record"], first_push["proc"]
     repo = f"{open_registry.host}/it/{setup['name']}"
-    tags = ["cpu", f"cpu-{record['inputs_hash'][:12]}", "torch1.13.1-cpu-cpu"]
+    tags = ["cpu", f"cpu-{record['inputs_hash'][:12]}", "torch1.13.0a0-cpu"]
     digest = record["digest"]
     assert proc.stdout.splitlines() == [f"{repo}:{t} {repo}@{digest}" for t in tags]
     assert record["tags"] == tags and record["image_id"] == setup["image_id"]

@@ -8,13 +8,14 @@ catches them.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 # The id of the image the variant was built FROM: a rebuilt base (another variant, or a
 # re-imported external base) changes it, so dependants rebuild although their inputs did not.
 BASE_LABEL = "io.imagefactory.base-image-id"
+TARGET_LABEL = "io.imagefactory.target"  # the stage a --target build stopped at
+BUILD_ARGS_LABEL = "io.imagefactory.build-args"  # the --build-arg values, as JSON
 REVISION_ARG = "IMAGEFACTORY_REVISION"
 TAIL_LINES = 15
 
@@ -112,6 +115,14 @@ class BuildOptions:
     buildx_builder: str | None = None  # a named buildx builder; None: the engine's BuildKit
     cache_from: tuple[str, ...] = ()  # buildx --cache-from specs (BuildKit only)
     cache_to: tuple[str, ...] = ()  # buildx --cache-to specs
+    # `docker build --target`: build up to this stage, tagged <repository>:<variant>-<stage>
+    target: str | None = None
+    # `docker build --build-arg`: on top of IMAGEFACTORY_REVISION; recorded in a label so an
+    # image built with other values is not taken as up to date
+    build_args: Mapping[str, str] = field(default_factory=dict)
+
+    def build_args_label(self) -> str:
+        return json.dumps(dict(sorted(self.build_args.items())), separators=(",", ":"))
 
 
 class BuildStream:
@@ -228,6 +239,8 @@ class Builder:
             return self._client_kind
 
     def tag(self, variant: Variant) -> str:
+        if self.options.target:
+            return f"{local_tag(self.matrix, variant)}-{self.options.target}"
         return local_tag(self.matrix, variant)
 
     def base_ref(self, variant: Variant) -> str:
@@ -253,6 +266,10 @@ class Builder:
         if labels.get(HASH_LABEL) != self.contexts[variant.name].inputs_hash:
             return None
         if base_id is not None and labels.get(BASE_LABEL) != base_id:
+            return None
+        if labels.get(TARGET_LABEL, "") != (self.options.target or ""):
+            return None
+        if labels.get(BUILD_ARGS_LABEL, "{}") != self.options.build_args_label():
             return None
         return str(image["Id"])
 
@@ -337,8 +354,13 @@ class Builder:
         self.reporter.started(variant.name, engine, len(data), len(ctx.files) + 1, log_path)
         started = time.monotonic()
         labels = {BASE_LABEL: base_id} if base_id else {}
+        if self.options.target:
+            labels[TARGET_LABEL] = self.options.target
+        if self.options.build_args:
+            labels[BUILD_ARGS_LABEL] = self.options.build_args_label()
         revision = self.revision()
         buildargs = {REVISION_ARG: revision} if revision else {}
+        buildargs.update(self.options.build_args)
         with log_path.open("w", encoding="utf-8") as log:
             log.write(f"# imagefactory build of {variant.name} ({tag}) on {engine}, "
                       f"{self.client_kind()} builder\n"
@@ -366,7 +388,7 @@ class Builder:
                     nocache=self.options.no_cache,
                     # Only external bases can be pulled; a base variant lives in this engine.
                     pull=self.options.pull and not variant.base_variant,
-                    labels=labels, buildargs=buildargs,
+                    labels=labels, buildargs=buildargs, target=self.options.target,
                     timeout=None,  # a compile step may print nothing for an hour
                 )
                 for chunk in chunks:
@@ -424,7 +446,7 @@ class Builder:
                 # then uses DOCKER_HOST / the docker context, as that client did.
                 address=engine if "://" in engine else None,
                 builder=self.options.buildx_builder, cache_from=self.options.cache_from,
-                cache_to=self.options.cache_to),
+                cache_to=self.options.cache_to, target=self.options.target),
             on_line, on_step, self.cancel)
         step = Step(*outcome.step) if outcome.step else None
         if outcome.image_id and not outcome.error:

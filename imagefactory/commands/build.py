@@ -6,6 +6,7 @@ needs: docker-py, tarfile and git run only once some variant is actually built.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -59,6 +60,13 @@ def git_revision(root: Path) -> str | None:
               help="BuildKit cache to export (repeatable): type=inline with the engine's own "
                    "BuildKit, type=registry,ref=...,mode=max with a --buildx-builder that "
                    "exports caches.")
+@click.option("--target", metavar="STAGE", default=None,
+              help="Build up to this Dockerfile stage (as docker build --target) and tag it "
+                   "<repository>:<variant>-<STAGE>. One variant, built FROM an external base.")
+@click.option("--build-arg", "build_args", multiple=True, metavar="NAME=VALUE",
+              help="A build argument, as docker build --build-arg (repeatable), e.g. "
+                   "DEBIAN_ARCHIVE=http://deb.debian.org/debian. An image built with other "
+                   "values is not up to date.")
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where each build's full log goes. Default: .imagefactory/logs next to "
                    "the rendered dockerfiles/.")
@@ -66,7 +74,8 @@ def git_revision(root: Path) -> str | None:
 def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
             engines: tuple[str, ...], force: bool, no_cache: bool, pull: bool, progress: str,
             builder_kind: str, buildx_builder: str | None, cache_from: tuple[str, ...],
-            cache_to: tuple[str, ...], log_dir: Path | None) -> None:
+            cache_to: tuple[str, ...], target: str | None, build_args: tuple[str, ...],
+            log_dir: Path | None) -> None:
     """Build variants' images; tag each `<repository>:<variant>` only once it built.
 
     A variant whose image carries the same inputs hash (and was built FROM the base image
@@ -97,6 +106,15 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
     renderer = CachedRenderer(project, state_dir / "render-cache.json")
     contexts = {v.name: renderer.render(v) for v in order}
     renderer.save()
+    args = parse_build_args(build_args)
+    if target is not None:
+        if len(order) != 1:
+            raise UsageError(f"--target {target}: name one variant built FROM an external base "
+                             f"(this build takes {', '.join(v.name for v in order)})")
+        stages = dockerfile_stages(contexts[order[0].name].dockerfile)
+        if target not in stages:
+            raise UsageError(f"--target {target}: {order[0].name} has no such stage "
+                             f"(it has: {', '.join(stages) or 'no named stage'})")
     addresses = list(dict.fromkeys(engines)) or [default_address()]
     clients = {address: open_engine(address, timeout=120) for address in addresses}
     names = [v.name for v in order]
@@ -107,6 +125,7 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
         revision=partial(git_revision, project.root),
         builder="buildx" if buildx_builder or cache_from or cache_to else builder_kind,
         buildx_builder=buildx_builder, cache_from=cache_from, cache_to=cache_to,
+        target=target, build_args=args,
     )
     view = make_view(progress, names, list(clients))
     cancel = threading.Event()
@@ -133,3 +152,28 @@ def command(state, variants: tuple[str, ...], all_: bool, jobs: int | None,
         raise JobError(f"{len(failed)} of {len(results)} build(s) failed: {what}"
                        + (f"; {len(bad) - len(failed)} not built" if len(bad) > len(failed)
                           else ""))
+
+
+_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+_STAGE = re.compile(r"(?im)^[ \t]*FROM[ \t]+\S+[ \t]+AS[ \t]+([A-Za-z0-9][A-Za-z0-9_.-]*)[ \t]*$")
+
+
+def parse_build_args(raw: tuple[str, ...]) -> dict[str, str]:
+    """NAME=VALUE pairs as docker build takes them; a value is one line of printable text."""
+    from ..errors import UsageError
+
+    out: dict[str, str] = {}
+    for item in raw:
+        name, sep, value = item.partition("=")
+        if not sep or not _ARG_NAME.fullmatch(name):
+            raise UsageError(f"--build-arg {item[:60]!r}: expected NAME=VALUE (NAME: letters, "
+                             "digits, _)")
+        if not value.isprintable():
+            raise UsageError(f"--build-arg {name}: the value has control characters")
+        out[name] = value
+    return out
+
+
+def dockerfile_stages(dockerfile: str) -> list[str]:
+    """The named stages (`FROM image AS name`), in order; Docker's lines end at \\n only."""
+    return _STAGE.findall(dockerfile.replace("\r\n", "\n"))

@@ -8,6 +8,7 @@ functions, so `imagefactory --help` stays fast.
 from __future__ import annotations
 
 import importlib
+import io
 import pkgutil
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import click
 
 from . import __version__, commands
 from .errors import EXIT_FAILED, EXIT_USAGE, ImagefactoryError
+from .safety import clean
 
 
 def _command_name(module: str) -> str:
@@ -77,12 +79,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="imagefactory", standalone_mode=False)
     except ImagefactoryError as exc:
-        click.echo(f"imagefactory: error: {exc}", err=True)
+        # Messages carry text from files, arguments and engines: credentials redacted,
+        # terminal control characters escaped, one line (safety.clean).
+        click.echo(f"imagefactory: error: {clean(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        shown = io.StringIO()
+        exc.show(file=shown)  # click quotes argument values back: clean them too
+        click.echo("\n".join(clean(line) for line in shown.getvalue().split("\n")),
+                   err=True, nl=False)
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
     except click.Abort as exc:
         # click turns Ctrl-C into Abort; keep the conventional 130 for it.
@@ -102,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
 
             traceback.print_exception(type(exc), exc, exc.__traceback__)
         where = f"; full traceback in {path}" if path else ""
-        click.echo(f"imagefactory: internal error: {log.one_line(exc)}{where} (please "
+        click.echo(f"imagefactory: internal error: {clean(log.one_line(exc))}{where} (please "
                    "report it)", err=True)
         sys.exit(EXIT_FAILED)
     sys.exit(0)

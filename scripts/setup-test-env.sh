@@ -47,6 +47,32 @@ if [ -z "$venv_only" ] && ! docker info >/dev/null 2>&1; then
     echo "setup: started dockerd (pid $(cat /var/run/docker.pid 2>/dev/null || echo '?'), log /var/log/imagefactory-dockerd.log); it keeps running: stop it with kill \$(cat /var/run/docker.pid)"
 fi
 
+# BuildKit for `imagefactory build` (--builder auto picks it) and `docker buildx bake`:
+# Debian's docker-buildx (trixie and later; bookworm has none) is a docker CLI plugin in
+# /usr/libexec/docker/cli-plugins, found by Debian's and Docker's CLIs. It needs only
+# libc6 >= 2.34, so on bookworm the .deb comes from trixie through a private apt state:
+# trixie never enters the system's sources.
+if [ -z "$venv_only" ] && ! docker buildx version >/dev/null 2>&1; then
+    if apt-cache show docker-buildx >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            docker-buildx >/dev/null
+    else
+        echo "setup: installing docker-buildx from Debian trixie"
+        tmp=$(mktemp -d)
+        mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
+        printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: trixie' \
+            'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+            > "$tmp/trixie.sources"
+        trixie=(-o "Dir::Etc::SourceList=$tmp/trixie.sources" -o Dir::Etc::SourceParts=/dev/null
+                -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache"
+                -o APT::Sandbox::User=root)
+        apt-get "${trixie[@]}" update -qq
+        (cd "$tmp" && apt-get "${trixie[@]}" download -qq docker-buildx)
+        dpkg -i "$tmp"/docker-buildx_*.deb >/dev/null
+        rm -rf "$tmp"
+    fi
+fi
+
 # Base images made with debootstrap when the engine lacks them: the same Dockerfiles pull
 # them from Docker Hub elsewhere (a FROM naming a tag present in the engine does not pull).
 make_base() {  # make_base SUITE TAG
@@ -58,7 +84,10 @@ make_base() {  # make_base SUITE TAG
     tar -C "$rootfs" -c . | docker import - "$2" >/dev/null
     rm -rf "$rootfs"
 }
-[ -n "$venv_only" ] || make_base bookworm debian:bookworm-slim
+if [ -z "$venv_only" ]; then
+    make_base bookworm debian:bookworm-slim   # cpu, therock
+    make_base sid debian:sid-slim             # debian-rocm, the GPU code audit's fixtures
+fi
 
 if [ ! -x "$venv/bin/python" ]; then
     echo "setup: creating $venv with $python ($("$python" --version 2>&1))"

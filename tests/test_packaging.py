@@ -40,7 +40,7 @@ def test_wheel_ships_matrix_templates_files_and_suite(wheel: Path) -> None:
     assert not any("__pycache__" in n for n in names if "_shipped" in n)
 
 
-def test_installed_wheel_lists_the_six_variants_from_any_folder(wheel: Path,
+def test_installed_wheel_lists_every_variant_from_any_folder(wheel: Path,
                                                                 tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
@@ -50,7 +50,8 @@ def test_installed_wheel_lists_the_six_variants_from_any_folder(wheel: Path,
     proc = subprocess.run([sys.executable, "-m", "imagefactory", "list", "--json"], cwd=empty,
                           env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, check=True)
-    assert proc.stdout.count('"name"') == 6
+    variants = Project.locate(REPO / "variants.yaml").matrix.variants
+    assert proc.stdout.count('"name"') == len(variants)
     assert '"cpu"' in proc.stdout and '"rocm62-patched"' in proc.stdout
 
 
@@ -59,4 +60,5 @@ def test_without_a_local_matrix_the_shipped_one_is_used(tmp_path: Path) -> None:
     assert project.config_path.name == "variants.yaml"
     assert project.templates_dir.is_dir()
     assert project.output_dir == tmp_path / "dockerfiles"
-    assert len(project.matrix.variants) == 6
+    checkout = Project.locate(REPO / "variants.yaml").matrix
+    assert [v.name for v in project.matrix.variants] == [v.name for v in checkout.variants]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from ..engine.base import ERROR, IMAGE, OUTPUT, BuildEvent, ContainerEngine, ImageInfo
 from ..errors import ImagefactoryError
@@ -45,14 +45,22 @@ BUILT, SKIPPED, FAILED, BLOCKED, CANCELLED = "built", "skipped", "failed", "bloc
 USABLE = frozenset({BUILT, SKIPPED})
 
 
+# Build clients: docker-py's classic builder, or BuildKit through `docker buildx build`.
+# AUTO: buildx where the plugin answers, else classic (decided at the first real build, so a
+# no-change build never runs the docker CLI).
+CLASSIC, BUILDX, AUTO = "classic", "buildx", "auto"
+
+
 @dataclass(frozen=True)
 class Step:
     number: int
     total: int
     instruction: str
+    stage: str | None = None  # BuildKit numbers steps per stage
 
     def __str__(self) -> str:
-        return f"step {self.number}/{self.total} ({self.instruction})"
+        stage = f" of stage {self.stage}" if self.stage else ""
+        return f"step {self.number}/{self.total}{stage} ({self.instruction})"
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,10 @@ class BuildOptions:
     build_args: Mapping[str, str] = field(default_factory=dict)  # docker build --build-arg
     # the variants target and build_args apply to (None: all); their bases are built whole
     targeted: frozenset[str] | None = None
+    builder: str = CLASSIC  # CLASSIC, BUILDX or AUTO
+    buildx_builder: str | None = None  # a named buildx builder; None: the engine's BuildKit
+    cache_from: tuple[str, ...] = ()  # buildx --cache-from specs (BuildKit only)
+    cache_to: tuple[str, ...] = ()  # buildx --cache-to specs
 
 
 class BuildStream:
@@ -184,6 +196,7 @@ class Builder:
         self._revision_lock = threading.Lock()
         self._revision: str | None = None
         self._logs: dict[tuple[str, str], Path] = {}  # the log of a build in progress
+        self._client_kind: str | None = None
 
     def revision(self) -> str | None:
         """BuildOptions.revision, a callable one asked once."""
@@ -192,6 +205,24 @@ class Builder:
         with self._revision_lock:
             self._revision = self._revision or self.options.revision()
             return self._revision
+
+    def client_kind(self) -> str:
+        """CLASSIC or BUILDX: BuildOptions.builder, AUTO resolved once."""
+        if self.options.builder == CLASSIC:
+            return CLASSIC
+        with self._revision_lock:
+            if self._client_kind is None:
+                from ..engine.buildx import buildx_version
+
+                version = buildx_version()
+                if version is None and self.options.builder == BUILDX:
+                    raise _Failed("--builder buildx: `docker buildx version` does not answer; "
+                                  "install the docker buildx plugin (package docker-buildx "
+                                  "or docker-buildx-plugin)")
+                self._client_kind = BUILDX if version else CLASSIC
+                log.info("builder: %s", f"buildx {version}" if version else
+                            "classic (no docker buildx plugin found)")
+            return self._client_kind
 
     def tag(self, variant: Variant) -> str:
         """Where a successful build goes; a --target stage of a named variant gets its own
@@ -278,6 +309,8 @@ class Builder:
                     result = BuildResult(variant.name, engine, SKIPPED, current, tag)
                     self.reporter.finished(result)
                     return result
+            if self.client_kind() == CLASSIC:
+                self._refuse_buildkit_syntax(variant)
             return self._build(variant, engine, tag, base_id)
         except (_Failed, ImagefactoryError) as exc:  # e.g. the engine could not be reached
             error = str(exc)
@@ -292,6 +325,19 @@ class Builder:
                              log_path=log_path)
         self.reporter.finished(result)
         return result
+
+    def _refuse_buildkit_syntax(self, variant: Variant) -> None:
+        """The classic builder would fail at the first BuildKit-only line after building
+        everything above it (hours for a source variant): refuse before starting."""
+        from ..engine.buildx import buildkit_syntax
+
+        found = buildkit_syntax(self.contexts[variant.name].dockerfile)
+        if found:
+            line, what = found
+            raise _Failed(f"needs BuildKit: its Dockerfile line {line} uses {what}, which the "
+                          "classic builder cannot build; install the docker buildx plugin "
+                          "(package docker-buildx or docker-buildx-plugin) and build with "
+                          "--builder buildx")
 
     def _new_log(self, variant: Variant) -> Path:
         self.options.log_dir.mkdir(parents=True, exist_ok=True)
@@ -340,7 +386,8 @@ class Builder:
             buildargs[REVISION_ARG] = revision
         target = self.options.target if variant.name in self.targeted else None
         with log_path.open("w", encoding="utf-8") as out:
-            out.write(f"# imagefactory build of {variant.name} ({tag}) on {engine}\n"
+            out.write(f"# imagefactory build of {variant.name} ({tag}) on {engine}, "
+                      f"{self.client_kind()} builder\n"
                       f"# inputs hash {ctx.inputs_hash}, base {self.base_ref(variant)} "
                       f"{base_id or '(not in the engine)'}, context {len(data)} bytes"
                       + (f", target {target}" if target else "") + "\n")
@@ -350,37 +397,94 @@ class Builder:
                 out.flush()
                 self.reporter.line(variant.name, text)
 
-            stream = BuildStream(on_line, lambda s: self.reporter.step(variant.name, s))
-            try:
-                for event in self.engines[engine].build(
-                        data, target=target, build_args=buildargs, labels=labels,
-                        no_cache=self.options.no_cache,
-                        # Only external bases can be pulled; a base variant is in this engine.
-                        pull=self.options.pull and not variant.base_variant):
-                    stream.feed(event)
-            except ImagefactoryError as exc:
-                stream.feed(BuildEvent(ERROR, str(exc)))
-            stream.close()
-            image_id = stream.image_id
-            duration = time.monotonic() - started
-            if stream.error or not image_id:
-                error = stream.error or "the engine reported no image id"
-                result = BuildResult(variant.name, engine, FAILED, tag=tag, duration=duration,
-                                     log_path=log_path, step=stream.step, error=error,
-                                     log_tail=tuple(stream.tail))
-            elif self.cancel.is_set():
-                out.write("# interrupted: not tagged\n")
-                result = BuildResult(variant.name, engine, CANCELLED, image_id, tag,
-                                     duration, log_path)
+            if self.client_kind() == BUILDX:
+                image_id, error, step, tail = self._buildx(variant, engine, data, labels,
+                                                           buildargs, target, on_line)
+                if image_id is None and error is None:
+                    error = "the build was interrupted"
+                result = self._finish(variant, engine, tag, started, log_path, out, image_id,
+                                      error, step, tail)
             else:
-                repository, name = split_tag(tag)
-                self.engines[engine].tag(image_id, repository, name)
-                out.write(f"# tagged {tag} -> {image_id}\n")
-                result = BuildResult(variant.name, engine, BUILT, image_id, tag, duration,
-                                     log_path)
+                result = self._classic(variant, engine, tag, started, log_path, out, data,
+                                       labels, buildargs, target, on_line)
         self._logs.pop((variant.name, engine), None)
         self.reporter.finished(result)
         return result
+
+    def _classic(self, variant: Variant, engine: str, tag: str, started: float,
+                 log_path: Path, out: TextIO, data: bytes, labels: dict[str, str],
+                 buildargs: dict[str, str], target: str | None,
+                 on_line: Callable[[str], None]) -> BuildResult:
+        """The build through the engine's own (classic) builder."""
+        stream = BuildStream(on_line, lambda s: self.reporter.step(variant.name, s))
+        try:
+            for event in self.engines[engine].build(
+                    data, target=target, build_args=buildargs, labels=labels,
+                    no_cache=self.options.no_cache,
+                    # Only external bases can be pulled; a base variant is in this engine.
+                    pull=self.options.pull and not variant.base_variant):
+                stream.feed(event)  # after an error the engine ends the stream itself
+        except ImagefactoryError as exc:
+            stream.feed(BuildEvent(ERROR, str(exc)))
+        stream.close()
+        return self._finish(variant, engine, tag, started, log_path, out, stream.image_id,
+                            stream.error, stream.step, tuple(stream.tail))
+
+    def _finish(self, variant: Variant, engine: str, tag: str, started: float,
+                log_path: Path, log: TextIO, image_id: str | None, error: str | None,
+                step: Step | None, tail: tuple[str, ...]) -> BuildResult:
+        """Tag a successful build (unless interrupted); either client's outcome."""
+        duration = time.monotonic() - started
+        if error or not image_id:
+            if self.cancel.is_set():
+                log.write("# interrupted: not tagged\n")
+                return BuildResult(variant.name, engine, CANCELLED, None, tag, duration,
+                                   log_path)
+            return BuildResult(variant.name, engine, FAILED, tag=tag, duration=duration,
+                               log_path=log_path, step=step,
+                               error=error or "the engine reported no image id",
+                               log_tail=tail)
+        if self.cancel.is_set():
+            log.write("# interrupted: not tagged\n")
+            return BuildResult(variant.name, engine, CANCELLED, image_id, tag, duration,
+                               log_path)
+        repository, name = split_tag(tag)
+        self.engines[engine].tag(image_id, repository, name)
+        log.write(f"# tagged {tag} -> {image_id}\n")
+        return BuildResult(variant.name, engine, BUILT, image_id, tag, duration, log_path)
+
+    def _buildx(self, variant: Variant, engine: str, data: bytes, labels: dict[str, str],
+                buildargs: dict[str, str], target: str | None,
+                on_line: Callable[[str], None]
+                ) -> tuple[str | None, str | None, Step | None, tuple[str, ...]]:
+        """The same build through `docker buildx build` (BuildKit); nothing is tagged."""
+        from ..engine import buildx
+
+        def on_step(number: int, total: int, instruction: str, stage: str | None) -> None:
+            self.reporter.step(variant.name, Step(number, total, instruction, stage))
+
+        outcome = buildx.build(
+            buildx.BuildxRequest(
+                data, labels=labels, build_args=buildargs, no_cache=self.options.no_cache,
+                pull=self.options.pull and not variant.base_variant,
+                # An engine given as a docker-py client has a name, not an address: buildx
+                # then uses DOCKER_HOST / the docker context, as that client did.
+                address=engine if "://" in engine else None,
+                builder=self.options.buildx_builder, cache_from=self.options.cache_from,
+                cache_to=self.options.cache_to, target=target),
+            on_line, on_step, self.cancel)
+        step = Step(*outcome.step) if outcome.step else None
+        if outcome.image_id and not outcome.error:
+            # buildx loaded the image into the engine: make sure it is the one we tag.
+            found = self._inspect(engine, outcome.image_id)
+            if found is None:
+                return None, (f"buildx reported image {outcome.image_id}, which engine "
+                              f"{engine} does not have (a builder that does not load into "
+                              "it?)"), step, outcome.tail
+            return found.id, None, step, outcome.tail
+        if outcome.cancelled:
+            return None, None, step, outcome.tail
+        return None, outcome.error, step, outcome.tail
 
 
 def _one_line(exc: BaseException) -> str:

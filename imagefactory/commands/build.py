@@ -15,28 +15,8 @@ import click
 
 from ..errors import JobError, UsageError
 
-# Docker's stage names (and build-arg names: POSIX-ish identifiers).
-_STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-
 if TYPE_CHECKING:
     from ..appstate import AppState
-
-
-def parse_build_args(values: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """`NAME=VALUE` strings -> a mapping; a bad one is a UsageError naming it."""
-    out: dict[str, str] = {}
-    for value in values:
-        name, sep, arg = value.partition("=")
-        if not sep:
-            raise UsageError(f"--build-arg {value!r}: expected NAME=VALUE")
-        if not _ARG_NAME.fullmatch(name):
-            raise UsageError(f"--build-arg {value!r}: {name!r} is not a build argument name "
-                             "(letters, digits and '_', not starting with a digit)")
-        if "\x00" in arg or "\n" in arg:
-            raise UsageError(f"--build-arg {name}: the value holds a newline or NUL")
-        out[name] = arg
-    return out
 
 
 def git_revision(root: Path) -> str | None:
@@ -70,20 +50,37 @@ def git_revision(root: Path) -> str | None:
 @click.option("--progress", type=click.Choice(["auto", "plain", "quiet"]), default="auto",
               show_default=True,
               help="auto: a live view on a terminal, plain lines otherwise.")
-@click.option("--target", default=None, metavar="STAGE",
-              help="Build only up to this Dockerfile stage (as `docker build --target`); "
-                   "the image is tagged <repository>:<variant>-<STAGE>. Bases of the named "
-                   "variants are built whole.")
+@click.option("--builder", "builder_kind", type=click.Choice(["auto", "buildx", "classic"]),
+              default="auto", show_default=True,
+              help="buildx: BuildKit through `docker buildx build` (cache mounts; needed by "
+                   "Dockerfiles that use them); classic: docker-py's legacy builder; auto: "
+                   "buildx when the plugin is installed.")
+@click.option("--buildx-builder", metavar="NAME", default=None,
+              help="A named buildx builder (docker-container, remote, kubernetes driver) "
+                   "instead of the engine's own BuildKit; images are loaded into the engine.")
+@click.option("--cache-from", "cache_from", multiple=True, metavar="SPEC",
+              help="BuildKit cache to import, as buildx takes it (repeatable), e.g. "
+                   "type=registry,ref=HOST/imagefactory-cache:cpu.")
+@click.option("--cache-to", "cache_to", multiple=True, metavar="SPEC",
+              help="BuildKit cache to export (repeatable): type=inline with the engine's own "
+                   "BuildKit, type=registry,ref=...,mode=max with a --buildx-builder that "
+                   "exports caches.")
+@click.option("--target", metavar="STAGE", default=None,
+              help="Build up to this Dockerfile stage (as docker build --target) and tag it "
+                   "<repository>:<variant>-<STAGE>. One variant, built FROM an external base.")
 @click.option("--build-arg", "build_args", multiple=True, metavar="NAME=VALUE",
-              help="A build argument for the named variants (repeatable, as `docker build "
-                   "--build-arg`). An image built with other values is not up to date.")
+              help="A build argument, as docker build --build-arg (repeatable), e.g. "
+                   "DEBIAN_ARCHIVE=http://deb.debian.org/debian. An image built with other "
+                   "values is not up to date.")
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where each build's full log goes. Default: .imagefactory/logs next to "
                    "the rendered dockerfiles/.")
 @click.pass_obj
 def command(state: AppState, variants: tuple[str, ...], all_: bool, jobs: int | None,
             engines: tuple[str, ...], force: bool, no_cache: bool, pull: bool, progress: str,
-            target: str | None, build_args: tuple[str, ...], log_dir: Path | None) -> None:
+            builder_kind: str, buildx_builder: str | None, cache_from: tuple[str, ...],
+            cache_to: tuple[str, ...], target: str | None, build_args: tuple[str, ...],
+            log_dir: Path | None) -> None:
     """Build variants' images; tag each `<repository>:<variant>` only once it built.
 
     A variant whose image carries the same inputs hash (and was built FROM the base image
@@ -100,16 +97,30 @@ def command(state: AppState, variants: tuple[str, ...], all_: bool, jobs: int | 
     from ..paths import Paths
     from ..render.renderer import Renderer
 
-    args = parse_build_args(build_args)
-    if target is not None and not _STAGE.fullmatch(target):
-        raise UsageError(f"--target {target!r}: a stage name is letters, digits, '_', '.' "
-                         "and '-', starting with a letter or digit")
+    if buildx_builder and builder_kind == "classic":
+        raise UsageError("--buildx-builder needs --builder buildx or auto, not classic")
+    for flag, specs in (("--cache-from", cache_from), ("--cache-to", cache_to)):
+        if specs and builder_kind == "classic":
+            raise UsageError(f"{flag} needs BuildKit (--builder buildx or auto), not classic")
+        wrong = next((s for s in specs if not s.strip() or any(c in s for c in "\n\r\0")),
+                     None)
+        if wrong is not None:
+            raise UsageError(f"{flag}: {wrong!r} is not a cache spec (type=...,key=value)")
     project = state.project
     selected = state.select(variants, all_)
     order = plan(project.matrix, selected)
     paths = Paths.for_output(project.output_dir)
     renderer = Renderer(project)
     contexts = {v.name: renderer.render(v) for v in order}
+    args = parse_build_args(build_args)
+    if target is not None:
+        if len(order) != 1:
+            raise UsageError(f"--target {target}: name one variant built FROM an external base "
+                             f"(this build takes {', '.join(v.name for v in order)})")
+        stages = dockerfile_stages(contexts[order[0].name].dockerfile)
+        if target not in stages:
+            raise UsageError(f"--target {target}: {order[0].name} has no such stage "
+                             f"(it has: {', '.join(stages) or 'no named stage'})")
     addresses = list(dict.fromkeys(engines)) or [default_address()]
     clients: dict[str, ContainerEngine] = {
         address: open_engine(address, timeout=120) for address in addresses}
@@ -119,6 +130,8 @@ def command(state: AppState, variants: tuple[str, ...], all_: bool, jobs: int | 
         log_dir=log_dir or paths.logs,
         force=frozenset(rebuild), no_cache=no_cache, pull=pull,
         revision=partial(git_revision, project.root),
+        builder="buildx" if buildx_builder or cache_from or cache_to else builder_kind,
+        buildx_builder=buildx_builder, cache_from=cache_from, cache_to=cache_to,
         target=target, build_args=args, targeted=frozenset(v.name for v in selected),
     )
     view = make_view(progress, names, list(clients))
@@ -146,3 +159,26 @@ def command(state: AppState, variants: tuple[str, ...], all_: bool, jobs: int | 
         raise JobError(f"{len(failed)} of {len(results)} build(s) failed: {what}"
                        + (f"; {len(bad) - len(failed)} not built" if len(bad) > len(failed)
                           else ""))
+
+
+_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+_STAGE = re.compile(r"(?im)^[ \t]*FROM[ \t]+\S+[ \t]+AS[ \t]+([A-Za-z0-9][A-Za-z0-9_.-]*)[ \t]*$")
+
+
+def parse_build_args(raw: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """NAME=VALUE pairs as docker build takes them; a value is one line of printable text."""
+    out: dict[str, str] = {}
+    for item in raw:
+        name, sep, value = item.partition("=")
+        if not sep or not _ARG_NAME.fullmatch(name):
+            raise UsageError(f"--build-arg {item[:60]!r}: expected NAME=VALUE (NAME: letters, "
+                             "digits, _)")
+        if not value.isprintable():
+            raise UsageError(f"--build-arg {name}: the value has control characters")
+        out[name] = value
+    return out
+
+
+def dockerfile_stages(dockerfile: str) -> list[str]:
+    """The named stages (`FROM image AS name`), in order; Docker's lines end at \\n only."""
+    return _STAGE.findall(dockerfile.replace("\r\n", "\n"))

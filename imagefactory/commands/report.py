@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import ImagefactoryError
+from ..safety import escape_control
 
 if TYPE_CHECKING:
     from ..appstate import AppState
@@ -39,6 +40,6 @@ def command(state: AppState, results_dirs: tuple[Path, ...], out_dir: Path | Non
         order = ()
     compat = report.load(dirs, order)
     for path in report.write(compat, out_dir or dirs[0], png=not no_png):
-        click.echo(f"written: {path}")
-    for row in compat.rows:
-        click.echo(f"  {row.label}: {row.summary()}")
+        click.echo(escape_control(f"written: {path}"))
+    for row in compat.rows:  # text from result files: no terminal control gets through
+        click.echo(escape_control(f"  {row.label}: {row.summary()}"))

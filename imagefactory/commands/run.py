@@ -96,10 +96,22 @@ def command(state: AppState, variant: str, cmd: tuple[str, ...], profile: str | 
         imagefactory run rocm62-native -- python3 train.py
     """
     from ..host.devices import gpu_access
+    from ..host.gpuinfo import scan
+    from ..host.pick import isa_mismatch, resolve
     from ..identity import local_tag
 
     matrix = state.project.matrix
-    v = matrix.get(variant)
+    # A family name (therock) picks the variant built for this card; a variant built for
+    # another ISA says so. Notes go to stderr: stdout is the container's.
+    isas = [g.arch for g in scan(sysfs_root).gpus if g.arch]
+    if gpu is not None and gpu < len(isas):
+        isas = [isas[gpu]]
+    pick = resolve(matrix, variant, isas)
+    v = pick.variant
+    v.profile(profile)  # an unknown profile is a usage error before any note
+    for note in (pick.note, isa_mismatch(matrix, v, isas, profile)):
+        if note:
+            click.echo(f"imagefactory: {note}", err=True)
     env = v.runtime_env(profile)  # ConfigError naming the choices for an unknown profile
     if v.rocm:
         if gpu is not None and not devices:

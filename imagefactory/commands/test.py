@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import JobError, UsageError
+from ._params import Seconds
+
+# Docker's stage names: a letter, then letters, digits, '_', '.', '-'.
+_STAGE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 
 if TYPE_CHECKING:
     from ..appstate import AppState
@@ -21,43 +26,68 @@ if TYPE_CHECKING:
 @click.option("--profile", default=None, metavar="NAME",
               help="Env profile to run under (default: the variant's default profile).")
 @click.option("--quick", is_flag=True, help="Run the conv check's quick case set.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None, metavar="S",
+@click.option("--timeout", type=Seconds(), default=None, metavar="S",
               help="Seconds each conv case may take before it counts as a hang.")
 @click.option("--cases", default=None, metavar="GLOB",
               help="Only the conv cases whose names match (e.g. 'conv2d-k3-*').")
+@click.option("--cold", is_flag=True,
+              help="Empty the MIOpen kernel cache and find-db volume kept for each image on "
+                   "this host first, as on a first run (kernels compile again).")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("results"), show_default=True,
               help="Where <variant>.json results are written.")
+@click.option("--target", default=None, metavar="STAGE",
+              help="Test the image `imagefactory build --target STAGE` made "
+                   "(<repository>:<variant>-<STAGE>): only the checks that apply to that "
+                   "stage; its result goes to <results>/stages/.")
 @click.option("--engine", default=None, metavar="URL",
               help="Docker engine (default: DOCKER_HOST or the current docker context).")
 @click.option("--run-id", default=None, hidden=True, envvar="IMAGEFACTORY_RUN_ID",
               help="Label value (io.imagefactory.run) for this run's containers.")
 @click.pass_obj
 def command(state: AppState, variants: tuple[str, ...], devices: tuple[str, ...],
-            profile: str | None, quick: bool, timeout: float | None, cases: str | None,
-            results_dir: Path, engine: str | None, run_id: str | None) -> None:
+            profile: str | None,
+            quick: bool, timeout: float | None, cases: str | None, cold: bool,
+            results_dir: Path, target: str | None,
+            engine: str | None, run_id: str | None) -> None:
     """Test built images: start each with the GPU devices passed through, run the testinfra
     suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
     check and every conv case of every variant passed."""
     from ..engine.containers import new_run_id, terminate_as_interrupt
     from ..engine.docker_engine import open_engine
     from ..host.devices import gpu_access
-    from ..verify.tester import Tester, TestOptions, find_images
+    from ..host.pick import resolve
+    from ..verify.tester import Tester, TestOptions, find_images, host_gpu_archs
 
-    selected = state.select(variants)
+    # A family name (therock) picks the variant built for this host's GPU.
+    isas = host_gpu_archs()
+    names = []
+    for name in variants:
+        pick = resolve(state.project.matrix, name, isas)
+        if pick.note:
+            click.echo(pick.note)
+        names.append(pick.variant.name)
+    selected = state.select(tuple(names))
     for v in selected:
         v.profile(profile)  # an unknown profile is a usage error before anything starts
     access = gpu_access(explicit=devices)
     for d in access.devices:
         if not Path(d.host).exists():
             raise UsageError(f"--device {d.host}: no such device on this host")
-    options = TestOptions(profile=profile, quick=quick, timeout=timeout, cases=cases,
-                          results_dir=results_dir, engine=engine, run_id=run_id or new_run_id())
+    if target is not None and not _STAGE.fullmatch(target):
+        raise UsageError(f"--target {target!r}: a stage name is letters, digits, '_', '.' "
+                         "and '-', starting with a letter")
+    # A stage's result never stands in for the variant's (push and report read the top level).
+    if target is not None:
+        results_dir = results_dir / "stages"
+    options = TestOptions(profile=profile, quick=quick, timeout=timeout, cases=cases, cold=cold,
+                          results_dir=results_dir, engine=engine, run_id=run_id or new_run_id(),
+                          target=target)
     with terminate_as_interrupt():
         # The conv check may print nothing while a case runs up to its timeout: the
         # engine connection's read timeout must outlast that.
         client = open_engine(engine, timeout=int(max(600, (timeout or 0) * 2 + 120)))
-        built = find_images(client, state.project.matrix, selected)
+        built = find_images(client, state.project.matrix, selected, target)
         tester = Tester(client, state.project.matrix, access, options, echo=click.echo)
         failed = []
         for image in built:
@@ -67,7 +97,7 @@ def command(state: AppState, variants: tuple[str, ...], devices: tuple[str, ...]
                        f"in {result.seconds:.1f} s -> {path}")
             if not result.passed:
                 what = [c.name for c in result.failed_checks if c.name != "conv check"]
-                what += [f"conv {c.case}: {c.status}" for c in result.failed_cases]
+                what += [f"conv {c.case}: {c.status}" for c in result.regressions]
                 if not what:
                     what = [c.detail for c in result.failed_checks]
                 failed.append(f"{result.variant} ({'; '.join(what)})")

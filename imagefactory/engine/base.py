@@ -196,6 +196,26 @@ class ContainerEngine(abc.ABC):
     def read_file(self, container: str, path: str) -> bytes | None:
         """A file's content copied out of a container (get_archive); None if absent."""
 
+    @abc.abstractmethod
+    def export_container(self, container: str) -> Iterator[bytes]:
+        """A container's filesystem as `docker export` tar chunks, read as they come."""
+
+    # -- volumes -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def ensure_volume(self, name: str, labels: Mapping[str, str], *, empty: bool = False
+                      ) -> bool:
+        """Make the named volume exist (first removing it with `empty`); True when `empty`
+        removed one that was there."""
+
+    @abc.abstractmethod
+    def remove_volume(self, name: str) -> bool:
+        """Remove a named volume; False when there was none."""
+
+    @abc.abstractmethod
+    def list_volumes(self, *, label: str) -> list[str]:
+        """Names of the volumes with a label (`key` or `key=value`)."""
+
     def run_container(self, spec: ContainerSpec, *, role: str, run_id: str | None = None
                       ) -> TrackedContainer:
         """`with engine.run_container(spec, role="test") as c:` a started container that is

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+from ..safety import redact
 from .base import (
     ERROR,
     IMAGE,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+EXPORT_CHUNK = 1 << 20
 T = TypeVar("T")
 
 
@@ -112,10 +114,10 @@ def connect(address: str | None = None, timeout: int = 600) -> docker.DockerClie
     from docker.constants import MINIMUM_DOCKER_API_VERSION
     from docker.errors import DockerException
 
-    shown = address or default_address()
+    shown = redact(address or default_address())
     try:
         kwargs = client_kwargs(address)
-        shown = str(kwargs["base_url"]) if "://" not in shown else shown
+        shown = redact(str(kwargs["base_url"])) if "://" not in shown else shown
         log.debug("connecting to %s (tls: %s)", shown, "tls" in kwargs)
         tls = kwargs.get("tls")
         pin = tls is not None and bool(getattr(tls, "ca_cert", None))
@@ -153,7 +155,8 @@ def _pin_ca(client: docker.DockerClient) -> None:
 def _reason(exc: BaseException) -> str:
     """One line out of a docker-py / requests exception."""
     text = str(getattr(exc, "explanation", None) or exc).strip()
-    return (text.splitlines() or [type(exc).__name__])[0]
+    # A URL or a helper's message may carry credentials (safety.redact).
+    return redact((text.splitlines() or [type(exc).__name__])[0])
 
 
 def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:
@@ -425,6 +428,50 @@ class DockerEngine(ContainerEngine):
             member = tar.next()
             f = tar.extractfile(member) if member else None
             return f.read() if f else None
+
+
+    def export_container(self, container: str) -> Iterator[bytes]:
+        api = self.client.api
+        response = self._call(f"export {container[:12]}", lambda: api.export(
+            container, chunk_size=EXPORT_CHUNK))
+        return self._export_chunks(container, response)
+
+    def _export_chunks(self, container: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        try:
+            yield from chunks
+        except (DockerException, RequestException, OSError) as exc:
+            raise EngineError(f"engine {self.address}: export {container[:12]}: "
+                              f"{_reason(exc)}") from None
+
+    # -- volumes -----------------------------------------------------------------------------
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str], *, empty: bool = False
+                      ) -> bool:
+        emptied = empty and self.remove_volume(name)
+        api = self.client.api
+        # Creating a volume that exists returns it unchanged: no race between two runs.
+        self._call(f"create volume {name}", lambda: api.create_volume(
+            name, labels=dict(labels)))
+        return emptied
+
+    def remove_volume(self, name: str) -> bool:
+        from docker.errors import NotFound
+
+        api = self.client.api
+        try:
+            self._call(f"remove volume {name}", lambda: _not_found_passes(
+                lambda: api.remove_volume(name, force=True), (NotFound,)))
+        except _NotFound:
+            return False
+        return True
+
+    def list_volumes(self, *, label: str) -> list[str]:
+        api = self.client.api
+        found = self._call("list volumes", lambda: api.volumes(filters={"label": label}))
+        return sorted(str(v["Name"]) for v in (found or {}).get("Volumes") or ())
 
 
 def registry_login(host: str) -> dict[str, str] | None:

@@ -53,6 +53,7 @@ class FakeEngine(ContainerEngine):
     calls: list[str] = field(default_factory=list)
     unreachable: bool = False
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (container, path)
+    volumes: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
 
     def _check(self, what: str) -> None:
         self.calls.append(what)
@@ -219,3 +220,33 @@ class FakeEngine(ContainerEngine):
 
     def read_file(self, container: str, path: str) -> bytes | None:
         return self.files.get((container, path))
+
+    def export_container(self, container: str) -> Iterator[bytes]:
+        """A tar of the files put into `files` for this container."""
+        self._check(f"export {container[:12]}")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for (owner, path), content in sorted(self.files.items()):
+                if owner == container:
+                    info = tarfile.TarInfo(path.lstrip("/"))
+                    info.size = len(content)
+                    tar.addfile(info, io.BytesIO(content))
+        yield buf.getvalue()
+
+    # -- volumes -----------------------------------------------------------------------------
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str], *, empty: bool = False
+                      ) -> bool:
+        self._check(f"create volume {name}")
+        emptied = empty and self.volumes.pop(name, None) is not None
+        self.volumes.setdefault(name, dict(labels))
+        return emptied
+
+    def remove_volume(self, name: str) -> bool:
+        self._check(f"remove volume {name}")
+        return self.volumes.pop(name, None) is not None
+
+    def list_volumes(self, *, label: str) -> list[str]:
+        key, _, value = label.partition("=")
+        return sorted(n for n, labels in self.volumes.items()
+                      if key in labels and (not value or labels[key] == value))

@@ -24,9 +24,11 @@ class BuiltImage:
         return self.image_id.removeprefix("sha256:")[:12]
 
 
-def find_built(engine: ContainerEngine, matrix: Matrix, variant: Variant) -> BuiltImage | None:
-    """The image tagged for `variant` in this engine, or None when there is none."""
-    tag = local_tag(matrix, variant)
+def find_built(engine: ContainerEngine, matrix: Matrix, variant: Variant,
+               target: str | None = None) -> BuiltImage | None:
+    """The image tagged for `variant` (or its `target` stage) in this engine, or None when
+    there is none."""
+    tag = local_tag(matrix, variant, target)
     image = engine.inspect_image(tag)
     if image is None:
         return None

@@ -10,6 +10,7 @@ import contextlib
 import grp
 import os
 import pwd
+import shlex
 import stat
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..matrix.loader import Matrix, Variant
+from ..safety import escape_control
 from . import gpuinfo
 from .gpuinfo import Gpu, Scan
 
@@ -135,14 +137,16 @@ def check_node(path: Path, who: Identity, what: str) -> Check:
         return Check(str(path), True, f"{what}: {who.name} can open it{kind}")
     detail = (f"{what}: {who.name} cannot open it (group {group}, "
               f"mode {stat.filemode(st.st_mode)}){kind}")
+    # Names from the system (group names, device paths) are shell-quoted in every command.
+    q_group, q_path = shlex.quote(group), shlex.quote(str(path))
     if st.st_mode & 0o060 != 0o060:
-        fix = (f"sudo chmod g+rw {path}  (to keep it after reboots, a udev rule: "
-               f"KERNEL==\"{path.name}\", GROUP=\"{group}\", MODE=\"0660\")")
+        rule = shlex.quote(f'KERNEL=="{path.name}", GROUP="{group}", MODE="0660"')
+        fix = (f"sudo chmod g+rw {q_path}  (to keep it after reboots, a udev rule: {rule})")
     elif st.st_gid in who.member_gids:
-        fix = (f"you were added to '{group}' after this login: log out and back in "
-               f"(or run `newgrp {group}` in this shell)")
+        fix = (f"you were added to {q_group} after this login: log out and back in "
+               f"(or run `newgrp {q_group}` in this shell)")
     else:
-        fix = f"sudo usermod -aG {group} $USER  # {RELOGIN}"
+        fix = f'sudo usermod -aG {q_group} "$USER"  # {RELOGIN}'
     return Check(str(path), False, detail, fix)
 
 
@@ -170,8 +174,9 @@ def device_checks(scan: Scan, dev_root: Path, who: Identity) -> list[Check]:
         if g.driver and g.driver != "amdgpu":
             checks.append(Check(f"driver {g.pci_slot}", False,
                                 f"{g.name} at {g.pci_slot} is bound to '{g.driver}', not amdgpu",
-                                f"echo {g.pci_slot} | sudo tee /sys/bus/pci/drivers/{g.driver}/"
-                                "unbind && sudo modprobe amdgpu"))
+                                f"echo {shlex.quote(str(g.pci_slot))} | sudo tee "
+                                + shlex.quote(f"/sys/bus/pci/drivers/{g.driver}/unbind")
+                                + " && sudo modprobe amdgpu"))
     if scan.amdgpu_loaded and not scan.kfd_present:
         checks.append(Check("KFD topology", False,
                             "amdgpu is loaded but /sys/class/kfd is missing: no ROCm compute",
@@ -244,10 +249,13 @@ def _uses_override(v: Variant) -> bool:
     return bool(v.default_profile and "HSA_OVERRIDE_GFX_VERSION" in v.default_profile.env)
 
 
-def _rank(v: Variant) -> tuple[bool, bool, tuple[int, ...]]:
-    # Native code for the card first (no override to fault on), then source-built PyTorch
-    # (compiled for the card), then the newer ROCm.
-    return (_uses_override(v), v.torch.source != "source", tuple(-x for x in _version(v)))
+def _rank(v: Variant) -> tuple[bool, tuple[int, ...], bool, tuple[int, ...]]:
+    # Native code for the card first (no override to fault on), the newest ROCm first among
+    # it (TheRock's wheels carry gfx101X code on the newest stack: the recommended start);
+    # then the override images, source-built PyTorch first, then the newer ROCm.
+    newer = tuple(-x for x in _version(v))
+    override = _uses_override(v)
+    return (override, () if override else newer, v.torch.source != "source", newer)
 
 
 def _tested(results: dict[str, Any], variant: str, arch: str) -> str:
@@ -279,26 +287,26 @@ def recommend(matrix: Matrix, gpus: Iterable[Gpu],
             continue
         if gen == "RDNA1":
             native = sorted((v for v in matrix.variants if arch in v.gfx_targets), key=_rank)
-            if native:
-                for v in _by_results(native, results, arch):
-                    how = ("runs it as gfx1030 through the `override` profile"
-                           if _uses_override(v) else f"carries {arch} code, no override")
-                    out.append(Recommendation(
-                        v.name, f"{how}: {v.description}{_tested(results, v.name, arch)}", arch))
-                continue
+            for v in _by_results(native, results, arch):
+                how = ("runs it as gfx1030 through the `override` profile"
+                       if _uses_override(v) else f"carries {arch} code, no override")
+                out.append(Recommendation(
+                    v.name, f"{how}: {v.description}{_tested(results, v.name, arch)}", arch))
             # The override makes the card ask for gfx1030 code: only images whose PyTorch
             # carries it (the official wheels) can serve; source builds hold gfx1010 only.
+            # After the native images, as the alternatives they are.
             override = sorted((v for v in matrix.variants
-                               if v.rocm and v.torch.source == "wheel"
+                               if v.rocm and v.torch.source == "wheel" and v not in native
                                and any("HSA_OVERRIDE_GFX_VERSION" in p.env for p in v.profiles)),
                               key=_rank)
             for v in _by_results(override, results, arch):
                 flag = "" if _uses_override(v) else " --profile override"
+                lead = "an alternative" if native else f"no image carries {arch} code"
                 out.append(Recommendation(
-                    v.name, f"no image carries {arch} code; `imagefactory run {v.name}{flag}` "
+                    v.name, f"{lead}; `imagefactory run {v.name}{flag}` "
                             f"runs it as gfx1030 (HSA_OVERRIDE_GFX_VERSION=10.3.0): "
                             f"{v.description}{_tested(results, v.name, arch)}", arch))
-            if not override:
+            if not override and not native:
                 out.append(Recommendation(cpu_name, f"no image in this matrix supports {arch}",
                                           arch))
             continue
@@ -344,6 +352,58 @@ def load_results(results_dir: Path | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# The host's own PyTorch: which GPUs its code is for (verify/gpucode)
+
+_FIND_TORCH = ("import importlib.util as u; s = u.find_spec('torch'); "
+               "print(s.submodule_search_locations[0] if s and s.submodule_search_locations "
+               "else '')")
+
+
+def find_host_torch(python: str = "python3", timeout: float = 15) -> Path | None:
+    """The torch package directory of `python` (found without importing torch), or None."""
+    import subprocess
+
+    try:
+        out = subprocess.run([python, "-c", _FIND_TORCH], capture_output=True, text=True,
+                             timeout=timeout, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out) if out and Path(out).is_dir() else None
+
+
+def torch_check(torch_dir: Path | None, archs: list[str]) -> Check:
+    """Informational: does the host's torch carry code for this host's GPUs (else gfx1010)?
+    Read from its libraries' fat binaries, so it holds without ROCm or a working GPU."""
+    from ..verify.gpucode.audit import audit_path
+    from ..verify.gpucode.errors import GpuCodeError
+
+    if torch_dir is None:
+        return Check("host torch", None, "no PyTorch installed for python3 on this host (the "
+                                         "images bring their own)")
+    lib = torch_dir / "lib" if (torch_dir / "lib").is_dir() else torch_dir
+    try:
+        inv = audit_path(lib)
+    except GpuCodeError as exc:
+        return Check("host torch", None, f"torch at {lib}: not audited ({exc})")
+    torch = inv.library("torch")
+    if torch is None or not torch.targets:
+        return Check("host torch", None, f"torch at {lib}: no AMD GPU code (a CPU or CUDA "
+                                         "build)")
+    isas = sorted(set(archs)) or ["gfx1010"]
+    missing = [isa for isa in isas if not torch.carries(isa)]
+    have = ", ".join(sorted({t.split(":")[0] for t in torch.targets}))
+    detail = f"torch at {lib}: " + "; ".join(inv.summary(isa) for isa in isas)
+    fix = None
+    if missing:
+        detail += f" (it has {have})"
+        fix = (f"this torch has no {', '.join(missing)} code: it fails with 'invalid device "
+               "function'; use one of the recommended images")
+        if torch.carries("gfx1030"):
+            fix += " or run it with HSA_OVERRIDE_GFX_VERSION=10.3.0 (it carries gfx1030)"
+    return Check("host torch", None, detail, fix)
+
+
 @dataclass
 class Options:
     sysfs_root: Path = Path("/sys")
@@ -354,6 +414,8 @@ class Options:
     results_dir: Path | None = None
     identity: Identity | None = None
     extra_notes: list[str] = field(default_factory=list)
+    # The host PyTorch to audit: "auto" finds python3's, a path audits that, None skips it.
+    torch: Path | str | None = None
 
 
 def diagnose(matrix: Matrix, opts: Options) -> Diagnosis:
@@ -364,6 +426,9 @@ def diagnose(matrix: Matrix, opts: Options) -> Diagnosis:
         checks.append(docker_check(opts.docker_url, opts.docker_timeout))
     else:
         checks.append(Check("docker", None, "not checked (--no-docker)"))
+    if opts.torch is not None:
+        where = find_host_torch() if opts.torch == "auto" else Path(opts.torch)
+        checks.append(torch_check(where, [g.arch for g in scan.gpus if g.arch]))
     recs = recommend(matrix, scan.gpus, load_results(opts.results_dir))
     notes = list(opts.extra_notes)
     if any(g.arch_source == "pci-id" for g in scan.gpus):
@@ -403,4 +468,5 @@ def format_text(d: Diagnosis) -> str:
     count = len(d.problems)
     lines.append("Ready: yes" if d.ready
                  else f"Ready: no ({count} problem{'s' if count != 1 else ''})")
-    return "\n".join(lines)
+    # Text from sysfs, /etc/group, results and config: no terminal control reaches the screen.
+    return "\n".join(escape_control(line) for line in lines)

@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ImagefactoryError
+from ..safety import MAX_SYSFS_BYTES, read_bytes
+
 AMD_VENDOR_ID = 0x1002  # 4098 in KFD properties (decimal there)
 KFD_NODES = Path("class/kfd/kfd/topology/nodes")
 
@@ -70,10 +73,16 @@ def model_for(device_id: int) -> PciModel | None:
 
 
 def decode_gfx(version: int) -> str | None:
-    """`gfx_target_version` -> `gfxNNNN` (100100 -> gfx1010, 90010 -> gfx90a); 0 -> None (CPU)."""
-    if version <= 0:
+    """`gfx_target_version` -> `gfxNNNN` (100100 -> gfx1010, 90010 -> gfx90a); 0 -> None (CPU).
+
+    KFD packs major*10000 + minor*100 + stepping (kfd_topology.c); a value outside what
+    that can encode as a gfx name (minor > 9, stepping > 15, major not 6-99) is not a GPU
+    name at all: None, never a wrong name."""
+    if version <= 0 or version > 999999:
         return None
-    major, minor, stepping = (version // 10000) % 100, (version // 100) % 100, version % 100
+    major, minor, stepping = version // 10000, (version // 100) % 100, version % 100
+    if not 6 <= major <= 99 or minor > 9 or stepping > 15:
+        return None
     return f"gfx{major}{minor}{stepping:x}"
 
 
@@ -157,43 +166,72 @@ def parse_properties(text: str, where: str) -> dict[str, int]:
     if "\x00" in text:
         raise SysfsError(f"{where}: binary data where `name value` lines were expected")
     props: dict[str, int] = {}
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
-        parts = line.split()
-        if len(parts) != 2 or not re.fullmatch(r"[a-z0-9_]+", parts[0]):
+        parts = line.split(" ")
+        if len(parts) != 2 or not re.fullmatch(r"[a-z0-9_]{1,64}", parts[0]):
             raise SysfsError(f"{where}:{n}: expected `name value`, got {line[:40]!r}")
-        try:
-            props[parts[0]] = int(parts[1])
-        except ValueError:
+        # ASCII digits only (int() also takes other scripts' digits and underscores), and
+        # within 64 bits, as the kernel prints them.
+        if not re.fullmatch(r"-?[0-9]{1,20}", parts[1]) or not \
+                -(1 << 63) <= int(parts[1]) < (1 << 64):
             raise SysfsError(f"{where}:{n}: {parts[0]} is not a number: "
-                             f"{parts[1][:20]!r}") from None
+                             f"{parts[1][:20]!r}")
+        props[parts[0]] = int(parts[1])
     for key in ("vendor_id", "device_id"):
         if key not in props:
             raise SysfsError(f"{where}: no `{key}` line (the file looks truncated)")
+        if not 0 <= props[key] <= 0xFFFF:
+            raise SysfsError(f"{where}: {key} {props[key]} is not a PCI id (0-0xffff)")
+    minor = props.get("drm_render_minor")
+    if minor is not None and not 0 <= minor < (1 << 20):
+        raise SysfsError(f"{where}: drm_render_minor {minor} is out of range")
     return props
 
 
-def _read(path: Path) -> str:
+class _Unreadable(ImagefactoryError):
+    pass
+
+
+def read_sysfs(path: Path) -> str:
+    """A sysfs file: regular, small (a FIFO or /dev/zero planted in a tree is refused);
+    SysfsError otherwise."""
     try:
-        return path.read_text(encoding="ascii", errors="replace")
-    except OSError as exc:
-        raise SysfsError(f"{path}: cannot read: {exc.strerror}") from None
+        data = read_bytes(path, MAX_SYSFS_BYTES, error=_Unreadable)
+    except _Unreadable as exc:
+        raise SysfsError(str(exc)) from None
+    return data.decode("ascii", errors="replace")
 
 
 def _read_hex(path: Path) -> int | None:
     try:
-        return int(path.read_text(encoding="ascii").strip(), 16)
-    except (OSError, ValueError):
+        text = read_sysfs(path).strip()
+    except SysfsError:
         return None
+    if not re.fullmatch(r"(0x)?[0-9a-fA-F]{1,8}", text):
+        return None
+    return int(text, 16)
+
+
+_UEVENT_VALUES = {"PCI_SLOT_NAME": re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]"),
+                  "DRIVER": re.compile(r"[A-Za-z0-9_-]{1,64}")}
 
 
 def _uevent(device: Path) -> dict[str, str]:
+    """The uevent keys this module uses, each only when it looks as the kernel writes it
+    (doctor prints them into commands)."""
     try:
-        text = (device / "uevent").read_text(encoding="ascii", errors="replace")
-    except OSError:
+        text = read_sysfs(device / "uevent")
+    except SysfsError:
         return {}
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    out = {}
+    for line in text.split("\n"):
+        key, _, value = line.partition("=")
+        pattern = _UEVENT_VALUES.get(key)
+        if pattern and pattern.fullmatch(value):
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -216,7 +254,7 @@ def _drm_cards(sysfs: Path) -> list[_PciDevice]:
             continue
         ev = _uevent(dev)
         minors = tuple(sorted(int(p.name[7:]) for p in (dev / "drm").glob("renderD*")
-                              if p.name[7:].isdigit()))
+                              if re.fullmatch(r"[0-9]{1,7}", p.name[7:])))
         out.append(_PciDevice(ev.get("PCI_SLOT_NAME"), _read_hex(dev / "device") or 0,
                               ev.get("DRIVER"), minors))
     return out
@@ -245,10 +283,11 @@ def scan(sysfs: Path = Path("/sys")) -> Scan:
     cpu_nodes = 0
     used: set[int] = set()
     nodes_dir = sysfs / KFD_NODES
-    nodes = sorted((p for p in nodes_dir.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+    nodes = sorted((p for p in nodes_dir.glob("*") if re.fullmatch(r"[0-9]{1,6}", p.name)),
+                   key=lambda p: int(p.name))
     for node in nodes:
         try:
-            props = parse_properties(_read(node / "properties"), str(node / "properties"))
+            props = parse_properties(read_sysfs(node / "properties"), str(node / "properties"))
         except SysfsError as exc:
             errors.append(str(exc))
             continue

@@ -8,6 +8,7 @@ a newline, a quote, a backslash or a `$` in a value would let it break out of it
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,8 +17,12 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
-from . import yamlsource
+from ..safety import MAX_CONFIG_BYTES, escape_control, first_control, read_text
+from . import recipes, yamlsource
+from .recipes import Recipe, RecipeProblem
 from .yamlsource import Located, dotted
+
+_P = tuple[str | int, ...]  # a field's path in the YAML document
 
 # Values printed into Dockerfiles: one line, no quoting/escaping/expansion characters.
 _UNSAFE = re.compile(r'[\n\r"\\$`\x00]')
@@ -25,19 +30,37 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _GFX = re.compile(r"^gfx[0-9a-f]{3,4}$")
+# What render/rocm_apt.py derives the apt suite from: load refuses what render would.
+_ROCM_VERSION = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")
+# TheRock's nightlies are PEP 440 pre-releases (7.15.0a20260712); no apt suite derives from
+# them, so only that family takes one.
+_ROCM_PRERELEASE = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}((a|b|rc)[0-9]{1,10})?$")
 _IMAGE = re.compile(
     r"^(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
-_URL = re.compile(r"^https?://[^\s\"'\\$`]+$")
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+:@=,-]*)*$")
+_GIT_REF = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])$")
+_ABS_PATH = re.compile(r"^(/(?!\.{1,2}(?:/|$))[A-Za-z0-9._+-]+){1,32}$")
 _TORCH_SOURCES = ("wheel", "source", "debian")
+# Conv check case ids are lowercase words, digits and dashes; a glob adds * ? [ ].
+_CASE_GLOB = re.compile(r"^[a-z0-9*?\[\]!._-]{1,80}$")
+_PUBLIC_URL = re.compile(r"^https://[^\s\"'\\$`]+$")
+# TheRock's multi-arch wheel indexes: the release channel is the default, nightly is only
+# ever the user's explicit choice (recipe.channel). Legacy multi-arch locations per
+# ROCm/TheRock docs/packaging/legacy_multi_arch_releases.md (1a70157f2c26).
+THEROCK_INDEXES = {
+    "release": "https://repo.amd.com/rocm/whl-multi-arch/",
+    "nightly": "https://rocm.nightlies.amd.com/whl-multi-arch/",
+}
 
 TOP_KEYS = ("repository", "source", "profiles", "variants")
 PROFILE_KEYS = ("description", "env")
 VARIANT_KEYS = (
     "abstract", "extends", "family", "description", "base", "base_variant", "rocm", "torch",
-    "gfx_targets", "profiles", "default_profile", "env", "recipe", "expect",
+    "gfx_targets", "profiles", "default_profile", "env", "recipe", "expect", "known_failures",
 )
+KNOWN_FAILURE_KEYS = ("cases", "reason", "source", "profiles")
 TORCH_KEYS = ("version", "source", "index", "ref", "torchvision")
 EXPECT_KEYS = ("python", "torch", "hip", "files", "env")
 REQUIRED_VARIANT_KEYS = ("family", "description", "torch", "expect")
@@ -86,6 +109,23 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class KnownFailure:
+    """A gap the variant is known to have: conv check cases (globs) expected to fail, why,
+    and the public page that says so. A matching failure is reported as known, not as a
+    regression; a matching case that passes is reported as fixed."""
+
+    cases: tuple[str, ...]
+    reason: str
+    source: str
+    profiles: tuple[str, ...] = ()  # only under these env profiles; empty: under any
+
+    def matches(self, case_id: str, profile: str | None = None) -> bool:
+        if self.profiles and profile not in self.profiles:
+            return False
+        return any(fnmatch.fnmatchcase(case_id, g) for g in self.cases)
+
+
+@dataclass(frozen=True)
 class Profile:
     """A named set of environment variables (design.md: override, rdna1-tuning, ...)."""
 
@@ -109,9 +149,15 @@ class Variant:
     profiles: tuple[Profile, ...]
     default_profile: Profile | None
     env: Mapping[str, str]
-    recipe: Mapping[str, str | tuple[str, ...]]
+    recipe: Recipe
     expect: Expect
     line: int | None = None  # where it is declared, for error messages
+    file: str = "variants.yaml"  # the matrix file it comes from (--config)
+    known_failures: tuple[KnownFailure, ...] = ()
+
+    def known_failure(self, case_id: str, profile: str | None = None) -> KnownFailure | None:
+        """The first known failure that covers `case_id` under `profile`, if any."""
+        return next((k for k in self.known_failures if k.matches(case_id, profile)), None)
 
     def profile(self, name: str | None) -> Profile | None:
         """The profile called `name` (None: the default), or an error naming the choices."""
@@ -121,7 +167,7 @@ class Variant:
             if p.name == name:
                 return p
         choices = ", ".join(p.name for p in self.profiles) or "none"
-        raise ConfigError("variants.yaml", self.line, f"variants.{self.name}.profiles",
+        raise ConfigError(self.file, self.line, f"variants.{self.name}.profiles",
                           f"variant '{self.name}' has no profile '{name}' (it offers: {choices})")
 
     def runtime_env(self, profile: str | None = None) -> dict[str, str]:
@@ -172,7 +218,7 @@ class _Reader:
         self.variant = variant
         self.origin = origin or {}
 
-    def fail(self, path: tuple[str | int, ...], message: str) -> ConfigError:
+    def fail(self, path: _P, message: str) -> ConfigError:
         field_ = dotted(path)
         # A value inherited through `extends` is reported where it is written.
         if (self.variant and len(path) > 2 and path[:2] == ("variants", self.variant)
@@ -180,9 +226,11 @@ class _Reader:
             source = self.origin[str(path[2])]
             path = ("variants", source, *path[2:])
             field_ = f"{dotted(path)} (inherited by {self.variant})"
-        return ConfigError(self.doc.file, self.doc.line(path), field_, message)
+        # Keys and values quoted back may hold anything: escaped, so the error stays one line.
+        return ConfigError(self.doc.file, self.doc.line(path), escape_control(field_),
+                           escape_control(message))
 
-    def keys(self, value: Any, path: tuple, allowed: tuple[str, ...]) -> dict[str, Any]:
+    def keys(self, value: Any, path: _P, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.fail(path, f"expected a mapping, got {_kind(value)}")
         for key in value:
@@ -190,7 +238,7 @@ class _Reader:
                 raise self.fail((*path, key), f"unknown key '{key}'{suggest(key, allowed)}")
         return value
 
-    def text(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+    def text(self, value: Any, path: _P, pattern: re.Pattern[str] | None = None,
              what: str = "") -> str:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise self.fail(path, f"expected a string, got {_kind(value)}")
@@ -201,15 +249,21 @@ class _Reader:
         if bad:
             raise self.fail(path, f"{_char(bad.group())} is not allowed: the value is printed "
                                   "into a Dockerfile and would break out of its place")
+        ctl = first_control(value)
+        if ctl is not None:
+            raise self.fail(path, f"invisible or control character U+{ord(ctl):04X} is not "
+                                  "allowed: Docker and this tool would split lines differently")
+        if len(value) > 1000:
+            raise self.fail(path, f"longer than 1000 characters ({len(value)})")
         if pattern and not pattern.match(value):
             raise self.fail(path, f"{value!r} is not a valid {what or 'value'}")
         return value
 
-    def opt_text(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+    def opt_text(self, value: Any, path: _P, pattern: re.Pattern[str] | None = None,
                  what: str = "") -> str | None:
         return None if value is None else self.text(value, path, pattern, what)
 
-    def text_list(self, value: Any, path: tuple, pattern: re.Pattern[str] | None = None,
+    def text_list(self, value: Any, path: _P, pattern: re.Pattern[str] | None = None,
                   what: str = "") -> tuple[str, ...]:
         if value is None:
             return ()
@@ -217,7 +271,7 @@ class _Reader:
             raise self.fail(path, f"expected a list, got {_kind(value)}")
         return tuple(self.text(v, (*path, i), pattern, what) for i, v in enumerate(value))
 
-    def env(self, value: Any, path: tuple) -> Mapping[str, str]:
+    def env(self, value: Any, path: _P) -> Mapping[str, str]:
         if value is None:
             return _frozen({})
         if not isinstance(value, dict):
@@ -243,10 +297,7 @@ def _char(c: str) -> str:
 
 def load_matrix(path: Path, families: Iterable[str] | None = None) -> Matrix:
     """Load and validate `path`. `families`: the template families that exist, if known."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror}") from None
+    text = read_text(path, MAX_CONFIG_BYTES)
     return parse_matrix(text, str(path), path, families)
 
 
@@ -376,26 +427,119 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
                          f"'{dp}' is not one of this variant's profiles "
                          f"({', '.join(p.name for p in offered) or 'none'})")
         default = profiles[dp]
-    return Variant(
+    variant = Variant(
         name=name,
         family=family,
         description=r.text(raw["description"], (*path, "description")),
         base=base,
         base_variant=base_variant,
-        rocm=r.opt_text(raw.get("rocm"), (*path, "rocm"), _VERSION, "version"),
+        rocm=r.opt_text(raw.get("rocm"), (*path, "rocm"), _ROCM_PRERELEASE,
+                        "ROCm version (like 7.14.0 or a nightly's 7.15.0a20260712)")
+        if family == "therock" else
+        r.opt_text(raw.get("rocm"), (*path, "rocm"), _ROCM_VERSION,
+                   "ROCm version (numeric, like 6.2.4)"),
         torch=torch,
         gfx_targets=r.text_list(raw.get("gfx_targets"), (*path, "gfx_targets"), _GFX,
                                 "GPU target (gfxNNNN)"),
         profiles=offered,
         default_profile=default,
         env=r.env(raw.get("env"), (*path, "env")),
-        recipe=_recipe(r, raw.get("recipe"), (*path, "recipe")),
+        recipe=_recipe(r, family, raw.get("recipe"), (*path, "recipe")),
         expect=_expect(r, raw["expect"], (*path, "expect")),
         line=r.doc.line(path),
+        file=r.doc.file,
+        known_failures=_known_failures(r, raw.get("known_failures"), (*path, "known_failures"),
+                                       offered),
     )
+    if family == "therock":
+        _check_therock(r, variant, path)
+    return variant
 
 
-def _torch(r: _Reader, raw: Any, path: tuple) -> Torch:
+def _known_failures(r: _Reader, raw: Any, path: tuple[str | int, ...],
+                    offered: tuple[Profile, ...]) -> tuple[KnownFailure, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise r.fail(path, f"expected a list of known failures, got {_kind(raw)}")
+    names = {p.name for p in offered}
+    out = []
+    for i, item in enumerate(raw):
+        here = (*path, i)
+        item = r.keys(item, here, KNOWN_FAILURE_KEYS)
+        for key in ("cases", "reason", "source"):
+            if key not in item:
+                raise r.fail(here, f"missing required field '{key}'")
+        cases = r.text_list(item["cases"], (*here, "cases"), _CASE_GLOB,
+                            "case glob (conv check case ids: a-z 0-9 - . _ and * ? [ ])")
+        if not cases:
+            raise r.fail((*here, "cases"), "expected at least one case glob")
+        reason = r.text(item["reason"], (*here, "reason"))
+        if not reason.strip():
+            raise r.fail((*here, "reason"), "the reason must say why the cases fail")
+        source = r.text(item["source"], (*here, "source"), _PUBLIC_URL,
+                        "public https:// URL of the evidence")
+        profiles = r.text_list(item.get("profiles"), (*here, "profiles"), _NAME, "profile name")
+        for j, name in enumerate(profiles):
+            if name not in names:
+                raise r.fail((*here, "profiles", j),
+                             f"'{name}' is not one of this variant's profiles "
+                             f"({', '.join(sorted(names)) or 'none'})")
+        out.append(KnownFailure(cases, reason, source, profiles))
+    return tuple(out)
+
+
+# TheRock publishes a `device-<isa>` extra per GPU target (RELEASES.md, "Supported Python
+# [device-*] install extras", ROCm/TheRock 418cd5f63abb, tag therock-7.14).
+THEROCK_DEVICE_TARGETS = frozenset({
+    "gfx900", "gfx906", "gfx908", "gfx90a", "gfx942", "gfx950", "gfx1010", "gfx1011",
+    "gfx1012", "gfx1030", "gfx1031", "gfx1032", "gfx1033", "gfx1034", "gfx1035", "gfx1036",
+    "gfx1100", "gfx1101", "gfx1102", "gfx1103", "gfx1150", "gfx1151", "gfx1152", "gfx1153",
+    "gfx1200", "gfx1201",
+})
+
+
+def _check_therock(r: _Reader, v: Variant, path: tuple[str | int, ...]) -> None:
+    """The therock family's pins: a known channel whose index is the one used, a device
+    extra per GPU target, exact ROCm / torch / torchvision versions."""
+    channel = v.recipe.get("channel")
+    if channel not in THEROCK_INDEXES:
+        raise r.fail((*path, "recipe", "channel"),
+                     f"recipe.channel must be one of {', '.join(THEROCK_INDEXES)} "
+                     f"(got {channel!r}); nightly is never implied")
+    if v.torch.source != "wheel" or v.torch.index != THEROCK_INDEXES[channel]:
+        raise r.fail((*path, "torch", "index"),
+                     f"channel '{channel}' installs from {THEROCK_INDEXES[channel]} "
+                     f"(torch.source wheel), got {v.torch.index!r}")
+    if not v.gfx_targets:
+        raise r.fail((*path, "gfx_targets"), "a therock variant names its GPU targets: "
+                                             "each becomes a device-<gfx> extra")
+    for i, gfx in enumerate(v.gfx_targets):
+        if gfx not in THEROCK_DEVICE_TARGETS:
+            raise r.fail((*path, "gfx_targets", i),
+                         f"TheRock publishes no device-{gfx} extra")
+    if v.rocm is None or v.torch.torchvision is None:
+        raise r.fail(path, "a therock variant pins rocm (the rocm-sdk version) and "
+                           "torch.torchvision")
+    for key in ("python_packages", "local_version", "extras", "device_packages"):
+        if key not in v.recipe:
+            raise r.fail((*path, "recipe"), f"missing required field '{key}'")
+    # The template prints these as they are; they must say what the pins above say.
+    expected: dict[str, str | tuple[str, ...]] = {
+        "local_version": f"+rocm{v.rocm}",
+        "extras": ",".join(f"device-{gfx}" for gfx in v.gfx_targets),
+        "device_packages": tuple(f"{prefix}-{gfx}" for gfx in v.gfx_targets
+                                 for prefix in ("rocm-sdk-device", "amd-torch-device",
+                                                "amd-torchvision-device")),
+    }
+    for key, want in expected.items():
+        if v.recipe[key] != want:
+            shown = list(want) if isinstance(want, tuple) else want
+            raise r.fail((*path, "recipe", key), f"must be {shown!r} (from rocm and "
+                                                 f"gfx_targets), got {v.recipe[key]!r}")
+
+
+def _torch(r: _Reader, raw: Any, path: _P) -> Torch:
     raw = r.keys(raw, path, TORCH_KEYS)
     for key in ("version", "source"):
         if key not in raw:
@@ -408,7 +552,7 @@ def _torch(r: _Reader, raw: Any, path: tuple) -> Torch:
         version=r.text(raw["version"], (*path, "version"), _VERSION, "version"),
         source=source,
         index=r.opt_text(raw.get("index"), (*path, "index"), _URL, "URL"),
-        ref=r.opt_text(raw.get("ref"), (*path, "ref"), _VERSION, "git ref"),
+        ref=r.opt_text(raw.get("ref"), (*path, "ref"), _GIT_REF, "git ref"),
         torchvision=r.opt_text(raw.get("torchvision"), (*path, "torchvision"), _VERSION,
                                "version"),
     )
@@ -420,7 +564,7 @@ def _torch(r: _Reader, raw: Any, path: tuple) -> Torch:
     return torch
 
 
-def _profile_refs(r: _Reader, raw: Any, path: tuple,
+def _profile_refs(r: _Reader, raw: Any, path: _P,
                   profiles: dict[str, Profile]) -> tuple[Profile, ...]:
     names = r.text_list(raw, path)
     for i, n in enumerate(names):
@@ -429,29 +573,39 @@ def _profile_refs(r: _Reader, raw: Any, path: tuple,
     return tuple(profiles[n] for n in names)
 
 
-def _recipe(r: _Reader, raw: Any, path: tuple) -> Mapping[str, str | tuple[str, ...]]:
-    """Family-specific build settings: flat, each a string or a list of strings."""
+def _recipe(r: _Reader, family: str, raw: Any, path: _P) -> Recipe:
+    """The family's typed recipe (matrix/recipes.py): unknown keys and bad values fail here."""
+    cls = recipes.FAMILIES.get(family)
+    if cls is None:
+        raise r.fail((*path[:-1], "family"),
+                     f"family '{family}' has no recipe schema{suggest(family, recipes.FAMILIES)}"
+                     " (add its dataclass to imagefactory/matrix/recipes.py)")
     if raw is None:
-        return _frozen({})
+        raw = {}
     if not isinstance(raw, dict):
         raise r.fail(path, f"expected a mapping, got {_kind(raw)}")
-    out: dict[str, str | tuple[str, ...]] = {}
-    for key, value in raw.items():
-        if not re.match(r"^[a-z][a-z0-9_]*$", key):
-            raise r.fail((*path, key), f"'{key}' is not a valid recipe key (lower_snake_case)")
-        out[key] = (r.text_list(value, (*path, key)) if isinstance(value, list)
-                    else r.text(value, (*path, key)))
-    return _frozen(out)
+
+    def text(value: Any, at: _P, kind: recipes.Kind) -> str:
+        out = r.text(value, (*path, *at))
+        problem = kind.check(out)
+        if problem:
+            raise r.fail((*path, *at), problem)
+        return out
+
+    try:
+        return recipes.build(cls, raw, text)
+    except RecipeProblem as exc:
+        raise r.fail((*path, *exc.path), exc.message) from None
 
 
-def _expect(r: _Reader, raw: Any, path: tuple) -> Expect:
+def _expect(r: _Reader, raw: Any, path: _P) -> Expect:
     raw = r.keys(raw, path, EXPECT_KEYS)
     return Expect(
         python=r.opt_text(raw.get("python"), (*path, "python"), _VERSION, "version"),
         torch=r.opt_text(raw.get("torch"), (*path, "torch"), _VERSION, "version"),
         hip=r.opt_text(raw.get("hip"), (*path, "hip"), _VERSION, "version"),
-        files=r.text_list(raw.get("files"), (*path, "files"), re.compile(r"^/\S+$"),
-                          "absolute path"),
+        files=r.text_list(raw.get("files"), (*path, "files"), _ABS_PATH,
+                          "absolute path (no . or .. parts)"),
         env=r.env(raw.get("env"), (*path, "env")),
     )
 

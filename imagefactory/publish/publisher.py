@@ -8,11 +8,8 @@ each tag names, and a publish record is written next to the test results.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +24,15 @@ from ..engine.images import BuiltImage, find_built
 from ..errors import JobError
 from ..identity import UNTESTED_SUFFIX, declared_version, publish_tags
 from ..matrix.loader import Matrix, Variant
+from ..safety import (
+    MAX_RESULT_BYTES,
+    escape_control,
+    json_dumps,
+    json_loads,
+    read_text,
+    write_atomic,
+)
+from ..safety import redact as safe_redact
 from ..verify.results import TestResult, result_path
 from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
 
@@ -110,9 +116,16 @@ def gate(built: BuiltImage, results_dir: Path, skip_tests: bool,
          allow_quick: bool = False) -> TestResult | None:
     """The passing test result of this exact image, or a JobError naming the test to run.
 
+    The result is read through the strict schema (verify/results.py: `passed` is a JSON
+    boolean, every field typed, the schema version known). It passes only when `passed is
+    True`, it is this variant's, it is for this exact image id, it has checks and every check
+    passed, and every conv case agrees (ok, skipped, or a declared known failure): a file that
+    says passed while anything in it failed is refused, not trusted.
+
     Only a full run counts, unless allow_quick lets a --quick (or --cases) run stand in when
     there is no full one. With skip_tests, whatever result exists is returned (for the record)
-    and nothing is refused."""
+    and nothing is refused; an unreadable result is still an error (it would go into the
+    record)."""
     name = built.variant.name
     path = result_path(results_dir, name)
     result = TestResult.load(results_dir, name)
@@ -134,12 +147,23 @@ def gate(built: BuiltImage, results_dir: Path, skip_tests: bool,
         tested = result.image_id.removeprefix("sha256:")[:12] or "?"
         raise JobError(f"{name}: {path} is for image {tested}, not the current image "
                        f"{built.short_id} (rebuilt since it was tested); {run} first")
-    if not result.passed:
-        failed = [c.name for c in result.failed_checks] + [
-            f"conv {c.case}: {c.status}" for c in result.failed_cases]
-        what = f" ({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""
-        raise JobError(f"{name}: image {built.short_id} failed its tests{what}; not "
-                       f"publishing it. Fix it, then {run} again")
+    if result.scope != "full" and not allow_quick:
+        raise JobError(f"{name}: {path} holds a {result.scope} run, not the full check; "
+                       f"{run} first, or push with --allow-quick")
+    failed = [c.name for c in result.failed_checks] + [
+        f"conv {c.case}: {c.status}" for c in result.conv if not c.agrees_with_pass]
+    what = f" ({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""
+    if result.passed is not True:
+        raise JobError(escape_control(
+            f"{name}: image {built.short_id} failed its tests{what}; not publishing it. "
+            f"Fix it, then {run} again"))
+    if failed:
+        raise JobError(escape_control(
+            f"{name}: {path} says passed, but {len(failed)} check(s)/case(s) in it failed"
+            f"{what}; not publishing it. {run} again"))
+    if not result.checks:
+        raise JobError(f"{name}: {path} says passed but holds no checks; not publishing it. "
+                       f"{run} again")
     return result
 
 
@@ -185,10 +209,8 @@ Chunk = PushEvent
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
+    """`secrets`, URL userinfo and basic/bearer auth removed (safety.redact)."""
+    return safe_redact(text, tuple(secrets))
 
 
 def push_tag(engine: ContainerEngine, repository: str, tag: str,
@@ -309,9 +331,9 @@ class Publisher:
         """Keep the last record (what the registry may still serve) but say it is not the
         outcome of this push."""
         path = self.results_dir / f"{plan.variant.name}.publish.json"
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        try:  # the one bounded, regular-file, strict-JSON reader (safety.py)
+            record = json_loads(read_text(path, MAX_RESULT_BYTES, error=JobError))
+        except (JobError, ValueError, RecursionError):
             return
         if not isinstance(record, dict):
             return
@@ -390,8 +412,8 @@ class Publisher:
             "inputs_hash": plan.built.inputs_hash,
             "image_version": declared_version(plan.variant, plan.result.torch
                                               if plan.result else None),
-            "declared_torch": plan.variant.torch.version,
-            "reported_torch": plan.result.torch if plan.result else None,
+            "torch_declared": plan.variant.torch.version,
+            "torch_reported": plan.result.torch if plan.result else None,
             "tests_skipped": plan.tests_skipped,
             "test": summary(plan.result),
             "layers": {p.tag: {"uploaded": p.uploaded, "reused": p.reused} for p in pushes},
@@ -432,13 +454,4 @@ def _now() -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, json_dumps(data, indent=2) + "\n", error=JobError)

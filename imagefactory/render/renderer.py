@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
-import shlex
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,11 +17,6 @@ from .rocm_apt import apt_suite_for
 
 if TYPE_CHECKING:
     import jinja2
-
-_COPY = re.compile(r"^\s*(?:COPY|ADD)\s+(.*)$", re.IGNORECASE)
-# Caches and hidden files (tool caches such as .ruff_cache) are never build inputs: they
-# would bloat the context and make the inputs hash differ from one checkout to another.
-_SKIP_PARTS = {"__pycache__"}
 
 
 @dataclass(frozen=True)
@@ -130,44 +123,24 @@ class Renderer:
         }
 
     def _context_files(self, variant: Variant, dockerfile: str) -> tuple[tuple[str, Path], ...]:
-        root = self.project.files_dir
-        found: dict[str, Path] = {}
-        for source in copy_sources(dockerfile):
-            rel = source.rstrip("/")
-            if not rel.startswith("files/"):
-                raise ConfigError(str(self.project.templates_dir / (variant.family +
-                                  TEMPLATE_SUFFIX)), None, f"variants.{variant.name}",
-                                  f"COPY source '{source}' must be under files/")
-            path = root / rel[len("files/"):]
-            if path.is_dir():
-                for f in sorted(path.rglob("*")):
-                    parts = f.relative_to(root).parts
-                    if (f.is_file() and f.suffix != ".pyc" and not _SKIP_PARTS & set(parts)
-                            and not any(p.startswith(".") for p in parts)):
-                        found["files/" + f.relative_to(root).as_posix()] = f
-            elif path.is_file():
-                found[rel] = path
-            else:
-                raise ConfigError(str(self.project.templates_dir), None,
-                                  f"variants.{variant.name}",
-                                  f"COPY source '{source}' does not exist under {root}")
-        return tuple(sorted(found.items()))
+        from .context import confined_files
+        from .dockerfile import DockerfileError, context_sources
+
+        where = str(self.project.templates_dir / (variant.family + TEMPLATE_SUFFIX))
+        try:
+            sources = context_sources(dockerfile)
+        except DockerfileError as exc:
+            raise ConfigError(where, None, f"variants.{variant.name}",
+                              f"rendered Dockerfile: {exc}") from None
+        return confined_files(self.project.files_dir, sources, where)
 
 
 def copy_sources(dockerfile: str) -> list[str]:
-    """Build-context sources of COPY/ADD instructions (not `--from` stage copies)."""
-    joined = re.sub(r"\\\n", " ", dockerfile)
-    out: list[str] = []
-    for line in joined.splitlines():
-        m = _COPY.match(line)
-        if not m:
-            continue
-        args = shlex.split(m.group(1))
-        if any(a.startswith("--from") for a in args):
-            continue
-        args = [a for a in args if not a.startswith("--")]
-        out.extend(args[:-1])
-    return out
+    """Build-context sources of COPY/ADD instructions (not `--from` stage copies), read with
+    Docker's line rules (render/dockerfile.py)."""
+    from .dockerfile import context_sources
+
+    return [source for _, source in context_sources(dockerfile)]
 
 
 def labels(variant: Variant, matrix: Matrix, inputs_hash: str) -> list[tuple[str, str]]:

@@ -18,7 +18,12 @@ if TYPE_CHECKING:
 COLOURS: dict[str, tuple[int, int, int]] = {
     "ok": (46, 125, 50),
     "wrong-result": (245, 124, 0),
+    "skipped": (200, 230, 201),
     "hang": (123, 31, 162),
+    "gpu-hang": (74, 20, 140),
+    "illegal-instruction": (93, 64, 55),
+    "gpu-exception": (183, 28, 28),
+    "out-of-memory": (0, 131, 143),
     "aperture-violation": (198, 40, 40),
     "memory-fault": (136, 14, 79),
     "no-kernel": (21, 101, 192),
@@ -27,10 +32,15 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "crash": (33, 33, 33),
     "error": (117, 117, 117),
     NOT_RUN: (238, 238, 238),
+    # Verdicts drawn over the class: a failure the variant declares, a declared one that ran.
+    "known": (255, 224, 130),
+    "fixed": (0, 150, 136),
 }
 UNKNOWN = (255, 193, 7)  # a class newer than this code
 SHORT = {"wrong-result": "wrong", "aperture-violation": "aperture", "memory-fault": "mem fault",
-         "no-kernel": "no kernel", "invalid-isa": "bad ISA", "miopen-error": "MIOpen"}
+         "no-kernel": "no kernel", "invalid-isa": "bad ISA", "miopen-error": "MIOpen",
+         "illegal-instruction": "bad instr", "gpu-exception": "GPU exc",
+         "out-of-memory": "OOM", "gpu-hang": "GPU reset"}
 
 CELL_W, CELL_H, PAD, FONT_SIZE = 132, 20, 10, 12
 BACKGROUND, INK, GRID = (255, 255, 255), (20, 20, 20), (255, 255, 255)
@@ -77,7 +87,7 @@ def render(compat: Compatibility) -> tuple[Image.Image, dict[tuple[int, str], Bo
                      f"{r.counts.get('ok', 0)}/{len(r.result.conv)} ok"] for r in compat.rows]
     cell_w = max([CELL_W] + [width(t) + 8 for lines in header_lines for t in lines])
     title_h, header_h = 28, 4 * (FONT_SIZE + 4) + PAD
-    legend_items = [*CLASSES, NOT_RUN]
+    legend_items = [*CLASSES, "known", "fixed", NOT_RUN]
     legend_cols = max(1, (label_w + cols * cell_w) // 190)
     legend_h = ((len(legend_items) + legend_cols - 1) // legend_cols) * (CELL_H + 4) + PAD
     w = label_w + cols * cell_w + PAD
@@ -99,12 +109,15 @@ def render(compat: Compatibility) -> tuple[Image.Image, dict[tuple[int, str], Bo
         for i, row in enumerate(compat.rows):
             c = compat.cell(row, case)
             status = c.status if c else NOT_RUN
+            key = c.verdict if c is not None and c.verdict in ("known", "fixed") else status
             x = label_w + i * cell_w
             box = (x, y, x + cell_w - 2, y + CELL_H - 2)  # a 2 px white grid between cells
-            d.rectangle(box, fill=colour(status))
+            d.rectangle(box, fill=colour(key))
             text = _label(status, c.seconds if c else None)
+            if key != status:
+                text = f"{key} {text}".strip()
             if text:
-                d.text((x + 6, y + 3), text, fill=_text_colour(colour(status)), font=font)
+                d.text((x + 6, y + 3), text, fill=_text_colour(colour(key)), font=font)
             boxes[(i, case)] = box
     y0 = top + len(compat.cases) * CELL_H + PAD
     for k, name in enumerate(legend_items):

@@ -7,15 +7,17 @@ data for scripts and sites) and compatibility.png (a heatmap: read at a glance).
 
 from __future__ import annotations
 
-import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ..errors import JobError
+from ..safety import escape_control, json_dumps, write_atomic
 from ..verify.results import ConvCase, TestResult, profile_label, stored_results
 
 SCHEMA = 1
@@ -27,16 +29,30 @@ PNG = "compatibility.png"
 CLASSES: dict[str, str] = {
     "ok": "ran and matches the CPU reference",
     "wrong-result": "ran, but differs from the CPU reference beyond tolerance",
-    "hang": "no result before the timeout",
+    "skipped": "a feature this image's torch does not have (e.g. SDPA before 2.0); passes",
+    "hang": "no result before the timeout (and one longer budget if it was still compiling)",
+    "gpu-hang": "the driver reset the GPU (HW Exception ... reason :GPU Hang); the run stops",
     "aperture-violation": "HSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION",
-    "memory-fault": "Memory access fault by GPU / HSA_STATUS_ERROR_MEMORY_FAULT",
-    "no-kernel": "invalid device function / hipErrorNoBinaryForGpu: no code for this GPU",
+    "memory-fault": "Memory access fault by GPU / an illegal memory access was encountered",
+    "illegal-instruction": "HSA_STATUS_ERROR_ILLEGAL_INSTRUCTION: a kernel used an instruction "
+    "this GPU lacks",
+    "gpu-exception": "HSA_STATUS_ERROR_EXCEPTION: another hardware exception",
+    "no-kernel": "invalid device function / hipErrorNoBinaryForGpu / rocBLAS cannot read its "
+    "TensileLibrary: no code for this GPU",
     "invalid-isa": "HSA_STATUS_ERROR_INVALID_ISA",
+    "out-of-memory": "out of memory (HIP, torch's allocator or HSA_STATUS_ERROR_OUT_OF_RESOURCES)",
     "miopen-error": "a miopenStatus error",
     "crash": "killed by SIGSEGV / SIGABRT with no known signature",
     "error": "the case could not run",
+    "not-run": "not started: a GPU reset ended the run before it",
 }
 NOT_RUN = "not-run"
+# Verdicts against the variant's known_failures (verify/known.py), shown apart from classes.
+VERDICTS: dict[str, str] = {
+    "known": "failed as the variant declares (variants.yaml known_failures: reason, source)",
+    "fixed": "declared a known failure, but ran and matched",
+    "regression": "failed and no known failure covers it",
+}
 
 
 @dataclass(frozen=True)
@@ -46,13 +62,29 @@ class Row:
     result: TestResult
     label: str
 
-    @property
+    @cached_property  # looked up once per case: computed once, not once per lookup
     def cells(self) -> dict[str, ConvCase]:
         return {c.case: c for c in self.result.conv}
 
-    @property
+    @cached_property
     def counts(self) -> Counter[str]:
         return Counter(c.status for c in self.result.conv)
+
+    @property
+    def verdicts(self) -> Counter[str]:
+        """known / fixed / regression (failed cases of results without verdicts count as
+        regressions)."""
+        out: Counter[str] = Counter()
+        for c in self.result.conv:
+            if c.verdict in ("known", "fixed"):
+                out[c.verdict] += 1
+            elif not c.ok:
+                out["regression"] += 1
+        return out
+
+    @property
+    def isa(self) -> str:
+        return self.result.host or "no AMD GPU"
 
     @property
     def where(self) -> str:
@@ -73,8 +105,11 @@ class Row:
                         if k != "ok")
         checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)} image checks passed"
         scope = "" if r.scope == "full" else f" ({r.scope} run)"
+        v = self.verdicts
+        judged = ", ".join(f"{v[k]} {k}" for k in ("known", "fixed", "regression") if v[k])
         return (f"{'PASSED' if r.passed else 'FAILED'}{scope}: {ok}/{n} conv cases ok"
-                + (f" ({bad})" if bad else "") + f"; {checks}")
+                + (f" ({bad})" if bad else "") + (f"; {judged}" if judged else "")
+                + f"; {checks}")
 
 
 @dataclass(frozen=True)
@@ -99,27 +134,37 @@ def load(results_dirs: Sequence[Path], variant_order: Iterable[str] = ()) -> Com
         if not d.is_dir():
             raise JobError(f"no results folder {d}: run `imagefactory test VARIANT "
                            f"--results {d}` first")
-        for path, variant, scope in stored_results(d):
-            r = TestResult.load(d, variant, scope)
+        for path, variant, _scope in stored_results(d):
+            r = TestResult.load_path(path, variant)
             if r is not None:
                 results.append((r, str(path)))
     if not results:
         dirs = ", ".join(str(d) for d in results_dirs)
         raise JobError(f"no test results in {dirs}: run `imagefactory test VARIANT` first")
     order = {name: i for i, name in enumerate(variant_order)}
-    results.sort(key=lambda rp: (order.get(rp[0].variant, len(order)), rp[0].variant,
-                                 rp[0].host or "", rp[0].profile or ""))
+    # Grouped by the ISA each result was tested on (results without an AMD GPU last), then
+    # as the matrix lists variants.
+    results.sort(key=lambda rp: (rp[0].host is None, rp[0].host or "",
+                                 order.get(rp[0].variant, len(order)), rp[0].variant,
+                                 rp[0].profile or ""))
+    # A variant tested more than once is told apart by what differs: host, profile.
+    hosts: dict[str, set[str]] = {}
+    profiles: dict[str, set[str]] = {}
+    for r, _ in results:
+        hosts.setdefault(r.variant, set()).add(r.host or "no GPU")
+        profiles.setdefault(r.variant, set()).add(profile_label(r.profile))
     rows = []
     for r, _ in results:
-        # A variant tested more than once is told apart by what differs: host, profile.
-        same = [o for o, _ in results if o.variant == r.variant]
-        parts = [value(r) for value in (lambda x: x.host or "no GPU",
-                                         lambda x: profile_label(x.profile))
-                 if len({value(o) for o in same}) > 1]
+        parts = []
+        if len(hosts[r.variant]) > 1:
+            parts.append(r.host or "no GPU")
+        if len(profiles[r.variant]) > 1:
+            parts.append(profile_label(r.profile))
         rows.append(Row(r, r.variant + (f" ({', '.join(parts)})" if parts else "")))
-    cases: list[str] = []
+    cases: dict[str, None] = {}  # insertion-ordered set: linear in the number of cases
     for r, _ in results:
-        cases += [c.case for c in r.conv if c.case not in cases]
+        for c in r.conv:
+            cases.setdefault(c.case, None)
     return Compatibility(tuple(rows), tuple(cases), tuple(p for _, p in results))
 
 
@@ -133,17 +178,40 @@ def cell_text(c: ConvCase | None) -> str:
     if c is None:
         return "·"
     if c.status == "ok":
-        return f"ok {_seconds(c.seconds)}".strip()
+        compiled = (f" (compile {_seconds(c.compile_seconds)})"
+                    if c.compile_seconds is not None and c.compile_seconds >= 1 else "")
+        return (f"ok {_seconds(c.seconds)}{compiled}".strip()
+                + (" (fixed)" if c.verdict == "fixed" else ""))
+    if c.status in ("skipped", NOT_RUN):
+        return c.status
+    if c.verdict == "known":
+        return f"{c.status} (known)"
     extra = ""
     if c.status == "wrong-result" and c.max_abs_err is not None:
         extra = f" (err {c.max_abs_err:.1e})"
     elif c.status == "hang" and c.seconds is not None:
         extra = f" (> {_seconds(c.seconds)})"
-    return f"**{c.status}**{extra}"
+    return f"**{_md_escape(c.status)}**{extra}"
+
+
+# What can start inline markup, raw HTML or a new table cell mid-line (the escaped text never
+# starts a line, so block markers such as # - + need no escape).
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text from a result file as inert Markdown: no markup, no HTML, one table cell."""
+    text = " ".join(escape_control(text).split())
+    return _MD_SPECIAL.sub(r"\\\1", text.replace("&", "&amp;"))
+
+
+def _md_code(text: str) -> str:
+    """A code span that holds `text` literally, whatever backticks or pipes it contains."""
+    text = " ".join(escape_control(text).split()).replace("|", "\\|")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None = None) -> str:
@@ -153,18 +221,59 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
               f"result(s). Each cell is one conv check case run in its own process: its class "
               "and, when it ran, its time.", ""]
     lines += ["## Summary", ""]
+    isa = None
     for row in compat.rows:
-        r = row.result
+        if row.isa != isa:
+            isa = row.isa
+            lines += [f"### {isa}", ""]
         lines.append(f"- **{_md_escape(row.label)}** on {_md_escape(row.where)}, profile "
-                     f"`{row.profile}`: {row.summary()}")
+                     f"{_md_code(row.profile)}: {_md_escape(row.summary())}")
+    known = [(row, c) for row in compat.rows for c in row.result.conv if c.known]
+    if known:
+        lines += ["", "## Known failures", "",
+                  "Failures the variant declares in variants.yaml (`known_failures`); they do "
+                  "not fail a run. A declared case that passes is marked fixed.", ""]
+        for row, c in known:
+            lines.append(f"- {_md_escape(row.label)} {_md_code(c.case)}: "
+                         f"{_md_escape(c.status)}: {_md_escape(c.known_reason)} "
+                         f"({_md_escape(c.known_source)})")
+    lines.append("")
     lines += ["", "| variant | GPU | profile | torch | HIP | image | tested |",
               "|---|---|---|---|---|---|---|"]
     for row in compat.rows:
         r = row.result
         image = r.image_id.removeprefix("sha256:")[:12]
-        lines.append(f"| {_md_escape(row.label)} | {_md_escape(row.where)} | {row.profile} | "
-                     f"{r.torch or '?'} | {r.hip or '-'} | `{image}` | "
-                     f"{r.finished_at[:16].replace('T', ' ') or '?'} |")
+        lines.append(f"| {_md_escape(row.label)} | {_md_escape(row.where)} | "
+                     f"{_md_code(row.profile)} | {_md_escape(r.torch or '?')} | "
+                     f"{_md_escape(r.hip or '-')} | {_md_code(image)} | "
+                     f"{_md_escape(r.finished_at[:16].replace('T', ' ') or '?')} |")
+    works = [row for row in compat.rows if row.result.conv_works]
+    if works:
+        lines += ["", "## What works", "",
+                  "Per variant, in the conv check's areas: yes (every case that ran is ok), "
+                  "partly (ok/ran), no, or not checked (skipped: this torch lacks it).", ""]
+        for row in works:
+            # Each piece escaped on its own: the bold markup is ours, the words are the file's.
+            parts = [f"{_md_escape(what)}: **{_md_escape(str(info.get('verdict', '?')))}**"
+                     + (f" ({_md_escape(', '.join(map(str, classes)))})"
+                        if isinstance(classes := info.get("classes"), list) and classes
+                        else "")
+                     for what, info in _works_in_words(row.result.conv_works)]
+            lines.append(f"- **{_md_escape(row.label)}** on {_md_escape(row.where)}: "
+                         + "; ".join(parts))
+    resets = [row for row in compat.rows if row.result.gpu_reset]
+    for row in resets:
+        lines.append(f"- {_md_escape(row.label)}: {_md_escape(row.result.gpu_reset or '')}")
+    gpu_lines = [(row, _gpu_code_lines(row.result)) for row in compat.rows]
+    if any(found for _, found in gpu_lines):
+        lines += ["", "## GPU code", "",
+                  "What the image's libraries carry code for (the GPU code audit, read from "
+                  "the files; no GPU needed). A missing target means `no-kernel` at run time.",
+                  ""]
+        for row, found in gpu_lines:
+            if found:
+                lines.append(f"- **{_md_escape(row.label)}**: "
+                             + "; ".join(_md_escape(x) for x in found))
     lines += ["", "## Matrix", ""]
     if png:
         lines += [f"![variant x case heatmap]({png})", ""]
@@ -172,11 +281,22 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
     lines.append("|---" * (len(compat.rows) + 1) + "|")
     for case in compat.cases:
         cells = [cell_text(compat.cell(row, case)) for row in compat.rows]
-        lines.append(f"| `{case}` | " + " | ".join(cells) + " |")
+        lines.append(f"| {_md_code(case)} | " + " | ".join(cells) + " |")
     lines += ["", "## Classes", ""]
     lines += [f"- `{name}`: {what}" for name, what in CLASSES.items()]
+    lines += [f"- ({name}): {what}" for name, what in VERDICTS.items() if name != "regression"]
     lines += ["- `·`: not run in that result (a --quick or --cases run)", ""]
     return "\n".join(lines)
+
+
+def _gpu_code_lines(r: TestResult) -> list[str]:
+    """The GPU code check's summary and failures from a result (verify/gpucode), [] without."""
+    check = r.gpu_code.get("check") if isinstance(r.gpu_code, dict) else None
+    if not isinstance(check, dict):
+        return []
+    out = [str(x) for key in ("summary", "failures", "notes")
+           for x in (check.get(key) or []) if isinstance(check.get(key), list)]
+    return out[:20]
 
 
 def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, Any]:
@@ -189,11 +309,40 @@ def to_json(compat: Compatibility, generated: str | None = None) -> dict[str, An
             "image_id": r.image_id, "passed": r.passed, "quick": r.quick,
             "finished_at": r.finished_at, "summary": dict(sorted(row.counts.items(),
                                                                  key=_class_order)),
+            "isa": r.host, "verdicts": dict(row.verdicts),
             "cells": {c.case: {"status": c.status, "seconds": c.seconds, "gflops": c.gflops,
-                               "max_abs_err": c.max_abs_err} for c in r.conv},
+                               "max_abs_err": c.max_abs_err, "area": c.area,
+                               "compile_seconds": c.compile_seconds,
+                               "run_seconds": c.run_seconds,
+                               "verdict": c.verdict or ("ok" if c.ok else "regression"),
+                               "known_reason": c.known_reason,
+                               "known_source": c.known_source} for c in r.conv},
+            "works": {k: dict(v) for k, v in r.conv_works.items()},
+            "gpu_reset": r.gpu_reset,
+            "gpu_code": _gpu_code_lines(r),
         })
     return {"schema": SCHEMA, "generated_at": generated or _now(), "classes": CLASSES,
+            "verdicts": VERDICTS,
             "cases": list(compat.cases), "rows": rows}
+
+
+# convcheck's areas in users' words (convcheck/cases.py AREAS; the host cannot import it).
+AREA_WORDS: dict[str, str] = {
+    "convolutions": "convolutions",
+    "fp16": "fp16/bf16",
+    "normalization": "BatchNorm training, GroupNorm, LayerNorm",
+    "rnn": "LSTM/GRU",
+    "tensor-ops": "nonzero/unique/sort/scatter",
+    "attention": "attention (SDPA)",
+    "training": "training (ResNet-18, SD UNet block)",
+    "memory": "large allocations",
+    "basics": "matmul, Linear, pooling",
+}
+
+
+def _works_in_words(works: Any) -> list[tuple[str, dict[str, Any]]]:
+    known = [(AREA_WORDS[a], dict(works[a])) for a in AREA_WORDS if a in works]
+    return known + [(str(a), dict(v)) for a, v in works.items() if a not in AREA_WORDS]
 
 
 def _now() -> str:
@@ -201,21 +350,22 @@ def _now() -> str:
 
 
 def write(compat: Compatibility, out_dir: Path, png: bool = True) -> list[Path]:
-    """Write the three files (atomically enough: each whole file at once)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the three files, each whole or not at all; an unwritable folder is one line."""
     generated = _now()
     written = []
+    path = write_atomic(out_dir / MARKDOWN, markdown(compat, PNG if png else None, generated),
+                        error=JobError)
+    written.append(path)
+    path = write_atomic(out_dir / JSON, json_dumps(to_json(compat, generated), indent=2) + "\n",
+                        error=JobError)
+    written.append(path)
     if png:
+        import io
+
         from .heatmap import render
 
         image, _ = render(compat)
-        path = out_dir / PNG
-        image.save(path, optimize=True)
-        written.append(path)
-    path = out_dir / MARKDOWN
-    path.write_text(markdown(compat, PNG if png else None, generated), encoding="utf-8")
-    written.insert(0, path)
-    path = out_dir / JSON
-    path.write_text(json.dumps(to_json(compat, generated), indent=2) + "\n", encoding="utf-8")
-    written.insert(1, path)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", optimize=True)
+        written.append(write_atomic(out_dir / PNG, buf.getvalue(), error=JobError))
     return written

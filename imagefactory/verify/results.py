@@ -3,22 +3,56 @@
 `push` gates on it and `report` builds the compatibility matrix from it, so the fields they
 read (`variant`, `image_id`, `passed`, `conv[].case/status/seconds`, `host`, `profile`) are a
 contract: add fields freely, never rename or drop these. `schema` counts breaking changes.
+
+Reading is strict (a result file may come from anywhere): the file is a bounded regular
+file, JSON without NaN/Infinity, `schema` must be the one this version writes, and every
+field this code declares is type-checked against its annotation (`passed` is a JSON true or
+false, never "false"). Fields this version does not know are ignored, so a newer writer can
+add optional fields without breaking older readers; declare a new field here with its type
+and it is checked from then on.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import math
 import os
-import tempfile
+import re
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import JobError
+from ..safety import (
+    MAX_RESULT_BYTES,
+    escape_control,
+    json_dumps,
+    json_loads,
+    read_text,
+    write_atomic,
+)
 
 SCHEMA = 1
 DEFAULT_RESULTS_DIR = Path("results")
+PASSING_STATUSES = ("ok", "skipped")
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # variant and profile names (matrix/loader.py)
+_GFX = re.compile(r"gfx[0-9a-f]{3,4}")
+_STATUS = re.compile(r"[a-z][a-z0-9-]{0,39}")
+_MAX_ITEMS = 100_000
+_MAX_TEXT = 65_536
+_D = TypeVar("_D")
+
+
+class ResultError(ValueError):
+    """A result that does not follow the schema: the field and what is wrong."""
+
+    def __init__(self, field_: str, message: str) -> None:
+        super().__init__(f"{field_}: {message}" if field_ else message)
+        self.field = field_
 
 
 @dataclass(frozen=True)
@@ -34,7 +68,8 @@ class Check:
 class ConvCase:
     """One conv check case as convcheck reports it; `status` is a design.md class (ok, hang,
     aperture-violation, memory-fault, no-kernel, invalid-isa, miopen-error, crash,
-    wrong-result) or `error` when the case could not run at all."""
+    wrong-result; since issue 16 also skipped, gpu-hang, illegal-instruction, gpu-exception,
+    out-of-memory, not-run) or `error` when the case could not run at all."""
 
     case: str
     status: str
@@ -43,14 +78,39 @@ class ConvCase:
     max_abs_err: float | None = None
     max_rel_err: float | None = None
     detail: str = ""
+    # Against the variant's known_failures (verify/known.py): ok | fixed | known | regression;
+    # empty in results written before known failures existed. Declared here so their types
+    # are checked when read.
+    verdict: str = ""
+    known_reason: str = ""
+    known_source: str = ""
+    compile_seconds: float | None = None  # first call minus a steady one: kernel builds, Find
+    run_seconds: float | None = None  # one steady-state call
+    area: str = ""  # what it tells users: convolutions, fp16, attention... (convcheck AREAS)
+    dtype: str = "float32"
+    budget_extended: float = 0.0  # seconds added because it was still busy at its timeout
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """Passed: ok, or skipped (a feature this image's torch does not have)."""
+        return self.status in ("ok", "skipped")
+
+    @property
+    def agrees_with_pass(self) -> bool:
+        """A case a passing result may contain: ran fine, skipped (a feature this torch
+        lacks), or failed exactly as the variant declares (a known failure)."""
+        return self.status in PASSING_STATUSES or (self.verdict == "known" and self.status
+                                                   != "ok")
+
+    @property
+    def known(self) -> bool:
+        """Failed, as the variant declares it does."""
+        return not self.ok and self.verdict == "known"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConvCase:
-        return cls(**_pick(cls, data))
+        """Strict: raises ResultError naming the field (convcheck's JSON is untrusted)."""
+        return _build(cls, data, "")
 
 
 @dataclass(frozen=True)
@@ -79,11 +139,20 @@ class TestResult:
     hip: str | None = None
     gpu: str | None = None  # the GPU torch saw, if any
     conv_summary: Mapping[str, int] = field(default_factory=dict)
+    conv_verdicts: Mapping[str, int] = field(default_factory=dict)  # ok/fixed/known/regression
     started_at: str = ""  # ISO 8601, UTC
     finished_at: str = ""
     seconds: float = 0.0  # the whole run
     suite_seconds: float = 0.0  # the testinfra suite
     conv_seconds: float = 0.0  # the conv check, as seen from the host
+    # convcheck's "what works" per area: {area: {verdict, ok, failed, unchecked, classes}}
+    conv_works: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    gpu_reset: str | None = None  # convcheck's line when a GPU reset stopped the run
+    miopen_cache: str | None = None  # the volume holding MIOpen's caches between runs
+    cold: bool = False  # that volume was emptied before this run
+    # The GPU code audit (verify/gpucode): {"inventory": Inventory.brief(), "check":
+    # CodeCheck.to_dict(), "seconds": ...}; None for a CPU variant or an older result.
+    gpu_code: Mapping[str, Any] | None = None
     schema: int = SCHEMA
 
     @property
@@ -94,61 +163,94 @@ class TestResult:
     def failed_cases(self) -> tuple[ConvCase, ...]:
         return tuple(c for c in self.conv if not c.ok)
 
+    @property
+    def regressions(self) -> tuple[ConvCase, ...]:
+        """Failed cases no known failure covers."""
+        return tuple(c for c in self.conv if not c.ok and not c.known)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["checks"] = [asdict(c) for c in self.checks]
         out["conv"] = [asdict(c) for c in self.conv]
         out["devices"] = list(self.devices)
         out["conv_summary"] = dict(self.conv_summary)
+        out["conv_verdicts"] = dict(self.conv_verdicts)
+        out["conv_works"] = {k: dict(v) for k, v in self.conv_works.items()}
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        return json_dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TestResult:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}  # newer writers may add fields
-        values["checks"] = tuple(Check(**_pick(Check, c)) for c in data.get("checks", ()))
-        values["conv"] = tuple(ConvCase.from_dict(c) for c in data.get("conv", ()))
-        values["devices"] = tuple(data.get("devices", ()))
-        values["conv_summary"] = dict(data.get("conv_summary") or {})
-        return cls(**values)
+    def from_dict(cls, data: Any) -> TestResult:
+        """Strict: raises ResultError naming the field."""
+        if not isinstance(data, dict):
+            raise ResultError("", f"expected a JSON object, got {_json_kind(data)}")
+        schema = data.get("schema")
+        if type(schema) is not int:
+            raise ResultError("schema", f"expected the number {SCHEMA}, got "
+                                        f"{_json_kind(schema)}")
+        if schema != SCHEMA:
+            raise ResultError("schema", f"version {schema} is not supported (this "
+                                        f"imagefactory reads version {SCHEMA})")
+        result = _build(cls, data, "")
+        if not _IMAGE_ID.fullmatch(result.image_id):
+            raise ResultError("image_id", "expected sha256:<64 hex digits>")
+        if result.scope not in SCOPES:
+            raise ResultError("scope", f"expected one of {', '.join(SCOPES)}")
+        # Names that end up in tags, file names and terminal lines have their shape checked;
+        # free text (details, GPU names) is escaped where it is printed.
+        for name, value, pattern in (("variant", result.variant, _NAME),
+                                     ("profile", result.profile, _NAME),
+                                     ("host", result.host, _GFX)):
+            if value is not None and not pattern.fullmatch(value):
+                raise ResultError(name, f"{escape_control(value)[:40]!r} is not a valid {name}")
+        for i, c in enumerate(result.conv):
+            if not _STATUS.fullmatch(c.status):
+                raise ResultError(f"conv[{i}].status", f"{escape_control(c.status)[:40]!r} is "
+                                                       "not a status (lowercase-words)")
+        return result
 
     @classmethod
     def from_json(cls, text: str) -> TestResult:
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(json_loads(text))
 
     @classmethod
     def load(cls, results_dir: Path, variant: str, scope: str = "full") -> TestResult | None:
         """The stored result of `variant` (of its full run unless `scope` says otherwise),
         or None when there is none."""
-        path = result_path(results_dir, variant, scope)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        return cls.load_path(result_path(results_dir, variant, scope), variant)
+
+    @classmethod
+    def load_path(cls, path: Path, variant: str | None = None) -> TestResult | None:
+        """The result in `path` (None when there is none), else one-line JobError."""
+        if not os.path.lexists(path):
             return None
-        except OSError as exc:
-            raise JobError(f"cannot read {path}: {exc.strerror}") from None
+        again = f"; run `imagefactory test {variant}` again" if variant else ""
+        text = read_text(path, MAX_RESULT_BYTES, error=JobError)
         try:
-            return cls.from_json(text)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise JobError(f"{path}: not a test result ({exc}); "
-                           f"run `imagefactory test {variant}` again") from None
+            data = json_loads(text)
+        except ValueError as exc:
+            line = getattr(exc, "lineno", None)
+            where = f"{path}:{line}" if line else str(path)
+            msg = getattr(exc, "msg", str(exc))
+            raise JobError(escape_control(f"{where}: not JSON ({msg}){again}")) from None
+        except RecursionError:
+            raise JobError(escape_control(f"{path}: nested too deeply{again}")) from None
+        try:
+            result = cls.from_dict(data)
+        except ResultError as exc:
+            raise JobError(escape_control(f"{path}: not a test result: {exc}{again}")
+                           ) from None
+        if variant is not None and result.variant != variant:
+            raise JobError(escape_control(f"{path}: holds the result of variant "
+                                          f"'{result.variant}', not '{variant}'{again}"))
+        return result
 
     def save(self, results_dir: Path) -> Path:
         """Write atomically, so a reader (push, report) never sees half a file."""
-        results_dir.mkdir(parents=True, exist_ok=True)
-        path = result_path(results_dir, self.variant, self.scope)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.variant}.", suffix=".json", dir=results_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomic(result_path(results_dir, self.variant, self.scope), self.to_json(),
+                            error=JobError)
 
 
 def profile_label(name: str | None) -> str:
@@ -187,6 +289,70 @@ def stored_results(results_dir: Path) -> list[tuple[Path, str, str]]:
     return out
 
 
-def _pick(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
-    known = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k in known}
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _build(cls: type[_D], data: Any, where: str) -> _D:
+    """A `cls` dataclass from a JSON object: each declared field checked against its
+    annotation; unknown keys ignored; fields with defaults optional."""
+    if not isinstance(data, dict):
+        raise ResultError(where, f"expected an object, got {_json_kind(data)}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        path = f"{where}.{f.name}" if where else f.name
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ResultError(path, "missing")
+            continue
+        values[f.name] = _typed(data[f.name], hints[f.name], path)
+    return cls(**values)
+
+
+def _typed(value: Any, tp: Any, path: str) -> Any:
+    if tp is Any:  # a free-form JSON value (already parsed strictly: no NaN, bounded size)
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        rest = [o for o in options if o is not type(None)]
+        return _typed(value, rest[0], path)
+    if tp is bool:
+        if type(value) is not bool:
+            raise ResultError(path, f"expected true or false, got {_json_kind(value)}")
+        return value
+    if tp is int:
+        if type(value) is not int:
+            raise ResultError(path, f"expected a whole number, got {_json_kind(value)}")
+        return value
+    if tp is float:
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise ResultError(path, f"expected a finite number, got {_json_kind(value)}")
+        return float(value)
+    if tp is str:
+        if type(value) is not str:
+            raise ResultError(path, f"expected a string, got {_json_kind(value)}")
+        if len(value) > _MAX_TEXT:
+            raise ResultError(path, f"longer than {_MAX_TEXT} characters")
+        return value
+    if origin is tuple:
+        if type(value) is not list:
+            raise ResultError(path, f"expected a list, got {_json_kind(value)}")
+        if len(value) > _MAX_ITEMS:
+            raise ResultError(path, f"more than {_MAX_ITEMS} items")
+        (item,) = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return tuple(_typed(v, item, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, dict):
+        if type(value) is not dict:
+            raise ResultError(path, f"expected an object, got {_json_kind(value)}")
+        _, vt = typing.get_args(tp)
+        return {k: _typed(v, vt, f"{path}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _build(tp, value, path)
+    raise TypeError(f"unsupported result field type {tp!r}")  # a programming error

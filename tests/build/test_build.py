@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from second_engine import second_dockerd
 from suite_session import unique
 
 from imagefactory.build.builder import BASE_LABEL
@@ -64,8 +64,11 @@ class Matrix:
     logs: Path
 
     def build(self, *args: str, config: str = "variants.yaml", timeout: float = 600) -> Run:
-        return imagefactory("--config", config, "build", "--progress", "plain",
-                            "--log-dir", str(self.logs), *args, cwd=self.root, timeout=timeout)
+        # The classic (docker-py) client, whose output these tests read; the BuildKit path
+        # has the same guarantees tested in tests/engine/test_buildx.py.
+        return imagefactory("--config", config, "build", "--builder", "classic", "--progress",
+                            "plain", "--log-dir", str(self.logs), *args, cwd=self.root,
+                            timeout=timeout)
 
     def tag(self, variant: str) -> str:
         return f"{self.repository}:{variant}"
@@ -290,8 +293,8 @@ def test_a_failing_build_moves_no_tag(matrix: Matrix, docker_client) -> None:
 def test_ctrl_c_stops_the_build_and_tags_nothing(matrix: Matrix, docker_client) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from imagefactory.cli import main; main()", "--config",
-         "failing.yaml", "build", "slow", "--progress", "plain", "--log-dir",
-         str(matrix.logs)], cwd=matrix.root, stdout=subprocess.PIPE,
+         "failing.yaml", "build", "slow", "--builder", "classic", "--progress", "plain",
+         "--log-dir", str(matrix.logs)], cwd=matrix.root, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -338,57 +341,13 @@ def test_pull_failure_names_the_base_and_moves_no_tag(matrix: Matrix, docker_cli
 
 # -- two engines ------------------------------------------------------------------------------
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="session")
 def second_engine(docker_client) -> Iterator[str]:
     """A second dockerd of our own: own socket, data and exec roots, no iptables, and its own
     bridge made here. Not `--bridge=none`: at startup that deletes the host's docker0, which
     breaks the first engine's containers."""
-    if shutil.which("dockerd") is None or shutil.which("ip") is None:
-        pytest.fail("the multi-engine test needs dockerd and ip (scripts/setup-test-env.sh)")
-    root = Path(tempfile.mkdtemp(prefix="iftest-build-dockerd-", dir="/tmp"))
-    address = f"unix://{root}/docker.sock"
-    bridge = f"iftb-{uuid.uuid4().hex[:6]}"  # interface names: at most 15 characters
-    _ip("link", "add", bridge, "type", "bridge")
-    log = (root / "dockerd.log").open("w")
-    proc = None
-    try:
-        _ip("addr", "add", f"10.213.{uuid.uuid4().int % 250 + 1}.1/24", "dev", bridge)
-        _ip("link", "set", bridge, "up")
-        proc = subprocess.Popen(
-            ["dockerd", "--host", address, "--data-root", str(root / "data"), "--exec-root",
-             str(root / "exec"), "--pidfile", str(root / "docker.pid"), f"--bridge={bridge}",
-             "--iptables=false"], stdout=log, stderr=subprocess.STDOUT)
-        import docker
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client = docker.DockerClient(base_url=address)
-                client.ping()
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"second dockerd did not start: {(root / 'dockerd.log')}")
-                time.sleep(0.5)
-        image = docker_client.images.get("debian:bookworm-slim")
-        client.images.load(b"".join(image.save(named=True)))
-        client.close()
+    with second_dockerd(docker_client, "build", 213) as address:
         yield address
-    finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.root

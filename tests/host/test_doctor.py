@@ -62,19 +62,25 @@ def test_rx5600xt_ready(tmp_path: Path, capsys) -> None:
     assert "Ready: yes" in out and err == ""
     recs = [line.split(":")[0].strip() for line in out.split("Recommended\n")[1].splitlines()
             if not line.startswith(("note", "Ready"))]
-    # Native gfx1010 builds first, the override-based wheels last.
-    assert recs == ["rocm62-native", "rocm54-source", "rocm52-torch20", "rocm62-patched",
-                    "rocm52-torch113"]
+    # Native gfx1010 code first (TheRock's wheels, the newest ROCm, then the source builds),
+    # the override-based wheels last.
+    assert recs == ["therock-gfx1010", "debian-rocm64", "rocm62-native", "rocm54-source",
+                    "rocm52-torch20", "rocm62-patched", "rocm52-torch113"]
 
 
 @pytest.mark.root
-def test_rx5500xt_gets_wheel_variants_through_the_override(tmp_path: Path, project) -> None:
+def test_rx5500xt_gets_therock_gfx1012_then_the_override_wheels(tmp_path: Path,
+                                                                project) -> None:
     d = diagnose(project.matrix, Options(sysfs_root=SYSFS / "rx5500xt",
                                          dev_root=make_dev(tmp_path / "dev"), docker=False))
     assert d.ready
-    assert [r.variant for r in d.recommendations] == ["rocm62-patched", "rocm52-torch113"]
-    assert all(r.arch == "gfx1012" and "runs it as gfx1030" in r.reason
-               for r in d.recommendations)
+    assert [r.variant for r in d.recommendations] == ["therock-gfx1012", "rocm62-patched",
+                                                      "rocm52-torch113"]
+    first, *others = d.recommendations
+    assert first.arch == "gfx1012" and first.reason.startswith("carries gfx1012 code, no "
+                                                               "override: ")
+    assert all(r.arch == "gfx1012" and r.reason.startswith("an alternative; ")
+               and "runs it as gfx1030" in r.reason for r in others)
 
 
 @pytest.mark.root
@@ -145,7 +151,7 @@ def test_user_not_in_the_group(tmp_path: Path) -> None:
     c = check_node(dev / "kfd", ALICE, "kfd")
     assert c.ok is False
     assert "alice cannot open it (group 4242, mode crw-rw----)" in c.detail
-    assert c.fix == "sudo usermod -aG 4242 $USER  # then log out and back in (group changes " \
+    assert c.fix == "sudo usermod -aG 4242 \"$USER\"  # then log out and back in (group changes " \
                     "apply to new logins)"
 
 
@@ -185,7 +191,7 @@ def test_group_problem_in_the_full_report(tmp_path: Path, project) -> None:
                                          docker=False, identity=ALICE))
     assert not d.ready and len(d.problems) == 2  # kfd and renderD128
     text = format_text(d)
-    assert text.count("fix: sudo usermod -aG 4242 $USER") == 2
+    assert text.count("fix: sudo usermod -aG 4242 \"$USER\"") == 2
     assert text.endswith("Ready: no (2 problems)")
 
 

@@ -24,6 +24,7 @@ variants:
     family: cpu
     profiles: [override]
     env: {A: "1"}
+    recipe: {apt_packages: [python3]}
     expect: {python: "3.11"}
   one:
     extends: common
@@ -77,19 +78,19 @@ def test_variant_is_immutable() -> None:
         pytest.param("repository: x\nvariants: [a\n", "variants.yaml:2: YAML syntax error",
                      id="yaml-syntax"),
         pytest.param(GOOD.replace("    description: first", "    descripton: first"),
-                     "variants.yaml:14: variants.one.descripton: unknown key 'descripton' "
+                     "variants.yaml:15: variants.one.descripton: unknown key 'descripton' "
                      "(did you mean 'description'?)", id="unknown-key"),
         pytest.param(GOOD.replace("    description: first\n", ""),
-                     "variants.yaml:12: variants.one: missing required field 'description'",
+                     "variants.yaml:13: variants.one: missing required field 'description'",
                      id="missing-field"),
         pytest.param(GOOD.replace('torch: {version: "1.13.1"', "torch: {version: 1.13"),
-                     "variants.yaml:16: variants.one.torch.version: expected a string, "
+                     "variants.yaml:17: variants.one.torch.version: expected a string, "
                      "got a number", id="wrong-type"),
         pytest.param(GOOD.replace("  two:", "  one:"),
-                     "variants.yaml:18: variants.one: duplicate key 'one' (first defined on "
-                     "line 12)", id="duplicate-variant"),
+                     "variants.yaml:19: variants.one: duplicate key 'one' (first defined on "
+                     "line 13)", id="duplicate-variant"),
         pytest.param(GOOD.replace("extends: common", "extends: comon"),
-                     "variants.yaml:13: variants.one.extends: extends unknown variant 'comon' "
+                     "variants.yaml:14: variants.one.extends: extends unknown variant 'comon' "
                      "(did you mean 'common'?)", id="extends-unknown"),
         pytest.param(GOOD.replace("    abstract: true", "    abstract: true\n    extends: two"),
                      "variants.yaml:", id="extends-cycle"),
@@ -131,10 +132,10 @@ def test_variant_is_immutable() -> None:
                      "variants.two.base_variant: unknown variant 'onee' (did you mean 'one'?)",
                      id="base-variant-unknown"),
         pytest.param(GOOD.replace("    base: debian:bookworm-slim\n", ""),
-                     "variants.yaml:12: variants.one: exactly one of 'base'", id="no-base"),
+                     "variants.yaml:13: variants.one: exactly one of 'base'", id="no-base"),
         pytest.param(GOOD.replace("    base_variant: one\n",
                                   "    base_variant: one\n    base: debian:bookworm-slim\n"),
-                     "variants.yaml:18: variants.two: exactly one of 'base'", id="both-bases"),
+                     "variants.yaml:19: variants.two: exactly one of 'base'", id="both-bases"),
         pytest.param(GOOD.replace("repository: imagefactory", "repositry: imagefactory"),
                      "variants.yaml:1: repositry: unknown key 'repositry' "
                      "(did you mean 'repository'?)", id="top-level-key"),
@@ -193,10 +194,10 @@ def test_unknown_variant_suggests_closest(capsys) -> None:
     assert "unknown variant 'rocm62-pached' (did you mean 'rocm62-patched'?)" in err
 
 
-def test_shipped_matrix_declares_the_six_variants(project) -> None:
+def test_shipped_matrix_declares_the_variants(project) -> None:
     assert set(project.matrix.names) == {
-        "rocm52-torch113", "rocm52-torch20", "rocm54-source", "rocm62-patched",
-        "rocm62-native", "cpu",
+        "therock-gfx1010", "therock-gfx1012", "rocm52-torch113", "rocm52-torch20",
+        "rocm54-source", "rocm62-patched", "rocm62-native", "debian-rocm64", "cpu",
     }
     for v in project.matrix.variants:
         assert v.base is not None or v.base_variant is not None

@@ -30,7 +30,6 @@ from suite_session import unique
 
 from imagefactory.engine.images import BuiltImage
 from imagefactory.errors import JobError, UsageError
-from imagefactory.identity import tag_safe
 from imagefactory.publish import credentials
 from imagefactory.publish.publisher import (
     PushError,
@@ -63,6 +62,9 @@ def test_tags_follow_the_scheme(project) -> None:
         "torch1.13.0a0-gitunknown-cpu")
     assert publish_tags(v, HASH, torch="2.5.1+rocm6.2")[2] == (
         "rocm6.2.4-torch2.5.1-rocm6.2-gfx1010-rocm62-patched")
+    cpu = project.matrix.get("cpu")
+    assert publish_tags(cpu, HASH)[2] == "torch1.13.1-cpu"  # the variant's name once
+    assert publish_tags(cpu, HASH, torch="1.13.0a0")[2] == "torch1.13.0a0-cpu"
     assert publish_tags(v, HASH, untested=True)[-1] == "rocm62-patched-untested"
     target = Target.parse("ghcr.io/Owner".lower())
     assert target.repository(project.matrix.repository) == "ghcr.io/owner/imagefactory"
@@ -341,9 +343,8 @@ def test_push_tested_image_and_pull_it_back(setup: dict, first_push: dict,
     repo = f"{open_registry.host}/it/{setup['name']}"
     # The descriptive tag says torch as the tested image reported it (Debian's 1.13.1
     # package reports 1.13.0a0), and "cpu" once.
-    assert record["declared_torch"] == "1.13.1" and record["reported_torch"].startswith("1.13")
-    tags = ["cpu", f"cpu-{record['inputs_hash'][:12]}",
-            tag_safe(f"torch{record['reported_torch']}-cpu")]
+    assert record["torch_declared"] == "1.13.1" and record["torch_reported"] == "1.13.0a0"
+    tags = ["cpu", f"cpu-{record['inputs_hash'][:12]}", "torch1.13.0a0-cpu"]
     digest = record["digest"]
     assert proc.stdout.splitlines() == [f"{repo}:{t} {repo}@{digest}" for t in tags]
     assert record["tags"] == tags and record["image_id"] == setup["image_id"]
@@ -386,7 +387,8 @@ def test_repush_uploads_no_layer(setup: dict, first_push: dict, tested: Path,
 
 
 @pytest.mark.docker
-@pytest.mark.parametrize("case", ["no-result", "other-image", "failed"])
+@pytest.mark.parametrize("case", ["no-result", "other-image", "failed", "passed-string",
+                                  "passed-but-failed"])
 def test_untested_image_is_refused(setup: dict, open_registry: Registry, case: str) -> None:
     results = setup["root"] / f"results-{case}"
     results.mkdir()
@@ -394,6 +396,13 @@ def test_untested_image_is_refused(setup: dict, open_registry: Registry, case: s
         _result("sha256:" + "e" * 64).save(results)
     elif case == "failed":
         _result(setup["image_id"], passed=False).save(results)
+    elif case in ("passed-string", "passed-but-failed"):  # issue 12's severe finding 1
+        data = json.loads(_result(setup["image_id"]).to_json())
+        if case == "passed-string":
+            data["passed"] = "false"
+        else:
+            data["conv"].append({"case": "conv2d-k7", "status": "aperture-violation"})
+        (results / "cpu.json").write_text(json.dumps(data))
     proc = cli(setup, "push", "cpu", "--allow-quick", "--registry", f"{open_registry.host}/{case}",
                "--results", str(results))
     assert proc.returncode == 1

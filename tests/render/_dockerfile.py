@@ -51,6 +51,8 @@ def shell_form(content: str) -> str | None:
         continued = raw.endswith("\\")
         parts.append(raw[:-1] if continued else raw)
     script = "".join(parts).strip()
+    # BuildKit's RUN flags (--mount=..., --network=...) are Docker's, not the shell's.
+    script = re.sub(r"^(?:--[a-z]+=\S+\s+)+", "", script)
     if script.startswith("["):
         try:
             json.loads(script)

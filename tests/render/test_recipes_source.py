@@ -298,7 +298,7 @@ LIB_SOURCES = {"rocblas": "ROCBLAS_SRC", "rocfft": "ROCFFT_SRC", "rocsparse": "R
 def test_library_cmake_flags_exist_at_the_pinned_commit(project, rendered, lib: str) -> None:
     src = source(LIB_SOURCES[lib])
     recipe = project.matrix.get("rocm54-source").recipe
-    commit = str(recipe[f"{lib}_commit"])
+    commit = recipe.lib(lib).commit
     has_commit(src, commit)
     tag = git(src, "rev-parse", f"rocm-{project.matrix.get('rocm54-source').rocm}^{{commit}}",
               check=False).stdout.strip()
@@ -312,7 +312,7 @@ def test_library_cmake_flags_exist_at_the_pinned_commit(project, rendered, lib: 
 def test_rocblas_uses_the_pinned_tensile(project) -> None:
     src = source("ROCBLAS_SRC")
     recipe = project.matrix.get("rocm54-source").recipe
-    tag = git(src, "show", f"{recipe['rocblas_commit']}:tensile_tag.txt").stdout.strip()
+    tag = git(src, "show", f"{recipe.lib('rocblas').commit}:tensile_tag.txt").stdout.strip()
     assert tag == recipe["tensile_commit"]
 
 
@@ -353,7 +353,7 @@ def test_rocsparse_needs_no_patch_at_the_pinned_commit(project, tmp_path: Path) 
     not apply, and gfx1010 is already off the move-DPP path."""
     src = source("ROCSPARSE_SRC")
     recipe = project.matrix.get("rocm54-source").recipe
-    commit = str(recipe["rocsparse_commit"])
+    commit = recipe.lib("rocsparse").commit
     has_commit(src, commit)
     common = git(src, "show", f"{commit}:library/src/include/common.h").stdout
     block = common[common.index("#ifndef ROCSPARSE_USE_MOVE_DPP"):

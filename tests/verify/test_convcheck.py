@@ -126,8 +126,22 @@ def test_case_ids_are_stable_unique_and_cover_the_spec() -> None:
         assert wanted in ids
     quick = cases.select(quick=True)
     assert 0 < len(quick) < len(ids) / 4 and {c.id for c in quick} == set(cases.QUICK)
-    assert [c.id for c in cases.select(globs="matmul-*,linear-*-fwd")] == [
+    assert [c.id for c in cases.select(globs="matmul-512-*,linear-*-fwd")] == [
         "matmul-512-fwd", "matmul-512-bwd", "linear-256to512-fwd"]
+    # issue 16's list, one id per item
+    for wanted in ("conv2d-fp16-k3-c64-64x64-b1-fwd", "conv2d-fp16-k3-c64-64x64-b4-bwd",
+                   "batchnorm2d-train-c64-32x32-bwd", "groupnorm-g32-c320-32x32-bwd",
+                   "layernorm-768-seq77-bwd", "lstm-l2-h128-seq32-bwd", "gru-l2-h128-seq32-bwd",
+                   "nonzero-1m-fwd", "unique-1m-fwd", "cumsum-1024x1024-bwd",
+                   "scatter_add-1m-to-4096-bwd", "index_put-1m-to-4096-bwd", "sort-1m-fwd",
+                   "topk-1m-k100-fwd", "sdpa-math-h8-s4096-d40-bwd",
+                   "sdpa-efficient-h8-s4096-d40-bwd", "sdpa-flash-h8-s4096-d40-bwd",
+                   "matmul-fp16-1024-fwd", "matmul-bf16-1024-fwd", "resnet18-b2-64x64-train",
+                   "unet-block-c320-16x16-attn-bwd", "alloc-sweep-half-memory-fwd"):
+        assert wanted in ids
+    assert {c.area for c in cases.CASES} == set(cases.AREAS)
+    assert {c.area for c in quick} >= {"convolutions", "fp16", "normalization", "rnn",
+                                       "tensor-ops", "attention"}
 
 
 def test_analytic_flops() -> None:
@@ -187,7 +201,8 @@ def test_zygote_that_cannot_start_falls_back_to_spawn(tmp_path: Path) -> None:
         in proc.stdout
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["isolation"] == "fork" and len(report["isolation_notes"]) == 1
-    assert [(c["status"], c["isolation"]) for c in report["cases"]] == [("error", "spawn")] * 2
+    assert [(c["status"], c["isolation"]) for c in report["cases"]] == [("error", "spawn")] * len(
+        cases.select(globs="matmul-*"))
     assert "ImportError: no torch here" in report["cases"][0]["detail"]
 
 
@@ -199,25 +214,43 @@ def test_zygote_fault_points_match_only_zygote_rules() -> None:
 
 
 # ---------------------------------------------------------------- inside the real cpu image
+# In the cpu image (Debian's torch 1.13, CPU only) these quick cases are features that torch
+# lacks there: no fp16 conv/matmul kernels on the CPU, no scaled_dot_product_attention.
+QUICK_SKIPPED_ON_TORCH_113 = {"conv2d-fp16-k3-c64-64x64-b4-bwd", "matmul-fp16-1024-fwd",
+                              "sdpa-math-h8-s4096-d40-fwd"}
+ENTRY_KEYS = {"case", "status", "seconds", "gflops", "max_abs_err", "max_rel_err", "detail",
+              "isolation", "area", "dtype", "compile_seconds", "run_seconds", "budget_extended"}
+
+
 @pytest.mark.docker
 @pytest.mark.slow
 def test_quick_run_passes_in_the_cpu_image(cpu_image: str) -> None:
     # no --device: the cpu image's IMAGEFACTORY_GPU=none makes cpu the default there;
     # no --isolation: fork is the default where os.fork exists
     rc, out, report = convcheck_in_image(cpu_image, "--quick")
-    assert rc == 0, out
+    assert rc == 0, out  # skipped counts as passing: the feature is absent, not broken
     assert report["device"] == "cpu" and report["profile"] is None
     assert report["torch"].startswith("1.13") and report["gpu"] is None
     assert report["isolation"] == "fork" and report["isolation_notes"] == []
-    assert report["summary"] == {"ok": len(cases.QUICK)}
+    assert report["gpu_reset"] is None
+    assert report["summary"] == {"ok": len(cases.QUICK) - len(QUICK_SKIPPED_ON_TORCH_113),
+                                 "skipped": len(QUICK_SKIPPED_ON_TORCH_113)}
     assert {c["case"] for c in report["cases"]} == set(cases.QUICK)
     for case in report["cases"]:
-        assert set(case) == {"case", "status", "seconds", "gflops", "max_abs_err",
-                             "max_rel_err", "detail", "isolation"}
-        assert case["max_rel_err"] < 1e-4 and case["seconds"] > 0
+        assert set(case) == ENTRY_KEYS
+        assert case["area"] == cases.BY_ID[case["case"]].area and case["seconds"] > 0
+        if case["case"] in QUICK_SKIPPED_ON_TORCH_113:
+            assert case["status"] == "skipped" and case["detail"], case
+            continue
+        assert case["max_rel_err"] < 1e-4
         assert case["isolation"] == "fork"
+        assert case["run_seconds"] > 0 and case["compile_seconds"] >= 0
+        assert case["budget_extended"] == 0
+    assert report["works"]["convolutions"]["verdict"] == "yes"
+    assert report["works"]["attention"]["verdict"] == "not checked"
     assert "conv2d-k3-c64-64x64-fwd" in out and "GFLOP/s" in out
     assert "isolation=fork" in out.splitlines()[0]
+    assert "convcheck: works: convolutions (fp32): yes" in out
 
 
 # Every class from a real fault, one per case, plus clean cases around them.
@@ -262,12 +295,14 @@ def test_every_failure_class_from_a_real_fault(cpu_image: str, isolation: str) -
     assert {c["isolation"] for c in report["cases"]} == {isolation}
     assert "GRANDCHILD-LEFT" not in out, "the hung case's process group survived"
     by_case = {c["case"]: c for c in report["cases"]}
-    assert 5 <= by_case["conv2d-k1-c64-64x64-fwd"]["seconds"] < 20
+    # idle at the timeout (or once its loaded start-up is done): killed, no retry budget spent
+    hang = by_case["conv2d-k1-c64-64x64-fwd"]
+    assert 5 <= hang["seconds"] < 20 + hang["budget_extended"] < 60
     assert "HSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION" in by_case[
         "conv2d-k3-c16to32-32x32-fwd"]["detail"]
     assert by_case["conv2d-k3-c16-64x64-bwd"]["max_rel_err"] > 0.1
     assert report["summary"]["ok"] == len(CLEAN) and report["summary"]["crash"] == 2
-    assert elapsed < 60
+    assert elapsed < 240  # a loaded 2-core machine; ~30 s on an idle one
 
 
 @pytest.mark.docker
@@ -302,24 +337,20 @@ def test_zygote_dying_under_a_case_falls_back_to_spawn(cpu_image: str) -> None:
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_crash_at_exit_of_a_forked_child_is_decided_by_a_spawned_rerun(cpu_image: str) -> None:
-    # exit-abort-forked: a crash at exit only the fork causes -> the spawned rerun is ok;
-    # exit-abort: one the stack causes -> it crashes spawned too and stays a crash.
-    spec = "matmul-512-fwd=exit-abort-forked,matmul-512-bwd=exit-abort"
+@pytest.mark.parametrize("isolation", ["fork", "spawn"])
+def test_crash_at_exit_is_a_crash_in_either_isolation(cpu_image: str, isolation: str) -> None:
+    # A child that printed its result and then aborts at exit (an atexit handler of the
+    # stack) crashes for users too: it stays a crash, forked or spawned, with no rerun.
+    spec = "matmul-512-bwd=exit-abort"
     rc, out, report = convcheck_in_image(
-        cpu_image, "--device cpu --isolation fork --cases 'matmul-*,linear-256to512-fwd'",
+        cpu_image, f"--device cpu --isolation {isolation} --cases 'matmul-*'",
         {faults.ENV: spec})
-    by_case = {c["case"]: c for c in report["cases"]}
-    got = {case: (c["status"], c["isolation"]) for case, c in by_case.items()}
-    assert got == {"matmul-512-fwd": ("ok", "spawn"), "matmul-512-bwd": ("crash", "spawn"),
-                   "linear-256to512-fwd": ("ok", "fork")}, out
-    assert rc == 1
-    assert by_case["matmul-512-bwd"]["detail"].startswith(
+    got = {c["case"]: (c["status"], c["isolation"]) for c in report["cases"]}
+    assert got == {"matmul-512-fwd": ("ok", isolation), "matmul-512-bwd": ("crash", isolation),
+                   "matmul-fp16-1024-fwd": ("skipped", isolation),
+                   "matmul-fp16-1024-bwd": ("skipped", isolation),
+                   "matmul-bf16-1024-fwd": ("ok", isolation),
+                   "matmul-bf16-1024-bwd": ("ok", isolation)}, out
+    assert rc == 1 and report["isolation_notes"] == []
+    assert report["cases"][1]["detail"].startswith(
         f"killed by SIGABRT after printing its result: {faults.EXIT_MESSAGE}")
-    assert "(forked first: crashed at exit)" in by_case["matmul-512-fwd"]["detail"]
-    assert len(report["isolation_notes"]) == 2
-    assert all("running it again with isolation=spawn" in n for n in report["isolation_notes"])
-    # spawned from the start, the fork-only fault never strikes
-    rc, out, report = convcheck_in_image(
-        cpu_image, "--device cpu --isolation spawn --cases 'matmul-512-fwd'", {faults.ENV: spec})
-    assert rc == 0 and report["cases"][0]["status"] == "ok", out

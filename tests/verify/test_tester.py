@@ -109,10 +109,16 @@ def test_cpu_passes_and_writes_the_result(docker_client, cpu_image, tmp_path) ->
             "expected env IMAGEFACTORY_VARIANT"} <= names
     assert all(c["passed"] and set(c) == {"name", "passed", "detail"} for c in data["checks"])
     assert data["conv"], "the conv check reported no cases"
+    # torch 1.13 on the CPU lacks fp16 kernels and SDPA: those quick cases are skipped
+    skipped = [c for c in data["conv"] if c["status"] == "skipped"]
+    assert len(skipped) == 3 and all(c["detail"] for c in skipped)
     for case in data["conv"]:
+        if case["status"] == "skipped":
+            continue
         assert case["status"] == "ok" and case["seconds"] > 0
         assert case["max_abs_err"] is not None and case["max_rel_err"] is not None
-    assert data["conv_summary"] == {"ok": len(data["conv"])}
+    assert data["conv_summary"] == {"ok": len(data["conv"]) - 3, "skipped": 3}
+    assert data["conv_works"]["convolutions"]["verdict"] == "yes"
     assert data["torch"].startswith("1.13")
     # Versions as the image reports them; the declared one that differs is shown.
     manifest = json.loads((tmp_path / "res" / "manifests" / "cpu.json").read_text())

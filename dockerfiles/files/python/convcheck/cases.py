@@ -12,6 +12,16 @@ Every sweep passes through k3-c64-64x64, so one failing axis shows up as one fai
 instead of a full k x size x channel product (4 x 4 x 4 x 2 = 128 cases, too slow per child).
 Plus Conv1d, Conv3d, ConvTranspose2d and sanity ops (matmul, Linear, BatchNorm2d, pooling)
 that tell a broken convolution apart from a broken GPU.
+
+Beyond convolutions, what RDNA1 users are reported to break on (issue 16: TheRock issues
+6467/7609, MIOpen issues 485/839/1528, jc1122/pytorch-gfx1010): fp16 Conv2d at batch 1, 2, 4
+(one asm solver segfaults or hangs above batch 2), BatchNorm2d training with running stats
+(DPP instructions invalid on gfx10), GroupNorm/LayerNorm, LSTM/GRU (MIOpen RNN), the hipcub
+ops (nonzero, unique, cumsum, sort, topk) and atomics (scatter_add, index_put), attention
+per SDPA backend at Stable Diffusion's shape (1 image, 8 heads of 40, 64x64 latent), fp16 and
+bf16 matmul (hipBLASLt/rocBLAS), a ResNet-18 training step, an SD UNet block with attention
+and an allocation sweep. Each case has an `area`: the report's "what works" summary groups
+cases by it, in the words users ask in.
 """
 
 from __future__ import annotations
@@ -23,6 +33,19 @@ from typing import Any
 
 CONV_OPS = ("conv1d", "conv2d", "conv3d", "convtranspose2d")
 
+# Areas, in the order the summary lists them, with the words users ask in.
+AREAS: dict[str, str] = {
+    "convolutions": "convolutions (fp32)",
+    "fp16": "half precision (fp16/bf16 convolutions and matmul)",
+    "normalization": "normalization (BatchNorm training, GroupNorm, LayerNorm)",
+    "rnn": "recurrent networks (LSTM, GRU)",
+    "tensor-ops": "tensor ops (nonzero, unique, cumsum, sort, topk, scatter/index_put)",
+    "attention": "attention (scaled_dot_product_attention)",
+    "training": "training (ResNet-18 step, SD UNet block)",
+    "memory": "large allocations",
+    "basics": "basic math (matmul, Linear, pooling)",
+}
+
 
 @dataclass(frozen=True)
 class Case:
@@ -31,6 +54,8 @@ class Case:
     backward: bool
     quick: bool
     args: dict[str, Any] = field(default_factory=dict, compare=False)
+    dtype: str = "float32"  # what the case computes in on the device under test
+    area: str = "convolutions"
 
 
 # Ids of the --quick subset (all still in the full list): the field repro pair, the common
@@ -43,6 +68,12 @@ QUICK = frozenset(
         "conv2d-k3-c64-64x64-bwd",
         "conv2d-k1-c64-64x64-fwd",
         "matmul-512-fwd",
+        "conv2d-fp16-k3-c64-64x64-b4-bwd",
+        "batchnorm2d-train-c64-32x32-bwd",
+        "lstm-l2-h128-seq32-bwd",
+        "nonzero-1m-fwd",
+        "sdpa-math-h8-s4096-d40-fwd",
+        "matmul-fp16-1024-fwd",
     }
 )
 
@@ -51,10 +82,11 @@ def _chan(cin: int, cout: int) -> str:
     return f"c{cin}" if cin == cout else f"c{cin}to{cout}"
 
 
-def _both(base: str, op: str, args: dict[str, Any]) -> list[Case]:
+def _both(base: str, op: str, args: dict[str, Any], dtype: str = "float32",
+          area: str = "convolutions", kinds: tuple[str, ...] = ("fwd", "bwd")) -> list[Case]:
     return [
-        Case(f"{base}-{kind}", op, kind == "bwd", f"{base}-{kind}" in QUICK, args)
-        for kind in ("fwd", "bwd")
+        Case(f"{base}-{kind}", op, kind != "fwd", f"{base}-{kind}" in QUICK, args, dtype, area)
+        for kind in kinds
     ]
 
 
@@ -93,12 +125,62 @@ def _build() -> list[Case]:
     cases += _both("convtranspose2d-k4-c64to32-32x32-s2", "convtranspose2d",
                    dict(conv, batch=2, cin=64, cout=32, size=(32, 32), kernel=4, padding=1,
                         stride=2))
-    cases += _both("matmul-512", "matmul", {"m": 512, "k": 512, "n": 512})
-    cases += _both("linear-256to512", "linear", {"batch": 64, "fin": 256, "fout": 512})
-    cases += _both("batchnorm2d-c64-64x64", "batchnorm2d", {"batch": 2, "c": 64, "size": (64, 64)})
+    basics = "basics"
+    cases += _both("matmul-512", "matmul", {"m": 512, "k": 512, "n": 512}, area=basics)
+    cases += _both("linear-256to512", "linear", {"batch": 64, "fin": 256, "fout": 512},
+                   area=basics)
+    cases += _both("batchnorm2d-c64-64x64", "batchnorm2d", {"batch": 2, "c": 64, "size": (64, 64)},
+                   area=basics)
     for pool in ("maxpool2d", "avgpool2d"):
         cases += _both(f"{pool}-k2-c64-64x64", pool,
-                       {"batch": 2, "c": 64, "size": (64, 64), "kernel": 2})
+                       {"batch": 2, "c": 64, "size": (64, 64), "kernel": 2}, area=basics)
+    cases += _beyond_convolutions()
+    return cases
+
+
+def _beyond_convolutions() -> list[Case]:
+    cases: list[Case] = []
+    for batch in (1, 2, 4):  # one fp16 asm solver is reported to crash or hang above 2
+        args = {"batch": batch, "cin": 64, "cout": 64, "size": (64, 64), "kernel": 3,
+                "stride": 1, "padding": 1, "dilation": 1, "groups": 1}
+        cases += _both(f"conv2d-fp16-k3-c64-64x64-b{batch}", "conv2d", args, "float16", "fp16")
+    norm = "normalization"
+    cases += _both("batchnorm2d-train-c64-32x32", "batchnorm2d_train",
+                   {"batch": 4, "c": 64, "size": (32, 32)}, area=norm)
+    cases += _both("groupnorm-g32-c320-32x32", "groupnorm",
+                   {"batch": 2, "c": 320, "groups": 32, "size": (32, 32)}, area=norm)
+    cases += _both("layernorm-768-seq77", "layernorm", {"batch": 2, "seq": 77, "dim": 768},
+                   area=norm)
+    for rnn in ("lstm", "gru"):
+        cases += _both(f"{rnn}-l2-h128-seq32", rnn,
+                       {"batch": 4, "seq": 32, "input": 64, "hidden": 128, "layers": 2},
+                       area="rnn")
+    ops = "tensor-ops"
+    fwd = ("fwd",)
+    cases += _both("nonzero-1m", "nonzero", {"n": 1 << 20}, area=ops, kinds=fwd)
+    cases += _both("unique-1m", "unique", {"n": 1 << 20, "values": 1000}, area=ops, kinds=fwd)
+    cases += _both("cumsum-1024x1024", "cumsum", {"rows": 1024, "cols": 1024}, area=ops)
+    cases += _both("scatter_add-1m-to-4096", "scatter_add", {"n": 1 << 20, "out": 4096},
+                   area=ops)
+    cases += _both("index_put-1m-to-4096", "index_put", {"n": 1 << 20, "out": 4096}, area=ops)
+    cases += _both("sort-1m", "sort", {"n": 1 << 20}, area=ops, kinds=fwd)
+    cases += _both("topk-1m-k100", "topk", {"n": 1 << 20, "k": 100}, area=ops, kinds=fwd)
+    # Stable Diffusion 1.5 at 512x512: 64x64 latent = 4096 tokens, 8 heads of 40; one image
+    # (CFG doubles it). The math backend materialises 8 x 4096^2 scores: 0.5 GB in fp16,
+    # what runs 8 GB cards out of memory at batch 2 and above.
+    for backend in ("math", "efficient", "flash"):
+        cases += _both(f"sdpa-{backend}-h8-s4096-d40", "sdpa",
+                       {"batch": 1, "heads": 8, "seq": 4096, "dim": 40, "backend": backend},
+                       "float16", "attention")
+    for dtype, tag in (("float16", "fp16"), ("bfloat16", "bf16")):
+        cases += _both(f"matmul-{tag}-1024", "matmul", {"m": 1024, "k": 1024, "n": 1024},
+                       dtype, "fp16")
+    cases += _both("resnet18-b2-64x64", "resnet18_step", {"batch": 2, "size": 64, "classes": 10},
+                   area="training", kinds=("train",))
+    cases += _both("unet-block-c320-16x16-attn", "unet_block",
+                   {"batch": 1, "c": 320, "size": 16, "heads": 8}, area="training")
+    cases += _both("alloc-sweep-half-memory", "alloc", {"fraction": 0.5}, area="memory",
+                   kinds=("fwd",))
     return cases
 
 
@@ -134,6 +216,8 @@ def flops(case: Case) -> float | None:
                * (a["cout"] // a["groups"]) * a["kernel"] ** 2)
     elif case.op == "matmul":
         fwd = 2.0 * a["m"] * a["k"] * a["n"]
+    elif case.op == "sdpa":  # QK^T and PV
+        fwd = 4.0 * a["batch"] * a["heads"] * a["seq"] ** 2 * a["dim"]
     elif case.op == "linear":
         fwd = 2.0 * a["batch"] * a["fin"] * a["fout"]
     else:

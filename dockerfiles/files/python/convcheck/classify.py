@@ -1,13 +1,16 @@
 """Decide a case's class from its child's real exit status and output (design.md's table).
 
 Order of evidence:
-  1. no result before the timeout                    -> hang
+  1. no result before the timeout (and its one longer budget, see runner) -> hang
   2. a failure signature in stdout+stderr, when the child failed (non-zero exit or no
-     result line); the most specific signature wins -> aperture-violation, memory-fault,
-     invalid-isa, no-kernel, miopen-error
+     result line); the most specific signature wins -> gpu-hang, aperture-violation,
+     memory-fault, illegal-instruction, gpu-exception, no-kernel, invalid-isa,
+     out-of-memory, miopen-error
   3. killed by a signal (SIGSEGV, SIGABRT, also SIGKILL/SIGBUS/SIGILL...) -> crash
-  4. exited 0 with a result line                     -> the child's own verdict (ok, wrong-result)
+  4. exited 0 with a result line                     -> the child's own verdict (ok,
+                                                        wrong-result, skipped)
   5. anything else: an ordinary Python exception (or no result line) -> error
+`not-run` is the parent's: cases left after a gpu-hang (the driver reset the GPU).
 A child that printed a result and then crashed at exit is classified by the crash: users'
 scripts would die the same way. Signatures in the output of a child that succeeded
 (MIOpen logs warnings it recovers from) are kept in the detail only.
@@ -22,25 +25,73 @@ from dataclasses import dataclass
 
 CLASSES = (
     "ok",
+    "skipped",
     "wrong-result",
     "hang",
+    "gpu-hang",
     "aperture-violation",
     "memory-fault",
+    "illegal-instruction",
+    "gpu-exception",
     "no-kernel",
     "invalid-isa",
+    "out-of-memory",
     "miopen-error",
     "crash",
     "error",
+    "not-run",
 )
+# A class that ends the run: the driver reset the GPU, so every case after it would fail for
+# that reason alone (they are marked not-run instead).
+GPU_RESET_CLASSES = frozenset({"gpu-hang"})
+# Verdicts a child may report for itself (exit 0 with a result line).
+CHILD_VERDICTS = ("ok", "wrong-result", "skipped")
 
-# Most specific first: an aperture violation is also reported as a memory fault by some
-# runtimes, and MIOpen wraps HIP's errors in its own status.
+# The strings below are the runtimes' own; where each is printed (upstream file @ ref):
+#   ROCR  = ROCm/ROCR-Runtime @ rocm-6.2.4 (same text in rocm-5.2.3 unless noted)
+#   CLR   = ROCm/clr @ rocm-6.2.2
+#   BLAS  = ROCm/rocBLAS @ rocm-6.2.2 (same text in rocm-5.2.3)
+# Most specific first: after a GPU reset every queue also reports its own error; an aperture
+# violation is also reported as a memory fault by some runtimes; MIOpen wraps HIP's errors.
 SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # ROCR src/core/runtime/runtime.cpp, Runtime::HwExceptionHandler: "HW Exception by GPU
+    # node-%u (Agent handle: %p) reason :%s" with "GPU Hang" (or "ECC"), then abort(); KFD
+    # reports it to every process with queues on the GPU it is resetting. Present at
+    # rocm-6.0.0 and rocm-6.2.4, absent at rocm-5.2.3 (there a reset shows up as the queue
+    # errors below, or as a hang).
+    ("gpu-hang", re.compile(r"HW Exception by GPU node-\d+ \(Agent handle: [^)]*\) "
+                            r"reason :(GPU Hang|ECC)")),
+    # ROCR src/core/runtime/hsa.cpp hsa_status_string(); printed by CLR
+    # rocclr/device/rocm/rocdevice.cpp callbackQueue "Callback: Queue %p aborting with error :
+    # %s code: 0x%x", then abort().
     ("aperture-violation", re.compile(r"HSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION")),
-    ("memory-fault", re.compile(r"Memory access fault by GPU|HSA_STATUS_ERROR_MEMORY_FAULT")),
-    ("invalid-isa", re.compile(r"HSA_STATUS_ERROR_INVALID_ISA")),
+    # ROCR runtime.cpp VMFaultHandler "Memory access fault by GPU node-%u (Agent handle: %p)
+    # on address %p%s. Reason: %s."; CLR hipamd/src/hip_error.cpp hipErrorIllegalAddress
+    # "an illegal memory access was encountered" (CUDA's cudaErrorIllegalAddress reads the
+    # same, so an NVIDIA fault lands here too).
+    ("memory-fault", re.compile(r"Memory access fault by GPU|HSA_STATUS_ERROR_MEMORY_FAULT"
+                                r"|an illegal memory access was encountered")),
+    # ROCR hsa.cpp "HSA_STATUS_ERROR_ILLEGAL_INSTRUCTION: The agent attempted to execute an
+    # illegal shader instruction." (amd_aql_queue.cpp maps the queue's exception to it): e.g.
+    # a gfx10 kernel using DPP forms only gfx9 has.
+    ("illegal-instruction", re.compile(r"HSA_STATUS_ERROR_ILLEGAL_INSTRUCTION")),
+    # ROCR hsa.cpp "HSA_STATUS_ERROR_EXCEPTION: An HSAIL operation resulted in a hardware
+    # exception." (amd_aql_queue.cpp: the queue's other hardware exceptions).
+    ("gpu-exception", re.compile(r"HSA_STATUS_ERROR_EXCEPTION\b")),
+    # Code object without this ISA: HIP's hipErrorNoBinaryForGpu / "invalid device function"
+    # (CLR hip_error.cpp), CUDA's "no kernel image is available"; rocBLAS without Tensile
+    # code for the GPU: BLAS library/src/tensile_host.cpp "rocBLAS error: Cannot read
+    # <path>/TensileLibrary...: <errno>" then rocblas_abort(), or "Could not load".
     ("no-kernel", re.compile(r"invalid device function|hipErrorNoBinaryForGpu"
-                             r"|no kernel image is available")),
+                             r"|no kernel image is available"
+                             r"|rocBLAS error: (Cannot read|Could not load) \S*TensileLibrary")),
+    ("invalid-isa", re.compile(r"HSA_STATUS_ERROR_INVALID_ISA")),
+    # CLR hip_error.cpp hipErrorOutOfMemory "out of memory"; torch's caching allocator
+    # "CUDA out of memory." ("HIP out of memory." in ROCm builds); ROCR hsa.cpp
+    # "HSA_STATUS_ERROR_OUT_OF_RESOURCES" (CLR callbackQueue adds the free memory); torch's
+    # CPU allocator "DefaultCPUAllocator: can't allocate memory".
+    ("out-of-memory", re.compile(r"out of memory|HSA_STATUS_ERROR_OUT_OF_RESOURCES"
+                                 r"|can't allocate memory")),
     ("miopen-error", re.compile(r"miopenStatus(?!Success)\w+")),
 )
 
@@ -114,7 +165,7 @@ def classify(returncode: int | None, stdout: str, stderr: str, timed_out: bool) 
                                        + (f": {last}" if last else "")), result)
     if result is not None and returncode == 0:
         status = result.get("status")
-        if status not in ("ok", "wrong-result"):
+        if status not in CHILD_VERDICTS:
             return Verdict("error", f"child reported unknown status {status!r}", result)
         detail = str(result.get("detail", ""))
         if sig:

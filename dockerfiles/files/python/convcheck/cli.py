@@ -1,32 +1,43 @@
 """Command line of the conv check (parent mode) and of its children (--run-case, --probe).
 
-Exit status: 0 iff every case is ok, 1 otherwise, 2 on usage errors.
+Exit status: 0 iff every case is ok (or skipped: a feature this torch lacks), 1 otherwise,
+2 on usage errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
-from typing import Any
+import traceback
+from typing import Any, Callable, NoReturn
 
 from convcheck import faults
-from convcheck.cases import BY_ID, CASES, select
+from convcheck.cases import AREAS, BY_ID, CASES, select
+from convcheck.classify import GPU_RESET_CLASSES
 from convcheck.profiles import PROFILES, profile_env
 from convcheck.runner import (
     DEFAULT_ISOLATION,
     ISOLATIONS,
     Launcher,
     child_env,
+    not_run,
     probe,
     run_case,
     summarize,
+    works,
 )
 
 DEFAULT_TIMEOUT = 120.0  # per case: the first MIOpen Find of a big conv can take a while
+# One longer budget for a case still using CPU at its timeout (compiling, see runner): a cold
+# MIOpen cache compiles for minutes on RDNA1.
+DEFAULT_RETRY_BUDGET = 600.0
+PASSING = ("ok", "skipped")
 # The base image sets IMAGEFACTORY_GPU=none in CPU-only images; everywhere else check the GPU.
 DEFAULT_DEVICE = "cpu" if os.environ.get("IMAGEFACTORY_GPU") == "none" else "cuda"
 
@@ -35,8 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python3 -m convcheck",
         description="Run convolution cases on the GPU (or CPU), each in its own process with "
-        "a timeout, and classify each: ok, wrong-result, hang, aperture-violation, "
-        "memory-fault, no-kernel, invalid-isa, miopen-error, crash, error.",
+        "a timeout, and classify each: ok, skipped, wrong-result, hang, gpu-hang, "
+        "aperture-violation, memory-fault, illegal-instruction, gpu-exception, no-kernel, "
+        "invalid-isa, out-of-memory, miopen-error, crash, error (not-run: after a GPU reset).",
     )
     p.add_argument("--quick", action="store_true", help="run the short subset")
     p.add_argument("--device", choices=("cpu", "cuda"), default=DEFAULT_DEVICE,
@@ -45,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"env profile(s) for the cases, comma-separated: {', '.join(PROFILES)}")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"per-case limit; past it the case is a hang (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--retry-budget", type=float, default=DEFAULT_RETRY_BUDGET,
+                   metavar="SECONDS",
+                   help="a case still using CPU at its timeout (compiling kernels) gets this "
+                   f"much longer, once (default {DEFAULT_RETRY_BUDGET:g}; 0: never)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--cases", metavar="GLOB",
                    help="only cases matching these comma-separated globs")
@@ -57,6 +73,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)  # child mode
     p.add_argument("--zygote", action="store_true", help=argparse.SUPPRESS)  # fork server
     return p
+
+
+def child_exit(run: Callable[[], int]) -> NoReturn:
+    """End a case's child (forked or spawned) without interpreter finalization.
+
+    Why: autograd's device thread may still drop its last reference to a finished backward
+    graph task, whose future holds the output tensors, right after autograd.grad() returned
+    in the main thread; decref'ing their PyObjects needs the GIL. If the main thread is
+    finalizing by then, CPython (3.9+) ends that thread with pthread_exit, whose forced
+    unwind meets a noexcept destructor: std::terminate, "terminate called without an active
+    exception", SIGABRT after the result was printed. Seen on the H100 (torch 2.11+cu130,
+    Python 3.12) in forked and in spawned children alike (core backtrace and counts in
+    bench/results/h100-fork-exit.md); pytorch/pytorch issues 38228 and 38230 describe the
+    mechanism. The result is already on stdout, so the child flushes, runs its atexit
+    handlers (the test faults' "crash at exit" hook among them) and leaves with os._exit.
+    """
+    try:
+        code = run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # as the interpreter would report it, then the same exit status
+        traceback.print_exc()
+        code = 1
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _child_main(args: argparse.Namespace) -> int:
@@ -78,7 +125,10 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def _row(entry: dict[str, Any], width: int) -> str:
-    row = (f"{entry['case']:<{width}}  {entry['status']:<18} {entry['seconds']:>8.2f} "
+    status = entry["status"]
+    if status == "not-run":
+        return f"{entry['case']:<{width}}  not-run ({entry['detail'].split(' (')[0]})"
+    row = (f"{entry['case']:<{width}}  {status:<18} {entry['seconds']:>8.2f} "
            f"{_fmt(entry['gflops'], '.1f'):>9} {_fmt(entry['max_abs_err'], '.1e'):>9} "
            f"{_fmt(entry['max_rel_err'], '.1e'):>9}")
     return row if entry["status"] == "ok" else f"{row}  {entry['detail']}"
@@ -101,16 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.zygote:  # returns in the zygote at the end, and in every child it forks
         from convcheck import zygote
 
-        return zygote.zygote_main(lambda child_argv: _child_main(parser.parse_args(child_argv)))
+        return zygote.zygote_main(lambda child_argv: child_exit(
+            lambda: _child_main(parser.parse_args(child_argv))))
     if args.run_case or args.probe:
-        return _child_main(args)
+        child_exit(lambda: _child_main(args))
     try:
         env = child_env(profile_env(args.profile))
         faults.parse(os.environ.get(faults.ENV, ""))
     except ValueError as exc:
         parser.error(str(exc))
-    if args.timeout <= 0:
-        parser.error("--timeout must be positive")
+    if not args.timeout > 0 or args.timeout == float("inf"):
+        parser.error("--timeout must be a positive number of seconds")
+    if not args.retry_budget >= 0 or args.retry_budget == float("inf"):
+        parser.error("--retry-budget must be a number of seconds, 0 or more")
     cases = select(args.quick, args.cases)
     if not cases:
         parser.error(f"no case matches {args.cases!r} (see --list)")
@@ -125,19 +178,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, cases: list, env: dict[str, str]) -> int:
     start = time.monotonic()
-    with Launcher(args.isolation, env) as launcher:
-        results, info, notes = _run_cases(args, cases, launcher)
+    with Launcher(args.isolation, env, args.retry_budget) as launcher:
+        results, info, notes, reset = _run_cases(args, cases, launcher)
     summary = summarize(results)
     total = round(time.monotonic() - start, 3)
     print("convcheck: " + ", ".join(f"{n} {cls}" for cls, n in summary.items())
           + f" in {total:.1f} s", flush=True)
+    areas = works(results)
+    print("convcheck: works: " + "; ".join(f"{AREAS[a]}: {v['verdict']}"
+                                            for a, v in areas.items()), flush=True)
     if args.json:
-        _write_json(args, info, results, summary, total, notes)
-    return 0 if summary.get("ok", 0) == len(results) else 1
+        _write_json(args, info, results, summary, total, notes,
+                    {"gpu_reset": reset, "works": areas})
+    return 0 if all(entry["status"] in PASSING for entry in results) else 1
 
 
 def _run_cases(args: argparse.Namespace, cases: list, launcher: Launcher
-               ) -> tuple[list, dict[str, Any], list[str]]:
+               ) -> tuple[list, dict[str, Any], list[str], str | None]:
     notes: list[str] = []
 
     def print_notes() -> None:
@@ -151,27 +208,42 @@ def _run_cases(args: argparse.Namespace, cases: list, launcher: Launcher
     width = max(len(c.id) for c in CASES)
     print(f"{'case':<{width}}  {'status':<18} {'seconds':>8} {'GFLOP/s':>9} "
           f"{'max abs':>9} {'max rel':>9}", flush=True)
-    results = []
+    results: list[dict[str, Any]] = []
+    reset: str | None = None
+    gpu_reset: list[str] = []
     for case in cases:
-        if info and not info.get("available", True):
-            entry = {"case": case.id, "status": "error", "seconds": 0.0, "gflops": None,
-                     "max_abs_err": None, "max_rel_err": None,
-                     "detail": "torch.cuda.is_available() is False (GPU devices not "
-                     "passed through? --device cpu checks the CPU)", "isolation": None}
+        if reset:
+            entry = not_run(case, reset)
+        elif info and not info.get("available", True):
+            entry = dict(not_run(case, "torch.cuda.is_available() is False (GPU devices not "
+                                 "passed through? --device cpu checks the CPU)"),
+                         status="error")
         else:
             entry = run_case(case, args.device, launcher, args.timeout)
+            if entry["status"] in GPU_RESET_CLASSES:
+                left = len(cases) - len(results) - 1
+                reset = f"gpu reset (after {case.id})"
+                note = (f"GPU reset during {case.id} ({entry['detail']}); the {left} cases "
+                        "after it are not-run (gpu reset), not failures")
+                gpu_reset.append(note)
+                print(_row(entry, width), flush=True)
+                print(f"convcheck: {note}", flush=True)
+                results.append(entry)
+                continue
         print_notes()
         results.append(entry)
         print(_row(entry, width), flush=True)
-    return results, info, notes
+    return results, info, notes, (gpu_reset[0] if gpu_reset else None)
 
 
 def _write_json(args: argparse.Namespace, info: dict[str, Any], results: list,
-                summary: dict[str, int], total: float, notes: list[str]) -> None:
+                summary: dict[str, int], total: float, notes: list[str],
+                extra: dict[str, Any]) -> None:
     doc = {"device": args.device, "profile": args.profile, "torch": info.get("torch"),
            "hip": info.get("hip"), "gpu": info.get("gpu"), "arch": info.get("arch"),
            "timeout": args.timeout, "isolation": args.isolation, "isolation_notes": notes,
-           "cases": results, "summary": summary, "seconds": total}
+           "retry_budget": args.retry_budget, "cases": results, "summary": summary,
+           "seconds": total, **extra}
     folder = os.path.dirname(os.path.abspath(args.json))
     os.makedirs(folder, exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as fh:

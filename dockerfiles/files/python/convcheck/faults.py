@@ -14,11 +14,17 @@ glob wins), which nothing in the images sets. Faults:
   miopen-error         RuntimeError "miopenStatusUnknownError" (what torch raises)
   raise                an ordinary Python exception
   wrong                the case runs but returns a perturbed result
-  exit-abort           the case runs and prints its result, then aborts at interpreter exit
-                       ("terminate called without an active exception", as a C++ runtime
-                       does when a joinable std::thread is destroyed)
-  exit-abort-forked    the same, only in a child forked by the zygote (--isolation fork):
-                       a crash at exit that the fork itself causes
+  exit-abort           the case runs and prints its result, then aborts at exit (an atexit
+                       handler: "terminate called without an active exception")
+  gpu-hang             ROCr's "HW Exception by GPU node-1 ... reason :GPU Hang", then abort
+  illegal-instruction  HSA_STATUS_ERROR_ILLEGAL_INSTRUCTION queue abort (CLR's wording)
+  gpu-exception        HSA_STATUS_ERROR_EXCEPTION queue abort
+  tensile              rocBLAS "Cannot read .../TensileLibrary_lazy_gfx1010.dat", then abort
+  illegal-address      RuntimeError "HIP error: an illegal memory access was encountered"
+  oom                  a real allocation torch cannot make (2**62 bytes on the CPU)
+  compile:SECONDS      keeps a core busy for SECONDS (wall clock) inside the first call, then
+                       runs normally: a kernel compiling past the timeout
+  spin                 burns CPU forever: a hang that keeps its process busy
 
 The fork server (zygote.py) has fault points of its own, matched only by rules whose glob
 starts with "zygote" (so "*=segv" never hits it): "zygote" when it starts (before it is
@@ -35,6 +41,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 ENV = "IMAGEFACTORY_CONVCHECK_FAULTS"
 GRANDCHILD_MARK = "convcheck-fault-grandchild"
@@ -54,17 +61,46 @@ _ABORT_MESSAGES = {
         "error : HSA_STATUS_ERROR_INVALID_ISA: The instruction set architecture is invalid. "
         "code: 0x100f"
     ),
+    # ROCR src/core/runtime/runtime.cpp @ rocm-6.2.4 HwExceptionHandler's fprintf
+    "gpu-hang": "HW Exception by GPU node-1 (Agent handle: 0x5555f2a0) reason :GPU Hang",
+    # CLR rocclr/device/rocm/rocdevice.cpp @ rocm-6.2.2 callbackQueue + ROCR hsa.cpp strings
+    "illegal-instruction": (
+        ":0:rocdevice.cpp            :2985: 0123456789 us: [pid:1 tid:0x1] Callback: Queue "
+        "0x7f0000000000 aborting with error : HSA_STATUS_ERROR_ILLEGAL_INSTRUCTION: The agent "
+        "attempted to execute an illegal shader instruction. code: 0x2a"
+    ),
+    "gpu-exception": (
+        ":0:rocdevice.cpp            :2985: 0123456789 us: [pid:1 tid:0x1] Callback: Queue "
+        "0x7f0000000000 aborting with error : HSA_STATUS_ERROR_EXCEPTION: An HSAIL operation "
+        "resulted in a hardware exception. code: 0x1016"
+    ),
+    # rocBLAS library/src/tensile_host.cpp @ rocm-6.2.2, then rocblas_abort()
+    "tensile": (
+        "\nrocBLAS error: Cannot read /opt/rocm/lib/rocblas/library/"
+        "TensileLibrary_lazy_gfx1010.dat: No such file or directory for GPU arch : gfx1010\n"
+        " List of available TensileLibrary Files : "
+    ),
     "abort": "",
 }
 _RAISE_MESSAGES = {
     "no-kernel": "HIP error: invalid device function\nHIP kernel errors might be asynchronously "
     "reported at some other API call",
     "miopen-error": "miopenStatusUnknownError",
+    "illegal-address": "HIP error: an illegal memory access was encountered",
     "raise": "injected ordinary failure",
 }
 EXIT_MESSAGE = "terminate called without an active exception"
-FAULTS = ("hang", "segv", "wrong", "exit-abort", "exit-abort-forked", *_ABORT_MESSAGES,
-          *_RAISE_MESSAGES)
+FAULTS = ("hang", "segv", "wrong", "exit-abort", "oom", "spin",
+          "compile:SECONDS", *_ABORT_MESSAGES, *_RAISE_MESSAGES)
+
+
+def _valid(fault: str) -> bool:
+    if fault.startswith("compile:"):
+        try:
+            return float(fault.partition(":")[2]) >= 0
+        except ValueError:
+            return False
+    return fault in FAULTS
 
 
 def parse(spec: str) -> list[tuple[str, str]]:
@@ -72,7 +108,7 @@ def parse(spec: str) -> list[tuple[str, str]]:
     rules = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         glob, sep, fault = item.rpartition("=")
-        if not sep or not glob or fault not in FAULTS:
+        if not sep or not glob or not _valid(fault):
             raise ValueError(f"{ENV}: bad rule {item!r} (faults: {', '.join(FAULTS)})")
         rules.append((glob, fault))
     return rules
@@ -98,12 +134,20 @@ def zygote_fault(point: str, environ: dict[str, str] | None = None) -> str | Non
 def trigger(fault: str) -> None:
     """Fail now, for real. Returns for "wrong" (the caller perturbs the result) and the
     exit faults (they strike at interpreter exit)."""
-    if fault == "exit-abort" or (fault == "exit-abort-forked" and "--zygote" in sys.argv):
-        atexit.register(_abort_at_exit)  # a forked child's argv is its zygote's
+    if fault == "exit-abort":
+        atexit.register(_abort_at_exit)
     elif fault == "hang":
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(86400)",
                           GRANDCHILD_MARK])
         threading.Event().wait()
+    elif fault.startswith("compile:"):
+        _burn(float(fault.partition(":")[2]))
+    elif fault == "spin":
+        _burn(float("inf"))
+    elif fault == "oom":
+        import torch
+
+        torch.empty(1 << 62, dtype=torch.uint8)  # the allocator's own error, raised for real
     elif fault == "segv":
         sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGSEGV)
@@ -113,6 +157,16 @@ def trigger(fault: str) -> None:
         os.abort()
     elif fault in _RAISE_MESSAGES:
         raise RuntimeError(_RAISE_MESSAGES[fault])
+
+
+def _burn(seconds: float) -> None:
+    """Keep one core busy for `seconds`, as a compiler would (wall clock, so the fault lasts
+    as long on a loaded machine as on an idle one)."""
+    deadline = time.monotonic() + seconds
+    x = 0
+    while time.monotonic() < deadline:
+        for i in range(10000):
+            x ^= i
 
 
 def _abort_at_exit() -> None:

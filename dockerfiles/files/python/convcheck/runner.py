@@ -7,6 +7,17 @@ Two ways to make a case's child (--isolation): `spawn` starts a fresh interprete
 parent kills that session's process group at the timeout and classifies the child's own
 exit status and output. A zygote that cannot start, dies or gets stuck is replaced or, if
 that fails too, the run goes on with `spawn` and says so.
+
+Compiling is not hanging: on a first run MIOpen builds kernels for minutes (and old ROCm
+spawns clang to do it, inside the case's process group). A case still without a result at
+its timeout whose process group is busy (used CPU in the last BUSY_WINDOW seconds, or has a
+runnable process: on a loaded machine a compiler may be waiting for a core) gets one longer
+budget (--retry-budget) instead of being killed: killing it would throw the compile away
+(MIOpen stores a kernel in its cache once it is built), and a rerun would start it over. The
+group is watched window by window through that budget: once it is idle without a result it
+is a hang and killed at once. A real hang waits in the driver without CPU, so it is killed
+at the timeout plus one window; a busy hang (a CUDA spin-wait, a kernel loop) at timeout +
+retry budget.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from convcheck.cases import Case
 from convcheck.classify import CLASSES, Verdict, classify, parse_result, short
@@ -31,6 +42,9 @@ KILL_GRACE = 10.0  # seconds to wait for a SIGKILLed child's pipes (a GPU-stuck 
 ISOLATIONS = ("fork", "spawn")
 DEFAULT_ISOLATION = "fork" if hasattr(os, "fork") else "spawn"
 MAX_ZYGOTES = 3  # zygote starts per run; past that (or a failed start) cases are spawned
+BUSY_WINDOW = 2.0  # seconds the group's CPU time is watched at the timeout...
+BUSY_MIN_CPU = 0.1  # ...and the CPU seconds in it that mean "still working" (a waiting
+# process uses ~0; a compiler on a loaded 2-core machine still gets >= 0.5 of 2 s)
 
 
 @dataclass
@@ -41,6 +55,7 @@ class ChildRun:
     timed_out: bool
     seconds: float
     isolation: str = "spawn"
+    extended: float = 0.0  # seconds it ran past its timeout because its group was busy
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -60,7 +75,60 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def run_child(args: list[str], env: dict[str, str], timeout: float) -> ChildRun:
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds used by the processes of a process group, their reaped children included
+    (utime, stime, cutime, cstime of /proc/PID/stat; proc(5))."""
+    return _group_stat(pgid)[0]
+
+
+def _group_stat(pgid: int) -> tuple[float, bool]:
+    """(CPU seconds, whether a process is runnable now) of a process group."""
+    total, running = 0, False
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()  # after "(comm) "; comm may hold spaces
+        if len(fields) > 14 and int(fields[2]) == pgid:
+            total += sum(int(f) for f in fields[11:15])
+            running = running or fields[0] == b"R"
+    return total / _CLK_TCK, running
+
+
+class StillIdle(Exception):
+    """No result, and the case's process group is idle (or its budget is spent): a hang."""
+
+
+def wait_while_busy(wait: Callable[[float], Any], pgid: int, budget: float,
+                    timeout_exc: type[BaseException]) -> tuple[Any, float]:
+    """After a case's timeout: (wait's result, seconds waited) as long as the group stays
+    busy, window by window, for at most `budget` seconds; StillIdle once a window ends with
+    the group idle and no result, or the budget spent. `wait(seconds)` returns the result or
+    raises timeout_exc."""
+    start = time.monotonic()
+    while True:
+        left = budget - (time.monotonic() - start)
+        before = group_cpu_seconds(pgid)
+        try:
+            return wait(max(min(BUSY_WINDOW, left), 0.0)), time.monotonic() - start
+        except timeout_exc as exc:
+            cpu, running = _group_stat(pgid)
+            busy = cpu - before >= BUSY_MIN_CPU or running
+            if not busy or time.monotonic() - start >= budget:
+                raise StillIdle(time.monotonic() - start) from exc
+
+
+def run_child(args: list[str], env: dict[str, str], timeout: float,
+              retry_budget: float = 0.0) -> ChildRun:
     """Run `python -m convcheck ARGS` in a new session (its own process group)."""
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -68,9 +136,25 @@ def run_child(args: list[str], env: dict[str, str], timeout: float) -> ChildRun:
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=env, start_new_session=True, text=True, errors="replace",
     )
-    timed_out = False
+    timed_out, extended = False, 0.0
+    out = err = ""
     try:
-        out, err = proc.communicate(timeout=timeout)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Each window drains the pipes too (a child blocked on a full pipe looks idle).
+            (out, err), extended = wait_while_busy(
+                lambda s: proc.communicate(timeout=s), proc.pid,
+                BUSY_WINDOW + max(retry_budget, 0.0), subprocess.TimeoutExpired)
+            extended = max(extended - BUSY_WINDOW, 0.0) if retry_budget > 0 else 0.0
+    except StillIdle as idle:
+        extended = max(float(idle.args[0]) - BUSY_WINDOW, 0.0)
+        timed_out = True
+        _kill_group(proc.pid)
+        try:
+            out, err = proc.communicate(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:  # stuck in the driver; leave it, report the hang
+            out, err = "", "child did not die after SIGKILL"
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc.pid)
@@ -83,17 +167,18 @@ def run_child(args: list[str], env: dict[str, str], timeout: float) -> ChildRun:
         raise
     _kill_group(proc.pid)  # strays the case left in its group
     return ChildRun(proc.poll(), out or "", err or "", timed_out, time.monotonic() - start,
-                    "spawn")
+                    "spawn", extended)
 
 
 class Launcher:
     """Runs child-mode argument lists, each in a child of its own; `spawn` or `fork`."""
 
-    def __init__(self, isolation: str, env: dict[str, str]) -> None:
+    def __init__(self, isolation: str, env: dict[str, str], retry_budget: float = 0.0) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(f"unknown isolation {isolation!r}")
         self.isolation = isolation
         self.env = env
+        self.retry_budget = retry_budget  # one longer budget for a case busy at its timeout
         self.notes: list[str] = []  # what the run should print: fallbacks and restarts
         self._zygote: Zygote | None = None
         self._starts = 0
@@ -120,12 +205,12 @@ class Launcher:
     def run(self, args: list[str], timeout: float) -> ChildRun:
         zygote = None if self._spawn_only else self._ready_zygote(timeout)
         if zygote is None:
-            return run_child(args, self.env, timeout)
+            return run_child(args, self.env, timeout, self.retry_budget)
         try:
             return self._fork_run(zygote, args, timeout)
         except ZygoteError as exc:  # it died under this case: the case runs again, spawned
             self._give_up(f"zygote {exc}")
-            return run_child(args, self.env, timeout)
+            return run_child(args, self.env, timeout, self.retry_budget)
 
     # -- fork --------------------------------------------------------------------------
     def _ready_zygote(self, timeout: float) -> Zygote | None:
@@ -171,11 +256,18 @@ class Launcher:
             pid = zygote.started(timeout)
         except ZygoteTimeout as exc:  # a fork takes milliseconds: the zygote is stuck
             raise ZygoteError(f"did not fork in {timeout:.0f} s") from exc
-        timed_out, stuck = False, False
+        timed_out, stuck, extended = False, False, 0.0
         try:
             left = timeout - (time.monotonic() - start)
-            returncode: int | None = zygote.finished(pid, max(left, 0.0))
-        except ZygoteTimeout:
+            try:
+                returncode: int | None = zygote.finished(pid, max(left, 0.0))
+            except ZygoteTimeout:
+                returncode, extended = wait_while_busy(
+                    lambda s: zygote.finished(pid, s), pid,
+                    BUSY_WINDOW + max(self.retry_budget, 0.0), ZygoteTimeout)
+                extended = max(extended - BUSY_WINDOW, 0.0) if self.retry_budget > 0 else 0.0
+        except StillIdle as idle:
+            extended = max(float(idle.args[0]) - BUSY_WINDOW, 0.0)
             timed_out = True
             _kill_group(pid)
             try:
@@ -193,7 +285,7 @@ class Launcher:
             self.notes.append(f"isolation=fork: child {pid} did not die after SIGKILL; "
                               "its zygote was dropped")
             err = (err + "\n" if err else "") + "child did not die after SIGKILL"
-        return ChildRun(returncode, out, err, timed_out, seconds, "fork")
+        return ChildRun(returncode, out, err, timed_out, seconds, "fork", extended)
 
 
 def _read_and_remove(path: str) -> str:
@@ -208,24 +300,20 @@ def _read_and_remove(path: str) -> str:
 
 
 def run_case(case: Case, device: str, launcher: Launcher, timeout: float) -> dict[str, Any]:
-    """One case end to end: the JSON entry of design's result schema.
-
-    A forked child that printed its result and then died at exit is run again, spawned,
-    and the spawned child decides: on the H100 (torch 2.11+cu130) 4 of ~260 forked backward
-    cases aborted at exit ("terminate called without an active exception"), none of ~80
-    spawned ones, so such a crash may be the fork's, not the stack's. A crash at exit that
-    the stack itself causes happens spawned too and is reported as before.
-    """
+    """One case end to end: the JSON entry of design's result schema."""
     args = ["--run-case", case.id, "--device", device]
     run = launcher.run(args, timeout)
     verdict: Verdict = classify(run.returncode, run.stdout, run.stderr, run.timed_out)
-    if run.isolation == "fork" and verdict.status == "crash" and verdict.result is not None:
-        launcher.notes.append(f"{case.id}: the forked child {verdict.detail}; "
-                              "running it again with isolation=spawn")
-        run = run_child(args, launcher.env, timeout)
-        verdict = classify(run.returncode, run.stdout, run.stderr, run.timed_out)
-        verdict.detail = short(f"{verdict.detail}; (forked first: crashed at exit)"
-                               .lstrip("; "))
+    if run.extended >= 0.5:
+        spent = run.extended >= launcher.retry_budget - 0.5
+        if verdict.status == "hang":
+            verdict.detail = short(
+                f"no result in {timeout:g} s + {run.extended:.0f} s more while busy "
+                f"(compiling?), then {'out of retry budget' if spent else 'idle'}; "
+                "child killed")
+        else:
+            verdict.detail = short(f"still busy at the {timeout:g} s timeout (compiling?): "
+                                   f"done {run.extended:.0f} s later; {verdict.detail}")
     result = verdict.result or {}
     measured = verdict.status in ("ok", "wrong-result")
     return {
@@ -237,7 +325,21 @@ def run_case(case: Case, device: str, launcher: Launcher, timeout: float) -> dic
         "max_rel_err": result.get("max_rel_err") if measured else None,
         "detail": verdict.detail,
         "isolation": run.isolation,
+        "area": case.area,
+        "dtype": case.dtype,
+        # first call minus a steady-state call: kernel compilation, MIOpen Find, lazy loads
+        "compile_seconds": result.get("compile_seconds") if measured else None,
+        "run_seconds": result.get("run_seconds") if measured else None,
+        "budget_extended": round(run.extended, 3),
     }
+
+
+def not_run(case: Case, why: str) -> dict[str, Any]:
+    """The entry of a case the run did not start (after a GPU reset)."""
+    return {"case": case.id, "status": "not-run", "seconds": 0.0, "gflops": None,
+            "max_abs_err": None, "max_rel_err": None, "detail": why, "isolation": None,
+            "area": case.area, "dtype": case.dtype, "compile_seconds": None,
+            "run_seconds": None, "budget_extended": 0.0}
 
 
 def probe(device: str, launcher: Launcher, timeout: float) -> tuple[dict[str, Any], str]:
@@ -256,3 +358,25 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, int]:
     for entry in results:
         counts[entry["status"]] = counts.get(entry["status"], 0) + 1
     return {cls: n for cls, n in counts.items() if n}
+
+
+def works(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per area (cases.AREAS order), what a user wants to know: does it work here?
+    verdict: "yes" (every case that ran is ok), "no" (none is), "partly", "not checked"
+    (all skipped or not-run); ok/failed/skipped counts and the failing classes."""
+    from convcheck.cases import AREAS
+
+    out: dict[str, dict[str, Any]] = {}
+    for area in AREAS:
+        mine = [e for e in results if e.get("area") == area]
+        if not mine:
+            continue
+        ok = sum(e["status"] == "ok" for e in mine)
+        unchecked = sum(e["status"] in ("skipped", "not-run") for e in mine)
+        failed = len(mine) - ok - unchecked
+        verdict = ("not checked" if ok + failed == 0 else "yes" if failed == 0
+                   else "no" if ok == 0 else f"partly ({ok}/{ok + failed})")
+        out[area] = {"verdict": verdict, "ok": ok, "failed": failed, "unchecked": unchecked,
+                     "classes": sorted({e["status"] for e in mine}
+                                       - {"ok", "skipped", "not-run"})}
+    return out

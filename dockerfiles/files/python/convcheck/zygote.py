@@ -38,7 +38,8 @@ READY_TIMEOUT_MIN = 30.0  # seconds for the zygote's `import torch` at the least
 # Pure-Python modules that torch imports lazily on a case's path, imported by the zygote too
 # when this torch has them. torch 2.x: the first autograd.grad imports symbolic_shapes and
 # with it sympy, ~3 s per backward case on the H100 machine (no .pyc cache there).
-LAZY_IMPORTS = ("torch.fx.experimental.symbolic_shapes",)
+# torchvision (ResNet-18 case) when the image has it.
+LAZY_IMPORTS = ("torch.fx.experimental.symbolic_shapes", "torchvision.models")
 
 
 # ------------------------------------------------------------------------- zygote side

@@ -1,0 +1,378 @@
+"""Typed recipes: one frozen dataclass per family, validated when variants.yaml is loaded.
+
+A recipe holds a family's build settings; templates only print its values. Each field says
+what it is through `kind(...)` (a pattern and a name for error messages), so a value that
+the shell or Dockerfile syntax would read as more than one word (a space, a quote, `;`, `$`,
+a newline) never gets past loading, and `list` refuses exactly what `render` would.
+
+Adding a family: write a dataclass deriving from `Recipe`, decorate it with
+`@family("<name>")`, declare each key with its type (str, int, bool, tuple[str, ...],
+Mapping[str, str]) and `kind(...)`; required keys have no default. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
+
+# --- what a value may be --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A value class: the pattern every value must match in full, and its name."""
+
+    pattern: re.Pattern[str]
+    what: str
+
+    def check(self, value: str) -> str | None:
+        """None when `value` is one; else why not."""
+        if not self.pattern.fullmatch(value):
+            return f"{value!r} is not a valid {self.what}"
+        return None
+
+
+def _k(pattern: str, what: str) -> Kind:
+    return Kind(re.compile(pattern), what)
+
+
+# Every pattern is a single shell/Dockerfile word: no whitespace, quotes, `$`, `\`, `;`,
+# `&`, `|`, `<`, `>`, `(`, `)`, `*`, `?`, backtick, `#` (a comment in a Dockerfile line).
+VERSION = _k(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}", "version")
+NUMBER = _k(r"[1-9][0-9]{0,3}", "number (1-9999)")
+SHA1 = _k(r"[0-9a-f]{40}", "git commit (40 lowercase hex digits)")
+SHA256 = _k(r"[0-9a-f]{64}", "sha256 (64 lowercase hex digits)")
+GIT_REF = _k(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])", "git ref")
+WORD = _k(r"[a-z][a-z0-9-]{0,31}", "name (lowercase letters, digits, -)")
+CODENAME = _k(r"[a-z]{2,20}", "distribution codename")
+UBUNTU = _k(r"[0-9]{2}\.[0-9]{2}", "Ubuntu release (NN.NN)")
+GFX_LIST = _k(r"gfx[0-9a-f]{3,4}(;gfx[0-9a-f]{3,4}){0,15}", "GPU target list (gfxNNNN;...)")
+ABS_PATH = _k(r"(/(?!\.{1,2}(?:/|$))[A-Za-z0-9._+-]+){1,16}", "absolute path (no . or ..)")
+URL = _k(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+:@=,-]*)*",
+         "http(s) URL")
+DATE = _k(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "date (YYYY-MM-DD)")
+# Debian: name (policy 5.6.1) with an optional =version (epoch:upstream-revision).
+DEB_PACKAGE = _k(r"[a-z0-9][a-z0-9+.-]{1,99}(=([0-9]{1,5}:)?[A-Za-z0-9.+~-]{1,100})?",
+                 "Debian package (name or name=version)")
+# PEP 508 name, optional extras, one exact or ranged version specifier.
+PIP_REQUIREMENT = _k(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,99})(\[[A-Za-z0-9._,-]{1,100}\])?"
+                     r"((==|>=|<=|~=|!=)[A-Za-z0-9.+!_-]{1,64})?",
+                     "pip requirement (name==version)")
+CMAKE_FLAG = _k(r"-D[A-Za-z_][A-Za-z0-9_]{0,99}(:[A-Z]{1,16})?=[A-Za-z0-9_./+,:=@%-]{0,200}",
+                "cmake flag (-DNAME=value)")
+ENV_ASSIGN = _k(r"[A-Za-z_][A-Za-z0-9_]{0,99}=[A-Za-z0-9_./+,:=@%-]{0,200}",
+                "environment assignment (NAME=value)")
+WHEEL_TAG = _k(r"[a-z0-9][a-z0-9.]{0,31}", "wheel local version tag (rocm6.2)")
+STAGE = _k(r"[a-z][a-z0-9-]{0,31}", "build stage name (lowercase letters, digits, -)")
+REPO = _k(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "repository name")
+_TEMPLATE_STAGES = ("rocm-base", "torch-builder", "vision-builder", "runtime")
+PATCH_AT = _k(r"[A-Za-z0-9_-][A-Za-z0-9._/-]{0,199}\.patch@[0-9a-f]{40}",
+              "patch@commit (path.patch@40 hex digits)")
+LOCAL_VERSION = _k(r"\+[a-z0-9][a-z0-9.]{0,31}", "wheel local version (+rocm7.14.0)")
+EXTRAS = _k(r"[a-z0-9-]{1,40}(,[a-z0-9-]{1,40}){0,15}", "pip extras (a,b,...)")
+YES_NO = _k(r"true|false", "true or false")  # only names booleans in messages
+
+
+def kind(k: Kind, doc: str = "") -> dict[str, Any]:
+    """Field metadata: `field(metadata=kind(SHA1))` (see `required`/`optional`)."""
+    return {"kind": k, "doc": doc}
+
+
+def required(k: Kind) -> Any:
+    return dataclasses.field(metadata=kind(k))
+
+
+def optional(k: Kind, default: str | int | bool | tuple[str, ...] | None = None) -> Any:
+    return dataclasses.field(default=default, metadata=kind(k))
+
+
+# --- the base class and the registry ----------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """Base of every family's recipe. Mapping-style access (`recipe["key"]`, `"key" in
+    recipe`) reads the same fields; an unset optional field is absent, not None, so a
+    template that uses it fails with "template needs" instead of printing None."""
+
+    family: ClassVar[str] = ""
+
+    def __getitem__(self, key: str) -> Any:
+        if key.startswith("_") or key not in _field_names(type(self)):
+            raise KeyError(key)
+        value = getattr(self, key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in _field_names(type(self)) and \
+            getattr(self, key) is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default  # noqa: SIM401 (this is get)
+
+    def keys(self) -> Iterator[str]:
+        return (k for k in _field_names(type(self)) if k in self)
+
+
+R = TypeVar("R", bound=type[Recipe])
+_T = TypeVar("_T")
+FAMILIES: dict[str, type[Recipe]] = {}
+
+
+def family(name: str) -> Callable[[R], R]:
+    def register(cls: R) -> R:
+        cls.family = name
+        FAMILIES[name] = cls
+        return cls
+    return register
+
+
+def _field_names(cls: type[Recipe]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+# --- families ---------------------------------------------------------------------------
+
+
+@family("cpu")
+@dataclass(frozen=True, kw_only=True)
+class CpuRecipe(Recipe):
+    apt_packages: tuple[str, ...] = required(DEB_PACKAGE)
+
+
+@family("rocm-wheel")
+@dataclass(frozen=True, kw_only=True)
+class RocmWheelRecipe(Recipe):
+    wheel_tag: str = required(WHEEL_TAG)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _UbuntuRocm(Recipe):
+    """Keys every ROCm family that builds on an Ubuntu rocm/dev image shares."""
+
+    codename: str = required(CODENAME)
+    ubuntu: str = required(UBUNTU)
+    max_jobs: int = required(NUMBER)
+    runtime_packages: tuple[str, ...] = required(DEB_PACKAGE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _TorchSource(_UbuntuRocm):
+    """PyTorch + torchvision from source (rocm-macros.j2 torch_stages)."""
+
+    torch_commit: str = required(SHA1)
+    torchvision_sha256: str = required(SHA256)
+    build_pip: tuple[str, ...] = required(PIP_REQUIREMENT)
+    build_env: tuple[str, ...] = optional(ENV_ASSIGN, ())
+    torch_arch: str | None = optional(GFX_LIST)
+
+
+@family("rocm-torch-source")
+@dataclass(frozen=True, kw_only=True)
+class RocmTorchSourceRecipe(_TorchSource):
+    # Point apt at repo.radeon.com's release (rocm-macros.j2 rocm_apt) before building.
+    apt_rewrite: bool = optional(YES_NO, False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RocmLib:
+    """One ROCm library rebuilt from source: its stage, where its source is, the commit the
+    clone must be (tag rocm-<version>), and its cmake flags."""
+
+    name: str = required(STAGE)  # the build stage and /stage/<name> install folder
+    repo: str = required(REPO)  # github.com/ROCm/<repo>
+    commit: str = required(SHA1)
+    cmake: tuple[str, ...] = optional(CMAKE_FLAG, ())
+
+
+@dataclass(frozen=True)
+class LibStage:
+    """A library's build stage and the stage it builds FROM (for templates to print)."""
+
+    base: str
+    lib: RocmLib
+
+
+@family("rocm-libs-source")
+@dataclass(frozen=True, kw_only=True)
+class RocmLibsSourceRecipe(_TorchSource):
+    # Built in this order, each stage FROM the previous one (the first FROM `rocm-base`).
+    libs: tuple[RocmLib, ...] = required(STAGE)
+    xuhuisheng_commit: str = required(SHA1)
+    tensile_patch_sha256: str = required(SHA256)
+    tensile_commit: str = required(SHA1)
+    patches_verified: tuple[str, ...] = optional(PATCH_AT, ())
+
+    BASE_STAGE: ClassVar[str] = "rocm-base"
+
+    def __post_init__(self) -> None:
+        names = [lib.name for lib in self.libs]
+        for i, name in enumerate(names):
+            if name in names[:i] or name in _TEMPLATE_STAGES:
+                raise RecipeProblem(("libs", i, "name"), f"stage name '{name}' is already "
+                                                         "taken")
+
+    @property
+    def stages(self) -> tuple[LibStage, ...]:
+        bases = [self.BASE_STAGE, *(lib.name for lib in self.libs[:-1])]
+        return tuple(LibStage(b, lib) for b, lib in zip(bases, self.libs, strict=True))
+
+    @property
+    def last_stage(self) -> str:
+        """The stage the PyTorch build continues from."""
+        return self.libs[-1].name if self.libs else self.BASE_STAGE
+
+    def lib(self, name: str) -> RocmLib:
+        return next(lib for lib in self.libs if lib.name == name)
+
+
+@family("rocm-miopen-patched")
+@dataclass(frozen=True, kw_only=True)
+class RocmMiopenPatchedRecipe(_UbuntuRocm):
+    wheel_tag: str = required(WHEEL_TAG)
+    miopen_version: str = required(VERSION)
+    miopen_tag: str = required(GIT_REF)
+    miopen_commit: str = required(SHA1)
+    miopen_prefix: str = required(ABS_PATH)
+    miopen_cmake: tuple[str, ...] = required(CMAKE_FLAG)
+    patches_verified: tuple[str, ...] = optional(PATCH_AT, ())
+
+
+@family("therock")
+@dataclass(frozen=True, kw_only=True)
+class TheRockRecipe(Recipe):
+    channel: str = required(WORD)
+    python_packages: tuple[str, ...] = required(DEB_PACKAGE)
+    # What the template prints into the pip line; the loader checks each agrees with rocm
+    # and gfx_targets (matrix/loader.py _check_therock).
+    local_version: str = required(LOCAL_VERSION)
+    extras: str = required(EXTRAS)
+    device_packages: tuple[str, ...] = required(WORD)
+
+
+@family("debian-rocm")
+@dataclass(frozen=True, kw_only=True)
+class DebianRocmRecipe(Recipe):
+    suite: str = required(CODENAME)
+    llvm: str = required(NUMBER)
+    snapshot_date: str = required(DATE)
+    archive: str = required(URL)
+    runtime_packages: tuple[str, ...] = required(DEB_PACKAGE)
+    toolchain_packages: tuple[str, ...] = required(DEB_PACKAGE)
+    builder_packages: tuple[str, ...] = required(DEB_PACKAGE)
+    python_packages: tuple[str, ...] = required(DEB_PACKAGE)
+    max_jobs: int = required(NUMBER)
+    build_pip: tuple[str, ...] = required(PIP_REQUIREMENT)
+    runtime_pip: tuple[str, ...] = optional(PIP_REQUIREMENT, ())
+    torch_commit: str = required(SHA1)
+    torchvision_sha256: str = required(SHA256)
+    build_env: tuple[str, ...] = optional(ENV_ASSIGN, ())
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+class RecipeProblem(Exception):
+    """A bad recipe value: the key path below `recipe` and what is wrong."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def field_specs(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any, bool]]:
+    """(field, its type, required) for each key of the recipe class."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        needed = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        out.append((f, hints[f.name], needed))
+    return out
+
+
+def build(cls: type[_T], raw: Mapping[str, Any],
+          text: Callable[[Any, tuple[str | int, ...], Kind], str],
+          at: tuple[str | int, ...] = ()) -> _T:
+    """A `cls` (a recipe, or an entry of one such as RocmLib) from the YAML mapping `raw`.
+    `text(value, path, kind)` validates one string (the loader's: type, forbidden
+    characters, pattern) and raises its own error; `at` is where `raw` sits in the recipe."""
+    what = f"family '{cls.family}'" if issubclass(cls, Recipe) else cls.__name__
+    specs = {f.name: (f, t, req) for f, t, req in field_specs(cls)}
+    for key in raw:
+        if key not in specs:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), list(specs), n=1, cutoff=0.5)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise RecipeProblem((*at, key), f"unknown key '{key}' for {what}{hint}")
+    values: dict[str, Any] = {}
+    for name, (f, tp, req) in specs.items():
+        if name not in raw or raw[name] is None:
+            if req:
+                raise RecipeProblem(at, f"missing required key '{name}' ({what})")
+            continue
+        values[name] = _value(raw[name], tp, (*at, name), f.metadata["kind"], text)
+        if req and values[name] == ():  # a required list means at least one entry
+            raise RecipeProblem((*at, name), f"needs at least one entry ({what})")
+    return cls(**values)
+
+
+def _value(value: Any, tp: Any, path: tuple[str | int, ...], k: Kind,
+           text: Callable[[Any, tuple[str | int, ...], Kind], str]) -> Any:
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType):
+        return _value(value, args[0], path, k, text)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RecipeProblem(path, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool):
+            raise RecipeProblem(path, f"expected a number, got {value!r}")
+        return int(text(str(value) if isinstance(value, int) else value, path, k))
+    if tp is str:
+        return text(value, path, k)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise RecipeProblem(path, f"expected a mapping, got {type(value).__name__}")
+        return build(tp, value, text, path)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise RecipeProblem(path, f"expected a list, got {type(value).__name__}")
+        return tuple(_value(v, args[0], (*path, i), k, text) for i, v in enumerate(value))
+    if origin in (Mapping, dict):
+        if not isinstance(value, dict):
+            raise RecipeProblem(path, f"expected a mapping, got {type(value).__name__}")
+        return MappingProxyType({text(key, (*path, key), WORD): text(v, (*path, key), k)
+                                 for key, v in value.items()})
+    raise TypeError(f"recipe field type {tp!r} is not supported")  # a programming error
+
+
+# The build tests' fixture family (tests/fixtures/buildmatrix): its one value is a whole
+# shell command by design, printed after RUN; still one line of plain characters.
+SHELL_COMMAND = _k(r"[A-Za-z0-9 _.&=/-]{1,200}", "shell command (letters, digits, . _ & = / -)")
+
+
+@family("tiny")
+@dataclass(frozen=True, kw_only=True)
+class TinyRecipe(Recipe):
+    command: str = optional(SHELL_COMMAND, "true")
+
+
+# The BuildKit tests' fixture family (tests/engine/test_buildx.py): a RUN with a cache mount
+# whose id the test chooses.
+@family("mounts")
+@dataclass(frozen=True, kw_only=True)
+class MountsRecipe(Recipe):
+    cache_id: str = required(WORD)
+    command: str = optional(SHELL_COMMAND, "true")

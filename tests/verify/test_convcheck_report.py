@@ -1,0 +1,115 @@
+"""Host side of the conv check's issue 16 fields: the result JSON and the report carry the new
+classes, compile/run times and the per-variant "what works" summary; the MIOpen cache volume
+that `imagefactory test` keeps per image and host GPU (and empties with --cold)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from imagefactory.report import writer as report
+from imagefactory.verify.results import ConvCase, TestResult
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "results"
+ORDER = ["rocm52-torch113", "rocm52-torch20", "rocm62-patched", "rocm62-native"]
+
+
+def test_convcheck_entries_round_trip_with_the_new_fields() -> None:
+    entry = {"case": "sdpa-flash-h8-s4096-d40-fwd", "status": "skipped", "seconds": 0.4,
+             "gflops": None, "max_abs_err": None, "max_rel_err": None,
+             "detail": "this build has no usable flash SDPA kernel", "isolation": "fork",
+             "area": "attention", "dtype": "float16", "compile_seconds": None,
+             "run_seconds": None, "budget_extended": 0.0, "unknown_later_field": 1}
+    case = ConvCase.from_dict(entry)
+    assert case.ok and case.area == "attention" and case.dtype == "float16"
+    assert not ConvCase.from_dict({**entry, "status": "not-run"}).ok
+    assert not ConvCase.from_dict({**entry, "status": "out-of-memory"}).ok
+    result = TestResult.load(FIXTURES, "rocm52-torch20")
+    assert result is not None and result.gpu_reset and "GPU Hang" in result.gpu_reset
+    again = TestResult.from_json(result.to_json())
+    assert again == result and again.conv_works["convolutions"]["verdict"] == "no"
+    # results written before these fields still load
+    old = json.loads(result.to_json())
+    for key in ("conv_works", "gpu_reset", "miopen_cache", "cold"):
+        old.pop(key)
+    assert TestResult.from_dict(old).conv_works == {}
+
+
+def test_report_has_the_new_classes_and_what_works_per_variant() -> None:
+    compat = report.load([FIXTURES], ORDER)
+    md = report.markdown(compat, png=None, generated="now")
+    assert "## What works" in md
+    assert ("- **rocm52-torch20** on gfx1010 (AMD Radeon RX 5700 XT): convolutions: **no** "
+            "(gpu-exception, gpu-hang, illegal-instruction, no-kernel, out-of-memory)") in md
+    assert "- **rocm62-native** on gfx1010" in md and "convolutions: **yes**" in md
+    assert "matmul, Linear, pooling: **not checked**" in md
+    assert "rocm52-torch20: GPU reset during conv2d-k1-c64-64x64-fwd" in md
+    row = next(r for r in compat.rows if r.label == "rocm52-torch20")
+    cells = [report.cell_text(compat.cell(row, case)) for case in compat.cases]
+    assert cells == ["**out-of-memory**", "**illegal-instruction**", "**gpu-exception**",
+                     "**no-kernel**", "**gpu-hang**", "not-run"]
+    for cls in ("skipped", "gpu-hang", "illegal-instruction", "gpu-exception",
+                "out-of-memory", "not-run"):
+        assert f"- `{cls}`: " in md
+    data = report.to_json(compat, generated="now")
+    torch20 = next(r for r in data["rows"] if r["variant"] == "rocm52-torch20")
+    assert torch20["works"]["convolutions"]["failed"] == 5 and torch20["gpu_reset"]
+    assert torch20["cells"]["matmul-512-fwd"]["status"] == "not-run"
+    assert set(torch20["cells"]["matmul-512-fwd"]) >= {"area", "compile_seconds",
+                                                       "run_seconds"}
+
+
+def test_ok_cell_shows_compile_time_when_it_matters() -> None:
+    assert report.cell_text(ConvCase("c", "ok", seconds=95.0, compile_seconds=90.0)) == \
+        "ok 95.00 s (compile 90.00 s)"
+    assert report.cell_text(ConvCase("c", "ok", seconds=1.0, compile_seconds=0.2)) == \
+        "ok 1.00 s"
+
+
+@dataclass
+class _Built:
+    image_id: str
+
+
+@pytest.mark.docker
+def test_miopen_cache_volume_is_kept_per_image_and_host_and_emptied_cold(docker_client,
+                                                                       project) -> None:
+    from imagefactory.host.devices import GpuAccess
+    from imagefactory.verify.tester import MIOPEN_CACHE_LABEL, Tester, TestOptions
+
+    variant = next(v for v in project.matrix.variants if v.rocm)
+    built = _Built(f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}")
+    access = GpuAccess((), ())
+    warm = Tester(docker_client, project.matrix, access, TestOptions(), echo=lambda _: None)
+    said: list[str] = []
+    cold = Tester(docker_client, project.matrix, access, TestOptions(cold=True),
+                  echo=said.append)
+    name = warm.miopen_cache(variant, built)  # type: ignore[arg-type]
+    assert name is not None
+    try:
+        assert name.startswith(f"imagefactory-miopen-{variant.name}-{built.image_id[7:19]}-")
+        volume = docker_client.volumes.get(name)
+        assert volume.attrs["Labels"][MIOPEN_CACHE_LABEL] == variant.name
+        # something compiled into it survives the next warm run...
+        docker_client.containers.run("debian:bookworm-slim", ["touch", "/c/kernel.ukdb"],
+                                     volumes={name: {"bind": "/c", "mode": "rw"}},
+                                     remove=True, network_mode="none")
+
+        def listing() -> str:
+            return docker_client.containers.run(
+                "debian:bookworm-slim", ["ls", "/c"], remove=True, network_mode="none",
+                volumes={name: {"bind": "/c", "mode": "ro"}}).decode()
+
+        assert warm.miopen_cache(variant, built) == name  # type: ignore[arg-type]
+        assert listing().split() == ["kernel.ukdb"]
+        # ...and --cold starts from nothing
+        assert cold.miopen_cache(variant, built) == name  # type: ignore[arg-type]
+        assert listing().split() == []
+        assert said == [f"  miopen cache: {name} emptied (--cold)"]
+    finally:
+        docker_client.volumes.get(name).remove(force=True)

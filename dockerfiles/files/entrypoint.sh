@@ -23,4 +23,22 @@ if [ "${IMAGEFACTORY_GPU:-none}" = "rocm" ] && [ -z "${IMAGEFACTORY_QUIET:-}" ];
         echo "imagefactory: GPU not usable, running on CPU only: $msg" >&2
     fi
 fi
+# `imagefactory run` (and `docker run --user UID:GID`) may run as a uid other than the image's
+# 1000, whose home is then / or not its own: give it a writable home, so ~/.cache (pip, torch
+# hub, MIOpen's user db) works. Paths the image set under the old home follow it.
+if [ ! -w "${HOME:-/}" ] || [ "${HOME:-/}" = / ]; then
+    old_home="${HOME:-/}"
+    HOME="${TMPDIR:-/tmp}/home-$(id -u)"
+    if mkdir -p "$HOME" 2>/dev/null; then
+        export HOME
+        for var in MIOPEN_USER_DB_PATH MIOPEN_CUSTOM_CACHE_DIR; do
+            value="$(printenv "$var" || true)"
+            case "$value" in
+                /home/torch/*) export "$var=$HOME/${value#/home/torch/}" ;;
+            esac
+        done
+    else
+        HOME="$old_home"
+    fi
+fi
 exec "$@"

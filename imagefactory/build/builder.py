@@ -446,12 +446,26 @@ class Builder:
                                log_tail=tail)
         if self.cancel.is_set():
             log.write("# interrupted: not tagged\n")
-            return BuildResult(variant.name, engine, CANCELLED, image_id, tag, duration,
+            self._discard(engine, image_id, log)
+            return BuildResult(variant.name, engine, CANCELLED, None, tag, duration,
                                log_path)
         repository, name = split_tag(tag)
         self.engines[engine].tag(image_id, repository, name)
         log.write(f"# tagged {tag} -> {image_id}\n")
         return BuildResult(variant.name, engine, BUILT, image_id, tag, duration, log_path)
+
+    def _discard(self, engine: str, image_id: str, log: TextIO) -> None:
+        """Remove the image an interrupted build finished but must not tag, so nothing of it
+        is left to take for a result. Only while untagged (an identical image may already
+        carry a tag), and not its parent layers: those are the layer cache the next build
+        reuses."""
+        try:
+            found = self.engines[engine].inspect_image(image_id)
+            if found is not None and not found.tags:
+                self.engines[engine].remove_image(image_id, prune=False)
+                log.write(f"# removed the untagged image {found.short_id}\n")
+        except ImagefactoryError as exc:  # cleanup must not turn Ctrl-C into a failure
+            log.write(f"# could not remove the untagged image {image_id}: {exc}\n")
 
     def _buildx(self, variant: Variant, engine: str, data: bytes, labels: dict[str, str],
                 buildargs: dict[str, str], target: str | None,
@@ -483,7 +497,9 @@ class Builder:
                               "it?)"), step, outcome.tail
             return found.id, None, step, outcome.tail
         if outcome.cancelled:
-            return None, None, step, outcome.tail
+            # An image loaded before the stop is handed on, for _finish to remove it.
+            found = self._inspect(engine, outcome.image_id) if outcome.image_id else None
+            return (found.id if found else None), None, step, outcome.tail
         return None, outcome.error, step, outcome.tail
 
 

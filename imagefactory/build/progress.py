@@ -5,8 +5,9 @@
 - PlainView (no TTY, `--progress plain`): every log line, timestamped and prefixed with the
   variant name, so interleaved parallel builds stay readable in CI logs.
 - PlainView(quiet=True) (`--progress quiet`): only each variant's outcome.
-Failures go to stderr in every mode: one line naming the variant and the failing
-instruction, then the last lines of its log and the path of the full log.
+Failures go to stderr in every mode: one line naming the variant, the failing instruction
+and the error, then (unless the lines were already shown) the last lines of its log, then
+the path of the full log. The error is said once there, not again in the outcome line.
 All methods may be called from build worker threads.
 """
 
@@ -55,14 +56,18 @@ def outcome_text(result: BuildResult) -> str:
     if result.status == BLOCKED:
         return result.error or "not built"
     where = f" at {result.step}" if result.step else ""
-    return f"FAILED{where}: {result.error}"
+    return f"FAILED{where}"  # the error itself: once, in the failure block on stderr
 
 
-def failure_lines(result: BuildResult) -> list[str]:
-    """The failure block: one line naming variant and instruction, the log's last lines."""
+def failure_lines(result: BuildResult, *, shown: bool = False) -> list[str]:
+    """The failure block: one line naming variant, instruction and error; the log's last
+    lines unless they were `shown` as they came (plain progress), and never the lines that
+    only repeat the error; then where the full log is."""
     where = f" at {result.step}" if result.step else ""
-    lines = [f"imagefactory: build of '{result.variant}' failed{where}: {result.error}"]
-    lines += [f"  | {line}" for line in result.log_tail]
+    error = result.error or "unknown error"
+    lines = [f"imagefactory: build of '{result.variant}' failed{where}: {error}"]
+    if not shown:
+        lines += [f"  | {line}" for line in result.log_tail if error not in line]
     if result.log_path:
         lines.append(f"  full log: {result.log_path}")
     return lines
@@ -107,7 +112,7 @@ class PlainView:
         if result.status == FAILED:
             with self.lock:
                 self.out.flush()
-                self.err.write("\n".join(failure_lines(result)) + "\n")
+                self.err.write("\n".join(failure_lines(result, shown=not self.quiet)) + "\n")
                 self.err.flush()
 
     def close(self) -> None:

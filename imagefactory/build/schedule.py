@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from ..errors import ConfigError
@@ -75,6 +76,7 @@ class Scheduler:
         self.cancel = cancel or threading.Event()
         self.results: dict[str, BuildResult] = {}
         self.max_running = 0  # for tests and reports: the parallelism reached
+        self.grace = 3.0  # seconds Ctrl-C waits for builds to clean up (_drain)
 
     def _engine_for(self, variant: Variant, running: dict[str, str],
                     assigned: dict[str, int]) -> str:
@@ -128,8 +130,23 @@ class Scheduler:
                 self.results[result.variant] = result
         except KeyboardInterrupt:
             self.cancel.set()
+            self._drain(done, running)
             raise
         return [self.results[v.name] for v in self.order]
+
+    def _drain(self, done: queue.Queue[BuildResult], running: dict[str, str]) -> None:
+        """After Ctrl-C: give builds that can end now (a BuildKit client stopped, a build
+        that just finished and is not to be tagged) a moment to clean up after themselves.
+        A classic build still in a step ends when the process exits: the engine stops it
+        once the connection closes."""
+        deadline = time.monotonic() + self.grace
+        while running and time.monotonic() < deadline:
+            try:
+                result = done.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            running.pop(result.variant, None)
+            self.results[result.variant] = result
 
     def _work(self, variant: Variant, engine: str, base: BuildResult | None,
               done: queue.Queue[BuildResult]) -> None:

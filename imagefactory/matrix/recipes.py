@@ -358,8 +358,8 @@ def _value(value: Any, tp: Any, path: tuple[str | int, ...], k: Kind,
     raise TypeError(f"recipe field type {tp!r} is not supported")  # a programming error
 
 
-# The build tests' fixture family (tests/fixtures/buildmatrix): its one value is a whole
-# shell command by design, printed after RUN; still one line of plain characters.
+# The build tests' fixture family (tests/fixtures/buildmatrix): each value is a whole shell
+# command by design, printed after RUN; still one line of plain characters.
 SHELL_COMMAND = _k(r"[A-Za-z0-9 _.&=/-]{1,200}", "shell command (letters, digits, . _ & = / -)")
 
 
@@ -367,6 +367,8 @@ SHELL_COMMAND = _k(r"[A-Za-z0-9 _.&=/-]{1,200}", "shell command (letters, digits
 @dataclass(frozen=True, kw_only=True)
 class TinyRecipe(Recipe):
     command: str = optional(SHELL_COMMAND, "true")
+    # a second RUN after `command` (none by default), for a step after a finished one
+    then: str = optional(SHELL_COMMAND, "")
 
 
 # The BuildKit tests' fixture family (tests/engine/test_buildx.py): a RUN with a cache mount

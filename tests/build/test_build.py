@@ -276,7 +276,13 @@ def test_a_failing_build_moves_no_tag(matrix: Matrix, docker_client) -> None:
     assert err[0] == ("imagefactory: build of 'broken' failed at step 4/7 (RUN echo about to "
                       "fail && exit 3): The command '/bin/sh -c echo about to fail && exit 3' "
                       "returned a non-zero code: 3")
-    assert "  | about to fail" in err
+    # One failure, one line, then where the full log is: the log's lines were already
+    # shown as they came (plain progress), and the outcome line does not repeat the error.
+    assert len(err) == 3, err
+    assert any(text == "about to fail" for _, text in run.plain())
+    assert [text for name, text in run.plain() if name == "broken"][-1] == (
+        "FAILED at step 4/7 (RUN echo about to fail && exit 3)")
+    assert run.out.count("returned a non-zero code: 3") == 1  # the engine's own line
     assert err[-2].startswith("  full log: ") and Path(err[-2].split(": ", 1)[1]).is_file()
     assert err[-1] == ("imagefactory: error: 1 of 3 build(s) failed: broken (RUN echo about to "
                        "fail && exit 3); 1 not built")
@@ -316,6 +322,59 @@ def test_ctrl_c_stops_the_build_and_tags_nothing(matrix: Matrix, docker_client) 
             break
         time.sleep(0.5)
     assert not left, "the interrupted build's container is still there"
+
+
+@pytest.mark.parametrize("builder", ["classic", "buildx"])
+def test_ctrl_c_leaves_nothing_that_changes_the_next_build(matrix: Matrix, docker_client,
+                                                          builder: str) -> None:
+    """Interrupted in a step after a finished one: nothing is tagged, no build container or
+    finished-but-untagged image of it is left, and the next build takes the finished step
+    from the layer cache instead of running it again."""
+    if builder == "buildx" and subprocess.run(["docker", "buildx", "version"],
+                                              capture_output=True).returncode != 0:
+        pytest.fail("the buildx case needs the docker buildx plugin "
+                    "(scripts/setup-test-env.sh installs it)")
+    marker = f"prepared-{uuid.uuid4().hex[:10]}"
+    matrix.edit("command: echo sleeping && sleep 97",
+                f"command: echo {marker}\n      then: echo sleeping && sleep 97",
+                config="failing.yaml")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from imagefactory.cli import main; main()", "--config",
+         "failing.yaml", "build", "slow", "--builder", builder, "--progress", "plain",
+         "--log-dir", str(matrix.logs)], cwd=matrix.root, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.rstrip().endswith("sleeping") and "echo" not in line:
+            break
+    else:
+        pytest.fail("the slow build never reached its second RUN:\n" + "".join(seen))
+    assert any(marker in line and "echo" not in line for line in seen)  # step 1 ran
+    proc.send_signal(signal.SIGINT)
+    proc.stdout.read()
+    assert proc.wait(timeout=30) == 130
+    assert image_id(docker_client, matrix.tag("slow")) is None
+    title = f"org.opencontainers.image.title={matrix.tag('slow')}"
+    deadline = time.monotonic() + 20
+    while True:
+        left = [c for c in docker_client.containers.list(all=True)
+                if "sleep 97" in " ".join(c.attrs.get("Args") or [])]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not left, "the interrupted build's container is still there"
+    assert docker_client.images.list(filters={"label": title}) == []
+
+    matrix.edit("then: echo sleeping && sleep 97", "then: echo finished",
+                config="failing.yaml")
+    run = matrix.build("slow", "--builder", builder, config="failing.yaml", timeout=300)
+    assert run.rc == 0, run.err
+    # The finished step came from the cache: its output is not printed again.
+    ran = [text for _, text in run.plain() if marker in text and "echo" not in text]
+    assert ran == [], ran
+    assert any(text.endswith("finished") for _, text in run.plain())
 
 
 def test_unreachable_engine_is_one_line_naming_the_address(matrix: Matrix) -> None:

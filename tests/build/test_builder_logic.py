@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from imagefactory.build.builder import BUILT, FAILED, SKIPPED, Builder, BuildOptions, BuildResult
+from imagefactory.build.builder import (
+    BUILT,
+    CANCELLED,
+    FAILED,
+    SKIPPED,
+    Builder,
+    BuildOptions,
+    BuildResult,
+)
 from imagefactory.build.progress import PlainView
 from imagefactory.engine.fake import FakeEngine
 from imagefactory.identity import ARGS_LABEL, BASE_LABEL, HASH_LABEL, TARGET_LABEL
@@ -154,3 +162,40 @@ def test_a_bug_fails_the_variant_with_its_traceback_in_the_build_log(fixture, fa
     assert r.error == f"TypeError: planted (a bug; traceback in {r.log_path})"
     text = r.log_path.read_text()
     assert "failed: TypeError: planted" in text and "Traceback (most recent call last)" in text
+
+
+def test_an_interrupted_build_leaves_no_untagged_image(fixture, fake, tmp_path) -> None:
+    """Ctrl-C as the engine finishes: the image is not tagged, and the finished image is
+    removed (it was never tagged), so nothing of the interrupted build is left to take."""
+    b = builder(fixture, fake, tmp_path)
+
+    class Interrupting(PlainView):
+        def line(self, variant: str, text: str) -> None:
+            if text.startswith("Successfully built"):
+                b.cancel.set()  # what the scheduler does on Ctrl-C
+
+    b.reporter = Interrupting([], quiet=True, out=io.StringIO())
+    result = b.run(fixture.matrix.get("solo"), "fake", None)
+    assert result.status == CANCELLED and result.image_id is None
+    assert "iftest-build:solo" not in fake.refs
+    assert [i for i in fake.images.values() if not i.tags and "debian" not in i.id] == []
+    assert any(c.startswith("remove sha256:") for c in fake.calls)
+    assert "# removed the untagged image" in Path(result.log_path or "").read_text()
+
+
+def test_an_interrupted_build_keeps_an_identical_tagged_image(fixture, fake, tmp_path) -> None:
+    """The finished image may be one that is already tagged (all of it from the cache):
+    only an untagged image is removed."""
+    first = builder(fixture, fake, tmp_path).run(fixture.matrix.get("solo"), "fake", None)
+    b = builder(fixture, fake, tmp_path, force=frozenset({"solo"}))
+
+    class Interrupting(PlainView):
+        def line(self, variant: str, text: str) -> None:
+            if text.startswith("Successfully built"):
+                b.cancel.set()
+
+    b.reporter = Interrupting([], quiet=True, out=io.StringIO())
+    result = b.run(fixture.matrix.get("solo"), "fake", None)
+    assert result.status == CANCELLED
+    assert fake.refs["iftest-build:solo"] == first.image_id
+    assert first.image_id in fake.images

@@ -231,8 +231,11 @@ def test_run_writes_to_the_mounted_folder_as_the_user(cpu_image: str, tmp_path: 
     work = tmp_path / "work"
     work.mkdir(mode=0o755)
     os.chown(work, 4242, 4242)
+    # ~ too: pip, torch hub and MIOpen write under it (the entrypoint gives another uid a
+    # home of its own; the image's /home/torch is uid 1000's).
     args = ["run", "cpu", "--network=none", "--", "sh", "-c",
-            "touch /work/checkpoint.pt && id -u"]
+            "touch /work/checkpoint.pt && mkdir -p ~/.cache/torch && touch ~/.cache/torch/x "
+            "&& id -u"]
     env = dict(os.environ)
     if how == "sudo":
         env.update(SUDO_UID="4242", SUDO_GID="4242")

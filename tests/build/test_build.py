@@ -253,17 +253,6 @@ def test_target_and_build_arg_tag_the_stage_and_count_for_up_to_date(
         "org.opencontainers.image.revision"] == "d"
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--build-arg", "NOVALUE"), "--build-arg 'NOVALUE': expected NAME=VALUE"),
-    (("--build-arg", "1X=2"), "--build-arg '1X=2': '1X' is not a build argument name"),
-    (("--target", "-x"), "--target '-x': a stage name is"),
-])
-def test_bad_target_or_build_arg_is_a_usage_error(matrix: Matrix, args, message) -> None:
-    run = matrix.build("solo", *args)
-    assert run.rc == 2
-    assert run.err.startswith(f"imagefactory: error: {message}") and run.err.count("\n") == 1
-
-
 # -- failures ---------------------------------------------------------------------------------
 
 def test_a_failing_build_moves_no_tag(matrix: Matrix, docker_client) -> None:

@@ -41,7 +41,9 @@ def test_setup_on_stock_debian_python(tmp_path: Path, base: str) -> None:
     # PyPI is reached through the host's CA where a proxy re-signs TLS; passed at run time.
     ca = ["-v", f"{CA}:/host-ca.crt:ro", "-e", "PIP_CERT=/host-ca.crt"] if CA.is_file() else []
     script = (
-        "set -e; apt-get update -qq; "
+        # The archive this machine reaches is a frozen copy: its sid Release files are past
+        # their Valid-Until date, which a live mirror's never are.
+        "set -e; apt-get -o Acquire::Check-Valid-Until=false update -qq; "
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
         "python3 python3-venv >/dev/null; "
         # PEP 668: the distribution's Python refuses a plain pip install

@@ -17,14 +17,16 @@ from collections.abc import Iterator
 from dataclasses import replace
 from types import FrameType
 
+from ..identity import ROLE_LABEL, RUN_LABEL, SESSION_LABEL
 from .base import ContainerEngine, ContainerInfo, ContainerSpec
 
-ROLE_LABEL = "io.imagefactory.role"
-RUN_LABEL = "io.imagefactory.run"
+# The label keys live in identity.py (the label schema); re-exported for this module's users.
+__all__ = ["ROLE_LABEL", "RUN_LABEL", "SESSION_ENV", "SESSION_LABEL", "Terminated",
+           "TrackedContainer", "new_run_id", "signals_deferred", "terminate_as_interrupt"]
+
 # A test suite sets IMAGEFACTORY_TEST_SESSION so that it can find (and assert gone) every
 # container made on its behalf, also by the CLI processes it runs, on a shared engine.
 SESSION_ENV = "IMAGEFACTORY_TEST_SESSION"
-SESSION_LABEL = "io.imagefactory.test-session"
 
 
 def new_run_id() -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from ..identity import ROLE_LABEL, RUN_LABEL
 from .base import ContainerEngine, ContainerSpec, EngineError
-from .containers import ROLE_LABEL, RUN_LABEL, new_run_id
+from .containers import new_run_id
 
 
 @contextlib.contextmanager

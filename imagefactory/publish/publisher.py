@@ -22,7 +22,7 @@ from .. import __version__
 from ..engine.base import ContainerEngine, EngineError, EngineUnreachable, PushEvent
 from ..engine.images import BuiltImage, find_built
 from ..errors import JobError
-from ..identity import UNTESTED_SUFFIX, declared_version, publish_tags
+from ..identity import UNTESTED_SUFFIX, declared_version, local_tag, publish_tags
 from ..matrix.loader import Matrix, Variant
 from ..safety import (
     MAX_RESULT_BYTES,
@@ -171,7 +171,7 @@ def plan(engine: ContainerEngine, matrix: Matrix, variant: Variant, target: Targ
          results_dir: Path, skip_tests: bool, allow_quick: bool = False) -> Plan:
     built = find_built(engine, matrix, variant)
     if built is None:
-        raise JobError(f"{variant.name}: no image {matrix.repository}:{variant.name} in the "
+        raise JobError(f"{variant.name}: no image {local_tag(matrix, variant)} in the "
                        f"engine; run `imagefactory build {variant.name}` and "
                        f"`imagefactory test {variant.name}` first")
     if not built.inputs_hash:
@@ -180,7 +180,8 @@ def plan(engine: ContainerEngine, matrix: Matrix, variant: Variant, target: Targ
     result = gate(built, results_dir, skip_tests, allow_quick)
     return Plan(built, matrix.repository, target.repository(matrix.repository),
                 publish_tags(variant, built.inputs_hash, untested=skip_tests,
-                             torch=result.torch if result else None),
+                             torch=result.torch if result else None,
+                             rocm=result.rocm if result else None),
                 result, skip_tests)
 
 
@@ -410,10 +411,13 @@ class Publisher:
             "reference": f"{plan.repository}@{digest}",
             "image_id": plan.built.image_id,
             "inputs_hash": plan.built.inputs_hash,
-            "image_version": declared_version(plan.variant, plan.result.torch
-                                              if plan.result else None),
+            "image_version": declared_version(
+                plan.variant, plan.result.torch if plan.result else None,
+                plan.result.rocm if plan.result else None),
             "torch_declared": plan.variant.torch.version,
             "torch_reported": plan.result.torch if plan.result else None,
+            "rocm_declared": plan.variant.rocm,
+            "rocm_reported": plan.result.rocm if plan.result else None,
             "tests_skipped": plan.tests_skipped,
             "test": summary(plan.result),
             "layers": {p.tag: {"uploaded": p.uploaded, "reused": p.reused} for p in pushes},

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..identity import BUILT_BY_LABEL, local_tag
 from ..matrix.loader import Matrix, Variant
 from ..project import Project
 from .renderer import BuildContext
 
 BAKE_FILE = "docker-bake.json"
 REVISION_ARG = "IMAGEFACTORY_REVISION"  # the build argument the builder passes (builder.py)
-BUILT_BY_LABEL = "io.imagefactory.built-by"
 _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
 _TARGET = re.compile(r"^[A-Za-z0-9_-]+$")
 STAGE_SEPARATOR = "--"
@@ -128,13 +128,13 @@ def bake(project: Project, contexts: Sequence[BuildContext]) -> dict[str, Any]:
                 raise ConfigError(str(matrix.path), v.line, f"variants.{v.name}.base_variant",
                                   f"base variant '{base.name}' is not in the bake file")
             common["contexts"] = {
-                f"{matrix.repository}:{base.name}":
+                local_tag(matrix, base):
                     f'${{BASE_CONTEXTS ? "target:{target_name(base, matrix)}" : ""}}'}
         for stage, ref in zip(stage_names, refs, strict=False):
             targets[ref] = {**common, "target": stage, "cache-to": _cache_to(ref),
                             # a stage is built for its cache only: nothing lands in the engine
                             "output": ["type=cacheonly"]}
-        tag = f"{matrix.repository}:{v.name}"
+        tag = local_tag(matrix, v)
         targets[name] = {
             **common,
             "tags": [tag, f'${{REGISTRY != "" ? "${{REGISTRY}}/{tag}" : ""}}'],

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..identity import HASH_LABEL
+from ..identity import HASH_LABEL, image_labels, local_tag
 from ..identity import declared_version as image_version
 from ..matrix.loader import Matrix, Variant
 from ..project import TEMPLATE_SUFFIX, Project
@@ -106,7 +106,7 @@ class Renderer:
     def _context(self, variant: Variant, inputs_hash: str) -> dict[str, object]:
         matrix = self.matrix
         if variant.base_variant:
-            from_ref = f"{matrix.repository}:{variant.base_variant}"
+            from_ref = local_tag(matrix, matrix.get(variant.base_variant))
         else:
             assert variant.base is not None  # config guarantees one of the two
             from_ref = variant.base.ref
@@ -115,7 +115,7 @@ class Renderer:
             "matrix": matrix,
             "from_ref": from_ref,
             "image_version": image_version(variant),
-            "labels": labels(variant, matrix, inputs_hash),
+            "labels": image_labels(variant, matrix, inputs_hash),
             "runtime_env": variant.runtime_env(),
             "hash_label": HASH_LABEL,
             # repo.radeon.com apt distribution of the variant's ROCm lines (one rule in Python)
@@ -141,27 +141,6 @@ def copy_sources(dockerfile: str) -> list[str]:
     from .dockerfile import context_sources
 
     return [source for _, source in context_sources(dockerfile)]
-
-
-def labels(variant: Variant, matrix: Matrix, inputs_hash: str) -> list[tuple[str, str]]:
-    out = [
-        ("org.opencontainers.image.title", f"{matrix.repository}:{variant.name}"),
-        ("org.opencontainers.image.description", variant.description),
-    ]
-    if matrix.source:
-        out.append(("org.opencontainers.image.source", matrix.source))
-    out += [
-        ("io.imagefactory.variant", variant.name),
-        ("io.imagefactory.family", variant.family),
-        ("io.imagefactory.rocm", variant.rocm or "none"),
-        # Declared, not measured: what the image reports is in its test manifest and tags.
-        ("io.imagefactory.torch-declared", variant.torch.version),
-        ("io.imagefactory.gfx-targets", ",".join(variant.gfx_targets) or "none"),
-        ("io.imagefactory.default-profile",
-         variant.default_profile.name if variant.default_profile else "none"),
-        (HASH_LABEL, inputs_hash),
-    ]
-    return out
 
 
 def write_rendered(project: Project, contexts: list[BuildContext]) -> list[Path]:

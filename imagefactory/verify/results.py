@@ -137,6 +137,10 @@ class TestResult:
     torch: str | None = None  # as the image reports it (conv check JSON)
     declared_torch: str | None = None  # as variants.yaml declares it; shown when it differs
     hip: str | None = None
+    # The ROCm release as the image reports it (verify/manifest.py rocm_release: /opt/rocm,
+    # else Debian's HIP runtime package, else TheRock's wheels); None for a CPU image, one
+    # that says none, or a result written before this field.
+    rocm: str | None = None
     gpu: str | None = None  # the GPU torch saw, if any
     conv_summary: Mapping[str, int] = field(default_factory=dict)
     conv_verdicts: Mapping[str, int] = field(default_factory=dict)  # ok/fixed/known/regression

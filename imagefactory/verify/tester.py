@@ -20,6 +20,7 @@ from ..engine.images import BuiltImage
 from ..errors import JobError
 from ..host.devices import GpuAccess
 from ..host.gpuinfo import SysfsError, decode_gfx, read_sysfs
+from ..identity import MIOPEN_CACHE_LABEL, VARIANT_LABEL
 from ..matrix.loader import Matrix, Variant
 from .manifest import Manifest
 from .manifest import collect as collect_manifest
@@ -33,7 +34,6 @@ CONV_JSON = "/tmp/imagefactory-convcheck.json"
 MIOPEN_CACHE_DIR = "/var/cache/imagefactory-miopen"
 MIOPEN_CACHE_ENV = {"MIOPEN_USER_DB_PATH": f"{MIOPEN_CACHE_DIR}/db",
                     "MIOPEN_CUSTOM_CACHE_DIR": f"{MIOPEN_CACHE_DIR}/kernels"}
-MIOPEN_CACHE_LABEL = "io.imagefactory.miopen-cache"
 KFD_NODES = Path("/sys/class/kfd/kfd/topology/nodes")
 
 
@@ -116,6 +116,7 @@ class Tester:
         conv: tuple[ConvCase, ...] = ()
         conv_info: dict[str, Any] = {}
         manifest: Manifest | None = None
+        scope = "quick" if self.options.quick else "subset" if self.options.cases else "full"
         suite_seconds = conv_seconds = 0.0
         devices = ", ".join(d.container for d in self.access.devices) or "none"
         cache = self.miopen_cache(variant, built) if variant.rocm else None
@@ -132,7 +133,7 @@ class Tester:
         if note:
             self.echo(f"  note: {note}")
         spec = ContainerSpec(
-            built.image_id, labels={"io.imagefactory.variant": variant.name},
+            built.image_id, labels={VARIANT_LABEL: variant.name},
             name=f"imagefactory-test-{variant.name}-{self.options.run_id or 'x'}",
             command=["sleep", "infinity"],  # via the image's ENTRYPOINT, which must pass it on
             environment=env,
@@ -161,17 +162,6 @@ class Tester:
                 self.echo(f"  suite: {suite_seconds:.1f} s")
                 for name, why in self.skipped:
                     self.echo(f"  skip  {name}: {why}")
-                manifest = collect_manifest(self.engine, container.id, variant.name,
-                                            built.image_id, variant.torch.version)
-                manifest_path = manifest.save(self.options.results_dir)
-                self.echo(f"  manifest: python {manifest.python}, torch {manifest.torch}"
-                          + (f", hip {manifest.hip}" if manifest.hip else "")
-                          + (f", rocm {manifest.rocm}" if manifest.rocm else "")
-                          + f", {len(manifest.pip)} Python and {len(manifest.dpkg)} Debian "
-                          f"packages -> {manifest_path}")
-                if manifest.note:
-                    # Shown, not hidden: tags and records carry the reported version.
-                    self.echo(f"  note: {manifest.note}")
                 torch_here = not self.options.target or self.has_torch(container)
                 libraries = tuple(lib for lib in self.options.gpu_libraries
                                   if torch_here or lib != "torch")
@@ -179,6 +169,8 @@ class Tester:
                                                          libraries)
                 if code_check is not None:
                     checks.append(code_check)
+                # After the audit: the manifest carries the GPU code it found.
+                manifest = self.write_manifest(container, built, gpu_code, scope)
                 if not torch_here:
                     self.echo(f"  conv: skipped: no torch in stage '{self.options.target}' "
                               "(the conv check needs torch)")
@@ -188,6 +180,8 @@ class Tester:
                     conv_seconds = time.monotonic() - t
                     checks.append(conv_check)
                     self.echo(f"  conv: {conv_check.detail} ({conv_seconds:.1f} s)")
+            else:
+                self.echo("  manifest: none (the container did not start)")
             # One count, the one the result and the report carry: every check, the
             # container start and the conv check included.
             self.echo(f"  checks: {sum(c.passed for c in checks)}/{len(checks)} passed")
@@ -204,11 +198,11 @@ class Tester:
             profile=profile.name if profile else None, image_tag=built.tag,
             inputs_hash=built.inputs_hash, device=self.conv_device(variant),
             devices=tuple(f"{d.host}:{d.container}" for d in self.access.devices),
-            quick=self.options.quick,
-            scope="quick" if self.options.quick else "subset" if self.options.cases else "full",
+            quick=self.options.quick, scope=scope,
             # As the image reports them: the conv check's, else the manifest's.
             torch=conv_info.get("torch") or (manifest.torch if manifest else None),
             hip=conv_info.get("hip") or (manifest.hip if manifest else None),
+            rocm=manifest.rocm if manifest else None,
             declared_torch=variant.torch.version,
             gpu=conv_info.get("gpu"), conv_summary=conv_info.get("summary") or {},
             conv_verdicts=conv_info.get("verdicts") or {},
@@ -218,6 +212,26 @@ class Tester:
             miopen_cache=cache, cold=self.options.cold and cache is not None,
             gpu_code=gpu_code,
         )
+
+    def write_manifest(self, container: ContainerInfo, built: BuiltImage,
+                       gpu_code: dict[str, Any] | None, scope: str) -> Manifest:
+        """What the image holds, with the GPU code audit's inventory, beside the result
+        (<results>/manifests/<variant>[.<scope>].json); one line says what it reports."""
+        variant = built.variant
+        manifest = collect_manifest(self.engine, container.id, variant.name, built.image_id,
+                                    variant.torch.version, variant.rocm, gpu_code)
+        path = manifest.save(self.options.results_dir, scope)
+        libraries = (gpu_code or {}).get("inventory", {}).get("libraries", ())
+        self.echo(f"  manifest: python {manifest.python}, torch {manifest.torch}"
+                  + (f", hip {manifest.hip}" if manifest.hip else "")
+                  + (f", rocm {manifest.rocm}" if manifest.rocm else "")
+                  + f", {len(manifest.pip)} Python and {len(manifest.dpkg)} Debian packages"
+                  + (f", GPU code of {len(libraries)} libraries" if gpu_code else "")
+                  + f" -> {path}")
+        for note in manifest.notes:
+            # Shown, not hidden: tags and records carry the reported versions.
+            self.echo(f"  note: {note}")
+        return manifest
 
     def _echo_verdicts(self, conv: tuple[ConvCase, ...]) -> None:
         """Known failures and fixed cases, each in its own mark and colour, apart from

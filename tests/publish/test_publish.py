@@ -70,6 +70,36 @@ def test_tags_follow_the_scheme(project) -> None:
     assert target.repository(project.matrix.repository) == "ghcr.io/owner/imagefactory"
 
 
+def test_descriptive_tag_says_rocm_as_the_image_reports_it(project) -> None:
+    v = project.matrix.get("debian-rocm64")
+    assert publish_tags(v, HASH)[2] == "rocm6.4.3-torch2.9.1-gfx1010-debian-rocm64"
+    assert publish_tags(v, HASH, torch="2.9.1a0", rocm="6.4.4")[2] == (
+        "rocm6.4.4-torch2.9.1a0-gfx1010-debian-rocm64")
+    # a nightly wheel's release stays readable; a CPU variant has no ROCm part at all
+    therock = project.matrix.get("therock-gfx1010")
+    assert publish_tags(therock, HASH, rocm="7.15.0a20251010")[2].startswith(
+        "rocm7.15.0a20251010-torch2.10.0")
+    assert publish_tags(project.matrix.get("cpu"), HASH, rocm="6.2.4")[2] == "torch1.13.1-cpu"
+
+
+def test_plan_tags_with_the_tested_versions(project, tmp_path: Path) -> None:
+    from imagefactory.engine.fake import FakeEngine
+    from imagefactory.identity import HASH_LABEL, local_tag
+    from imagefactory.publish.publisher import plan
+
+    v = project.matrix.get("debian-rocm64")
+    engine = FakeEngine()
+    image = engine.add_image(local_tag(project.matrix, v), {HASH_LABEL: HASH})
+    TestResult(v.name, image.id, True, (Check("torch imports", True),), (), None, None,
+               torch="2.9.1", rocm="6.4.4").save(tmp_path)
+    planned = plan(engine, project.matrix, v, Target.parse("ghcr.io/owner"), tmp_path, False)
+    assert planned.tags[2] == "rocm6.4.4-torch2.9.1-gfx1010-debian-rocm64"
+    # no result (an emergency push): the declared versions
+    planned = plan(engine, project.matrix, v, Target.parse("ghcr.io/owner"), tmp_path / "none",
+                   True)
+    assert planned.tags[2] == "rocm6.4.3-torch2.9.1-gfx1010-debian-rocm64"
+
+
 def test_tags_stay_valid_with_local_versions(project) -> None:
     v = project.matrix.get("rocm52-torch113")
     odd = replace(v, torch=replace(v.torch, version="1.13.1+rocm5.2"))
@@ -344,6 +374,7 @@ def test_push_tested_image_and_pull_it_back(setup: dict, first_push: dict,
     # The descriptive tag says torch as the tested image reported it (Debian's 1.13.1
     # package reports 1.13.0a0), and "cpu" once.
     assert record["torch_declared"] == "1.13.1" and record["torch_reported"] == "1.13.0a0"
+    assert record["rocm_declared"] is None and record["rocm_reported"] is None
     tags = ["cpu", f"cpu-{record['inputs_hash'][:12]}", "torch1.13.0a0-cpu"]
     digest = record["digest"]
     assert proc.stdout.splitlines() == [f"{repo}:{t} {repo}@{digest}" for t in tags]

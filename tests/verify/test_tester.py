@@ -121,9 +121,17 @@ def test_cpu_passes_and_writes_the_result(docker_client, cpu_image, tmp_path) ->
     assert data["conv_works"]["convolutions"]["verdict"] == "yes"
     assert data["torch"].startswith("1.13")
     # Versions as the image reports them; the declared one that differs is shown.
-    manifest = json.loads((tmp_path / "res" / "manifests" / "cpu.json").read_text())
+    # The manifest is scoped as its result: a quick run's beside cpu.quick.json.
+    assert not (tmp_path / "res" / "manifests" / "cpu.json").exists()
+    manifest = json.loads((tmp_path / "res" / "manifests" / "cpu.quick.json").read_text())
     assert manifest["torch"] == data["torch"] and manifest["image_id"] == image.id
-    assert manifest["python"].startswith("3.11") and manifest["rocm"] is None
+    assert manifest["python"].startswith("3.11")
+    # A CPU image: no ROCm found (no /opt/rocm, no Debian HIP runtime, no TheRock wheels),
+    # none declared, no GPU code audited.
+    assert manifest["rocm"] is None and manifest["rocm_source"] is None
+    assert data["rocm"] is None and manifest["declared_rocm"] is None
+    assert manifest["gpu_code"] is None and data["gpu_code"] is None
+    assert "  manifest: python 3.11" in proc.stdout
     assert any(p.lower().startswith("torch==") for p in manifest["pip"])
     assert any(line.startswith("python3-torch\t1.13.1") for line in manifest["dpkg"])
     assert data["declared_torch"] == manifest["declared_torch"] == "1.13.1"

@@ -13,6 +13,10 @@ from typing import Any
 
 import pytest
 
+# The suite runs on the host (testinfra reaches into the container), with this imagefactory
+# importable (tester.run_suite_process puts it on PYTHONPATH): the label schema is its.
+from imagefactory.identity import HASH_LABEL, VARIANT_LABEL
+
 ENTRYPOINT = "/usr/local/bin/imagefactory-entrypoint"
 IN_IMAGE_PYTHON = "/opt/imagefactory/python"
 
@@ -62,12 +66,11 @@ def test_home_writable(probe) -> None:
 def test_labels(facts) -> None:
     _final_image_only(facts)
     labels = facts["labels"]
-    assert labels.get("io.imagefactory.variant") == facts["variant"], (
-        f"label io.imagefactory.variant is {labels.get('io.imagefactory.variant')!r}, "
-        f"expected {facts['variant']!r}")
-    digest = labels.get("io.imagefactory.inputs-hash", "")
+    assert labels.get(VARIANT_LABEL) == facts["variant"], (
+        f"label {VARIANT_LABEL} is {labels.get(VARIANT_LABEL)!r}, expected {facts['variant']!r}")
+    digest = labels.get(HASH_LABEL, "")
     assert re.fullmatch(r"[0-9a-f]{64}", digest), (
-        f"label io.imagefactory.inputs-hash is {digest!r}, expected a sha256 hex digest")
+        f"label {HASH_LABEL} is {digest!r}, expected a sha256 hex digest")
 
 
 def test_entrypoint(facts, probe) -> None:

@@ -15,7 +15,7 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
-from .paths import user_cache_dir
+from .paths import Paths
 
 ENV_DEBUG = "IMAGEFACTORY_DEBUG"
 _FORMAT = "imagefactory: %(levelname)s: %(name)s: %(message)s"
@@ -53,7 +53,7 @@ def setup(debug: bool) -> None:
 def write_crash_report(exc: BaseException, argv: list[str] | None = None) -> Path | None:
     """The full traceback (and the command line) in a file of its own; its path, or None
     when no file could be written."""
-    directory = user_cache_dir() / "crashes"
+    directory = Paths().crashes  # per user: no project need be found first
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
     path = directory / f"crash-{stamp}-{os.getpid()}.txt"

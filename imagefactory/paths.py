@@ -3,7 +3,10 @@
 - state: next to the rendered dockerfiles/ (`.imagefactory/`), per project;
 - logs: the build logs, under state (`--log-dir` overrides);
 - results: test results, manifests and publish records (`--results`, default ./results);
+  a `test --target` stage's result goes to its `stages/` folder;
 - cache: per user (XDG_CACHE_HOME, else ~/.cache/imagefactory): crash reports.
+
+Commands' option defaults are the constants below, so `--help` shows what Paths uses.
 """
 
 from __future__ import annotations
@@ -11,6 +14,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+STATE_DIR = ".imagefactory"
+LOGS_DIR = "logs"
+RESULTS_DIR = Path("results")  # relative: the folder a command runs in
+STAGES_DIR = "stages"
+CRASHES_DIR = "crashes"
 
 
 def user_cache_dir() -> Path:
@@ -20,19 +29,28 @@ def user_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class Paths:
-    state: Path
-    results: Path = Path("results")
+    """`Paths()` is the defaults in the current folder (where the shipped matrix renders);
+    `Paths.for_output` is a located project's."""
+
+    state: Path = Path(STATE_DIR)
+    results: Path = RESULTS_DIR
     cache: Path = field(default_factory=user_cache_dir)
 
     @classmethod
     def for_output(cls, output_dir: Path, results: Path | None = None) -> Paths:
         """The paths of a project whose Dockerfiles are rendered into `output_dir`."""
-        return cls(output_dir.parent / ".imagefactory", results or Path("results"))
+        return cls(output_dir.parent / STATE_DIR, RESULTS_DIR if results is None else results)
 
     @property
     def logs(self) -> Path:
-        return self.state / "logs"
+        return self.state / LOGS_DIR
+
+    @property
+    def stages(self) -> Path:
+        """Stage images' results: never read as the variant's (push and report read the
+        top level of `results`)."""
+        return self.results / STAGES_DIR
 
     @property
     def crashes(self) -> Path:
-        return self.cache / "crashes"
+        return self.cache / CRASHES_DIR

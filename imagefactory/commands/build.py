@@ -1,35 +1,23 @@
 """imagefactory build: render variants and build them on the engine(s), with progress.
 
-Parsing and printing only: the order and engines come from build/schedule.py, each
-variant's skip-or-build decision from build/builder.py; git runs only once something is
-actually built.
+Parsing and printing only: build/run.py's build_variants plans, renders, opens the engines
+and builds (the order and engines from build/schedule.py, each variant's skip-or-build
+decision from build/builder.py); this prints its progress and turns the outcome into the
+exit status.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import JobError, UsageError
+from ..paths import LOGS_DIR, STATE_DIR
 
 if TYPE_CHECKING:
     from ..appstate import AppState
-
-
-def git_revision(root: Path) -> str | None:
-    """The project's git HEAD, when it is a git checkout."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    rev = out.stdout.strip()
-    return rev if out.returncode == 0 and rev else None
 
 
 @click.command("build")
@@ -73,7 +61,7 @@ def git_revision(root: Path) -> str | None:
                    "DEBIAN_ARCHIVE=http://deb.debian.org/debian. An image built with other "
                    "values is not up to date.")
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Where each build's full log goes. Default: .imagefactory/logs next to "
+              help=f"Where each build's full log goes. Default: {STATE_DIR}/{LOGS_DIR} next to "
                    "the rendered dockerfiles/.")
 @click.pass_obj
 def command(state: AppState, variants: tuple[str, ...], all_: bool, jobs: int | None,
@@ -86,16 +74,8 @@ def command(state: AppState, variants: tuple[str, ...], all_: bool, jobs: int | 
     A variant whose image carries the same inputs hash (and was built FROM the base image
     the engine has now) is skipped as up to date. Bases of the named variants join the build.
     """
-    import threading
-    from functools import partial
-
-    from ..build.builder import FAILED, USABLE, Builder, BuildOptions
-    from ..build.progress import make_view
-    from ..build.schedule import Scheduler, plan
-    from ..engine.base import ContainerEngine
-    from ..engine.docker_engine import default_address, open_engine
-    from ..paths import Paths
-    from ..render.renderer import Renderer
+    from ..build.progress import LiveView, PlainView, make_view
+    from ..build.run import BuildPlan, BuildSettings, build_variants, parse_build_args
 
     if buildx_builder and builder_kind == "classic":
         raise UsageError("--buildx-builder needs --builder buildx or auto, not classic")
@@ -106,79 +86,34 @@ def command(state: AppState, variants: tuple[str, ...], all_: bool, jobs: int | 
                      None)
         if wrong is not None:
             raise UsageError(f"{flag}: {wrong!r} is not a cache spec (type=...,key=value)")
-    project = state.project
     selected = state.select(variants, all_)
-    order = plan(project.matrix, selected)
-    paths = Paths.for_output(project.output_dir)
-    renderer = Renderer(project)
-    contexts = {v.name: renderer.render(v) for v in order}
-    args = parse_build_args(build_args)
-    if target is not None:
-        if len(order) != 1:
-            raise UsageError(f"--target {target}: name one variant built FROM an external base "
-                             f"(this build takes {', '.join(v.name for v in order)})")
-        stages = dockerfile_stages(contexts[order[0].name].dockerfile)
-        if target not in stages:
-            raise UsageError(f"--target {target}: {order[0].name} has no such stage "
-                             f"(it has: {', '.join(stages) or 'no named stage'})")
-    addresses = list(dict.fromkeys(engines)) or [default_address()]
-    clients: dict[str, ContainerEngine] = {
-        address: open_engine(address, timeout=120) for address in addresses}
-    names = [v.name for v in order]
-    rebuild = names if no_cache else [v.name for v in selected] if force else []
-    options = BuildOptions(
-        log_dir=log_dir or paths.logs,
-        force=frozenset(rebuild), no_cache=no_cache, pull=pull,
-        revision=partial(git_revision, project.root),
-        builder="buildx" if buildx_builder or cache_from or cache_to else builder_kind,
+    settings = BuildSettings(
+        jobs=jobs, force=force, no_cache=no_cache, pull=pull, builder=builder_kind,
         buildx_builder=buildx_builder, cache_from=cache_from, cache_to=cache_to,
-        target=target, build_args=args, targeted=frozenset(v.name for v in selected),
-    )
-    view = make_view(progress, names, list(clients))
-    cancel = threading.Event()
-    builder = Builder(project.matrix, contexts, clients, options, view, cancel)
-    extra = [n for n in names if n not in {v.name for v in selected}]
-    view.info(f"building {len(names)} variant(s) on {len(clients)} engine(s), "
-              f"{jobs or len(clients)} at a time: {', '.join(names)}"
-              + (f" (bases: {', '.join(extra)})" if extra else ""))
-    scheduler = Scheduler(order, list(clients), jobs or len(clients), builder.run,
-                          probe=builder.probe, on_blocked=view.finished, cancel=cancel)
+        target=target, build_args=parse_build_args(build_args), log_dir=log_dir)
+    views: list[PlainView | LiveView] = []  # the progress view, once the plan is known
+
+    def show(plan: BuildPlan) -> PlainView | LiveView:
+        view = make_view(progress, plan.names, list(plan.engines))
+        views.append(view)
+        view.info(f"building {len(plan.names)} variant(s) on {len(plan.engines)} engine(s), "
+                  f"{plan.jobs} at a time: {', '.join(plan.names)}"
+                  + (f" (bases: {', '.join(plan.bases)})" if plan.bases else ""))
+        return view
+
     try:
-        results = scheduler.run()
+        run = build_variants(state.project, selected, settings, show, engines=engines)
     except KeyboardInterrupt:
-        view.close()
-        click.echo("imagefactory: interrupting the builds; no unfinished build is tagged",
-                   err=True)
+        if views:  # builds had started: say what became of them
+            views[0].close()
+            click.echo("imagefactory: interrupting the builds; no unfinished build is tagged",
+                       err=True)
         raise
-    view.close()
-    bad = [r for r in results if r.status not in USABLE]
+    views[0].close()
+    bad, failed = run.unusable, run.failed
     if bad:
-        failed = [r for r in bad if r.status == FAILED]
         what = ", ".join(f"{r.variant}" + (f" ({r.step.instruction})" if r.step else "")
                          for r in failed) or "none"
-        raise JobError(f"{len(failed)} of {len(results)} build(s) failed: {what}"
+        raise JobError(f"{len(failed)} of {len(run.results)} build(s) failed: {what}"
                        + (f"; {len(bad) - len(failed)} not built" if len(bad) > len(failed)
                           else ""))
-
-
-_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-_STAGE = re.compile(r"(?im)^[ \t]*FROM[ \t]+\S+[ \t]+AS[ \t]+([A-Za-z0-9][A-Za-z0-9_.-]*)[ \t]*$")
-
-
-def parse_build_args(raw: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """NAME=VALUE pairs as docker build takes them; a value is one line of printable text."""
-    out: dict[str, str] = {}
-    for item in raw:
-        name, sep, value = item.partition("=")
-        if not sep or not _ARG_NAME.fullmatch(name):
-            raise UsageError(f"--build-arg {item[:60]!r}: expected NAME=VALUE (NAME: letters, "
-                             "digits, _)")
-        if not value.isprintable():
-            raise UsageError(f"--build-arg {name}: the value has control characters")
-        out[name] = value
-    return out
-
-
-def dockerfile_stages(dockerfile: str) -> list[str]:
-    """The named stages (`FROM image AS name`), in order; Docker's lines end at \\n only."""
-    return _STAGE.findall(dockerfile.replace("\r\n", "\n"))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import JobError
+from ..paths import RESULTS_DIR
 
 if TYPE_CHECKING:
     from ..appstate import AppState
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 @click.option("--docker-timeout", type=click.IntRange(1, 120), default=5, show_default=True,
               help="Seconds to wait for the engine to answer.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
-              default="results", show_default=True,
+              default=RESULTS_DIR, show_default=True,
               help="Test results to rank the recommendations by (skipped if absent).")
 @click.option("--torch", "torch_dir", default="auto", show_default=True, metavar="PATH|auto",
               help="A PyTorch install (its torch/ or torch/lib folder) whose GPU code to "

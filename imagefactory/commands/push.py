@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import JobError
+from ..paths import RESULTS_DIR
 
 if TYPE_CHECKING:
     from ..appstate import AppState
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
               help="Accept a `test --quick` (or --cases) result when the image has no full "
                    "test result. By default only a full run publishes.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("results"), show_default=True,
+              default=RESULTS_DIR, show_default=True,
               help="Where `imagefactory test` wrote its results; the publish record "
                    "<variant>.publish.json goes there too.")
 @click.option("--engine", metavar="URL", default=None,
@@ -49,10 +49,9 @@ def command(state: AppState, variants: tuple[str, ...], registry: str, username:
     <rocm..-torch..-gfx..>-<variant>. Prints `repo:tag repo@digest` per tag after checking
     the registry serves that digest, and writes <results>/<variant>.publish.json.
     """
-    from ..engine.docker_engine import open_engine
     from ..publish import credentials
-    from ..publish.publisher import Publisher, plan
     from ..publish.registry import Target
+    from ..publish.run import publish_variants
 
     def info(line: str) -> None:
         click.echo(line, err=True)
@@ -60,34 +59,6 @@ def command(state: AppState, variants: tuple[str, ...], registry: str, username:
     target = Target.parse(registry)
     chosen = state.select(variants)
     creds = credentials.resolve(target, username, password_stdin, sys.stdin)
-    client = open_engine(engine, timeout=600)
-    matrix = state.project.matrix
-
-    # Decide every variant before pushing any, so a refusal never leaves half a release.
-    plans, refused = [], []
-    for variant in chosen:
-        try:
-            plans.append(plan(client, matrix, variant, target, results_dir, skip_tests,
-                              allow_quick))
-        except JobError as exc:
-            refused.append(str(exc))
-    if len(refused) == 1:
-        raise JobError(refused[0] + ("; nothing pushed" if len(chosen) > 1 else ""))
-    if refused:
-        for line in refused:
-            info(f"imagefactory: {line}")
-        raise JobError(f"{len(refused)} of {len(chosen)} variants cannot be published; "
-                       "nothing pushed")
-
-    publisher = Publisher(client, target, creds, results_dir, retries=retries, echo=info)
-    for p in plans:
-        if p.tests_skipped:
-            info(f"imagefactory: warning: --skip-tests: publishing {p.variant.name} (image "
-                 f"{p.built.short_id}) without checking its test result; it gets the tag "
-                 f"{p.tags[-1]} and its publish record says tests_skipped: true")
-        info(f"{p.variant.name}: pushing image {p.built.short_id} to {p.repository} as "
-             f"{', '.join(p.tags)}")
-        published = publisher.publish(p)
-        for tag in p.tags:
-            click.echo(f"{p.repository}:{tag} {published.reference}")
-        info(f"{p.variant.name}: verified in the registry; record {published.record_path}")
+    publish_variants(state.project.matrix, chosen, target, creds, results_dir,
+                     skip_tests=skip_tests, allow_quick=allow_quick, retries=retries,
+                     engine=engine, echo=click.echo, info=info)

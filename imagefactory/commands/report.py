@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import ImagefactoryError
+from ..paths import RESULTS_DIR
 from ..safety import escape_control
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 @click.option("--results", "results_dirs", type=click.Path(path_type=Path, file_okay=False),
               multiple=True, metavar="DIR",
               help="Folder of <variant>.json test results (repeatable, e.g. one per GPU "
-                   "host). Default: results")
+                   f"host). Default: {RESULTS_DIR}")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               default=None,
               help="Where COMPATIBILITY.md, compatibility.json and compatibility.png go. "
@@ -32,7 +33,7 @@ def command(state: AppState, results_dirs: tuple[Path, ...], out_dir: Path | Non
     and profile each result came from, and a summary line per variant."""
     from ..report import writer as report
 
-    dirs = list(results_dirs) or [Path("results")]
+    dirs = list(results_dirs) or [RESULTS_DIR]
     # Order rows as the matrix does when there is one; results of other variants still show.
     try:
         order = state.project.matrix.names

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import JobError, UsageError
+from ..paths import RESULTS_DIR
 from ._params import Seconds
 
 # Docker's stage names: a letter, then letters, digits, '_', '.', '-'.
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
               help="Empty the MIOpen kernel cache and find-db volume kept for each image on "
                    "this host first, as on a first run (kernels compile again).")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("results"), show_default=True,
+              default=RESULTS_DIR, show_default=True,
               help="Where <variant>.json results are written.")
 @click.option("--target", default=None, metavar="STAGE",
               help="Test the image `imagefactory build --target STAGE` made "
@@ -53,53 +54,22 @@ def command(state: AppState, variants: tuple[str, ...], devices: tuple[str, ...]
     """Test built images: start each with the GPU devices passed through, run the testinfra
     suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
     check and every conv case of every variant passed."""
-    from ..engine.containers import new_run_id, terminate_as_interrupt
-    from ..engine.docker_engine import open_engine
-    from ..host.devices import gpu_access
-    from ..host.pick import resolve
-    from ..verify.tester import Tester, TestOptions, find_images, host_gpu_archs
+    from ..verify.run import test_variants
+    from ..verify.tester import TestOptions
 
-    # A family name (therock) picks the variant built for this host's GPU.
-    isas = host_gpu_archs()
-    names = []
-    for name in variants:
-        pick = resolve(state.project.matrix, name, isas)
-        if pick.note:
-            click.echo(pick.note)
-        names.append(pick.variant.name)
-    selected = state.select(tuple(names))
-    for v in selected:
-        v.profile(profile)  # an unknown profile is a usage error before anything starts
-    access = gpu_access(explicit=devices)
-    for d in access.devices:
-        if not Path(d.host).exists():
-            raise UsageError(f"--device {d.host}: no such device on this host")
     if target is not None and not _STAGE.fullmatch(target):
         raise UsageError(f"--target {target!r}: a stage name is letters, digits, '_', '.' "
                          "and '-', starting with a letter")
-    # A stage's result never stands in for the variant's (push and report read the top level).
-    if target is not None:
-        results_dir = results_dir / "stages"
     options = TestOptions(profile=profile, quick=quick, timeout=timeout, cases=cases, cold=cold,
-                          results_dir=results_dir, engine=engine, run_id=run_id or new_run_id(),
-                          target=target)
-    with terminate_as_interrupt():
-        # The conv check may print nothing while a case runs up to its timeout: the
-        # engine connection's read timeout must outlast that.
-        client = open_engine(engine, timeout=int(max(600, (timeout or 0) * 2 + 120)))
-        built = find_images(client, state.project.matrix, selected, target)
-        tester = Tester(client, state.project.matrix, access, options, echo=click.echo)
-        failed = []
-        for image in built:
-            result = tester.run(image)
-            path = result.save(results_dir)
-            click.echo(f"{result.variant}: {'PASSED' if result.passed else 'FAILED'} "
-                       f"in {result.seconds:.1f} s -> {path}")
-            if not result.passed:
-                what = [c.name for c in result.failed_checks if c.name != "conv check"]
-                what += [f"conv {c.case}: {c.status}" for c in result.regressions]
-                if not what:
-                    what = [c.detail for c in result.failed_checks]
-                failed.append(f"{result.variant} ({'; '.join(what)})")
+                          results_dir=results_dir, engine=engine, run_id=run_id, target=target)
+    results = test_variants(state.project, variants, options, devices=devices, echo=click.echo)
+    failed = []
+    for result in results:
+        if not result.passed:
+            what = [c.name for c in result.failed_checks if c.name != "conv check"]
+            what += [f"conv {c.case}: {c.status}" for c in result.regressions]
+            if not what:
+                what = [c.detail for c in result.failed_checks]
+            failed.append(f"{result.variant} ({'; '.join(what)})")
     if failed:
-        raise JobError(f"{len(failed)} of {len(built)} variant(s) failed: {', '.join(failed)}")
+        raise JobError(f"{len(failed)} of {len(results)} variant(s) failed: {', '.join(failed)}")

@@ -36,7 +36,6 @@ from ..safety import (
 )
 
 SCHEMA = 1
-DEFAULT_RESULTS_DIR = Path("results")
 PASSING_STATUSES = ("ok", "skipped")
 _IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # variant and profile names (matrix/loader.py)

@@ -22,6 +22,7 @@ from ..host.devices import GpuAccess
 from ..host.gpuinfo import SysfsError, decode_gfx, read_sysfs
 from ..identity import MIOPEN_CACHE_LABEL, VARIANT_LABEL
 from ..matrix.loader import Matrix, Variant
+from ..paths import RESULTS_DIR
 from .manifest import Manifest
 from .manifest import collect as collect_manifest
 from .results import Check, ConvCase, TestResult, profile_label
@@ -45,7 +46,7 @@ class TestOptions:
     quick: bool = False
     timeout: float | None = None  # per conv case; None: convcheck's default
     cases: str | None = None  # conv case glob; None: all (of the quick set with quick)
-    results_dir: Path = Path("results")
+    results_dir: Path = RESULTS_DIR
     engine: str | None = None  # the engine URL, for testinfra's docker CLI
     run_id: str | None = None
     cold: bool = False  # empty the MIOpen cache volume first (first-run behaviour)

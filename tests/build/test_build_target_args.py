@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagefactory.commands.build import dockerfile_stages, parse_build_args
+from imagefactory.build.run import dockerfile_stages, parse_build_args
 from imagefactory.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,69 @@
+"""A publish run: every named variant checked against its test result, then each pushed,
+verified in the registry and recorded. What `imagefactory push` does once its options are
+parsed and the login resolved, callable without click."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..engine.base import ContainerEngine
+from ..errors import JobError
+from ..matrix.loader import Matrix, Variant
+from .publisher import Plan, Published, Publisher, plan
+from .registry import Credentials, Target
+
+Echo = Callable[[str], None]
+# (address or None for the default, read timeout in seconds) -> the engine, connected.
+Opener = Callable[[str | None, int], ContainerEngine]
+
+
+def _docker_opener(address: str | None, timeout: int) -> ContainerEngine:
+    from ..engine.docker_engine import open_engine
+
+    return open_engine(address, timeout=timeout)
+
+
+def publish_variants(matrix: Matrix, variants: Sequence[Variant], target: Target,
+                     creds: Credentials | None, results_dir: Path, *,
+                     skip_tests: bool = False, allow_quick: bool = False, retries: int = 3,
+                     engine: str | None = None, opener: Opener | None = None,
+                     echo: Echo = print, info: Echo = print) -> list[Published]:
+    """Push `variants` to `target`; the published images, in order.
+
+    Every variant is decided (built, tested, tags) before any push, so a refusal never
+    leaves half a release: one refusal is that JobError, several are an `info` line each
+    and one JobError, and nothing is pushed. `echo` gets the `repo:tag repo@digest` lines
+    (the output), `info` the progress; records go to `results_dir`."""
+    client = (opener or _docker_opener)(engine, 600)
+    plans: list[Plan] = []
+    refused: list[str] = []
+    for variant in variants:
+        try:
+            plans.append(plan(client, matrix, variant, target, results_dir, skip_tests,
+                              allow_quick))
+        except JobError as exc:
+            refused.append(str(exc))
+    if len(refused) == 1:
+        raise JobError(refused[0] + ("; nothing pushed" if len(variants) > 1 else ""))
+    if refused:
+        for line in refused:
+            info(f"imagefactory: {line}")
+        raise JobError(f"{len(refused)} of {len(variants)} variants cannot be published; "
+                       "nothing pushed")
+
+    publisher = Publisher(client, target, creds, results_dir, retries=retries, echo=info)
+    published = []
+    for p in plans:
+        if p.tests_skipped:
+            info(f"imagefactory: warning: --skip-tests: publishing {p.variant.name} (image "
+                 f"{p.built.short_id}) without checking its test result; it gets the tag "
+                 f"{p.tags[-1]} and its publish record says tests_skipped: true")
+        info(f"{p.variant.name}: pushing image {p.built.short_id} to {p.repository} as "
+             f"{', '.join(p.tags)}")
+        done = publisher.publish(p)
+        for tag in p.tags:
+            echo(f"{p.repository}:{tag} {done.reference}")
+        info(f"{p.variant.name}: verified in the registry; record {done.record_path}")
+        published.append(done)
+    return published

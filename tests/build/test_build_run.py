@@ -1,0 +1,168 @@
+"""build_variants, what `imagefactory build` runs between parsing and printing, on the
+in-memory FakeEngine: the plan it reports, the results it returns, where the logs go, and
+the refusals that come before any engine is opened. The CLI over the real engine is in
+test_build.py."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from imagefactory.build.builder import BLOCKED, BUILT, FAILED, SKIPPED, BuildResult
+from imagefactory.build.progress import PlainView
+from imagefactory.build.run import BuildPlan, BuildSettings, build_variants
+from imagefactory.engine.base import ContainerEngine
+from imagefactory.engine.fake import FakeEngine
+from imagefactory.errors import UsageError
+from imagefactory.paths import Paths
+from imagefactory.project import Project
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "buildmatrix"
+CLASSIC = BuildSettings(builder="classic")  # the fake engine is not a buildx one
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """The fixture matrix in a folder of its own: its default log folder is written to."""
+    shutil.copytree(FIXTURE, tmp_path / "m", ignore=shutil.ignore_patterns(".imagefactory"))
+    return Project.locate(tmp_path / "m" / "variants.yaml")
+
+
+@pytest.fixture
+def failing(project: Project) -> Project:
+    """failing.yaml with `broken` failing the way FakeEngine fails a build (`RUN exit 3`)."""
+    path = project.root / "failing.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("echo about to fail && exit 3", "exit 3"))
+    return Project.locate(path)
+
+
+@pytest.fixture
+def fake() -> FakeEngine:
+    engine = FakeEngine()
+    engine.add_image("debian:bookworm-slim")
+    return engine
+
+
+class Recorder:
+    """reporter_for: keeps the plan and the view it made, and which engines were opened."""
+
+    def __init__(self, engine: ContainerEngine) -> None:
+        self.engine = engine
+        self.plans: list[BuildPlan] = []
+        self.out = io.StringIO()
+        self.opened: list[str] = []
+
+    def open(self, address: str) -> ContainerEngine:
+        self.opened.append(address)
+        return self.engine
+
+    def view(self, plan: BuildPlan) -> PlainView:
+        self.plans.append(plan)
+        return PlainView(plan.names, quiet=True, out=self.out, err=self.out)
+
+
+def statuses(results: tuple[BuildResult, ...]) -> dict[str, str]:
+    return {r.variant: r.status for r in results}
+
+
+def test_built_then_skipped_with_the_plan_reported_first(project, fake) -> None:
+    rec = Recorder(fake)
+    child = project.matrix.get("child")
+    run = build_variants(project, [child], CLASSIC, rec.view, engines=["fake://a"],
+                         opener=rec.open)
+    assert statuses(run.results) == {"base": BUILT, "child": BUILT}
+    assert run.unusable == () and run.failed == ()
+    (plan,) = rec.plans
+    assert plan.names == ["base", "child"] and plan.bases == ["base"]
+    assert plan.engines == ("fake://a",) and plan.jobs == 1 and rec.opened == ["fake://a"]
+    assert fake.refs["iftest-build:child"] == run.results[1].image_id
+    # The logs go where Paths puts them for this project.
+    logs = Paths.for_output(project.output_dir).logs
+    assert logs == project.root / ".imagefactory" / "logs"
+    assert {p.parent for p in logs.glob("*")} == {logs} and len(list(logs.glob("*"))) == 2
+    again = build_variants(project, [child], CLASSIC, Recorder(fake).view,
+                           engines=["fake://a"], opener=rec.open)
+    assert statuses(again.results) == {"base": SKIPPED, "child": SKIPPED}
+    assert len(fake.builds) == 2
+
+
+def test_force_and_no_cache_rebuild_what_they_name(project, fake, tmp_path) -> None:
+    rec = Recorder(fake)
+    child = project.matrix.get("child")
+    settings = BuildSettings(builder="classic", log_dir=tmp_path / "logs")
+    build_variants(project, [child], settings, rec.view, engines=["e"], opener=rec.open)
+    forced = build_variants(project, [child], BuildSettings(builder="classic", force=True,
+                                                            log_dir=tmp_path / "logs"),
+                            rec.view, engines=["e"], opener=rec.open)
+    assert statuses(forced.results) == {"base": SKIPPED, "child": BUILT}
+    fresh = build_variants(project, [child], BuildSettings(builder="classic", no_cache=True,
+                                                           log_dir=tmp_path / "logs"),
+                           rec.view, engines=["e"], opener=rec.open)
+    assert statuses(fresh.results) == {"base": BUILT, "child": BUILT}
+    assert fake.builds[-1].no_cache and not project.root.joinpath(".imagefactory").exists()
+
+
+def test_a_failure_blocks_its_dependants(failing, fake, tmp_path) -> None:
+    project = failing
+    rec = Recorder(fake)
+    chosen = [project.matrix.get("good"), project.matrix.get("broken-child")]
+    run = build_variants(project, chosen, BuildSettings(builder="classic", log_dir=tmp_path),
+                         rec.view, engines=["e"], opener=rec.open)
+    assert statuses(run.results) == {"good": BUILT, "broken": FAILED, "broken-child": BLOCKED}
+    assert [r.variant for r in run.failed] == ["broken"]
+    assert [r.variant for r in run.unusable] == ["broken", "broken-child"]
+    assert run.failed[0].step is not None and "exit 3" in run.failed[0].step.instruction
+
+
+@pytest.mark.parametrize(("variants", "target", "message"), [
+    (["solo"], "nosuch", "--target nosuch: solo has no such stage (it has: tiny)"),
+    (["child"], "tiny", "--target tiny: name one variant built FROM an external base (this "
+                        "build takes base, child)"),
+])
+def test_target_refused_before_any_engine_is_opened(project, fake, variants, target,
+                                                    message) -> None:
+    rec = Recorder(fake)
+    with pytest.raises(UsageError) as refused:
+        build_variants(project, [project.matrix.get(n) for n in variants],
+                       BuildSettings(builder="classic", target=target), rec.view,
+                       engines=["e"], opener=rec.open)
+    assert str(refused.value) == message
+    assert rec.opened == [] and rec.plans == [] and fake.calls == []
+
+
+def test_a_target_stage_is_built_and_tagged_as_its_own(project, fake, tmp_path) -> None:
+    rec = Recorder(fake)
+    run = build_variants(project, [project.matrix.get("solo")],
+                         BuildSettings(builder="classic", target="tiny",
+                                       build_args={"A": "b"}, log_dir=tmp_path),
+                         rec.view, engines=["e"], opener=rec.open)
+    (result,) = run.results
+    assert result.status == BUILT and result.tag == "iftest-build:solo-tiny"
+    assert fake.builds[-1].target == "tiny" and fake.builds[-1].build_args["A"] == "b"
+
+
+def test_ctrl_c_sets_cancel_and_propagates(failing, fake, tmp_path) -> None:
+    """Ctrl-C reaches the scheduler's thread (here: while it reports a blocked variant):
+    build_variants leaves with the KeyboardInterrupt, and `cancel` tells the builds."""
+    project = failing
+    rec = Recorder(fake)
+
+    class Interrupted(PlainView):
+        def finished(self, result: BuildResult) -> None:
+            if result.status == BLOCKED:
+                raise KeyboardInterrupt
+
+    def view(plan: BuildPlan) -> PlainView:
+        return Interrupted(plan.names, quiet=True, out=io.StringIO(), err=io.StringIO())
+
+    cancel = threading.Event()
+    with pytest.raises(KeyboardInterrupt):
+        build_variants(project, [project.matrix.get("broken-child")],
+                       BuildSettings(builder="classic", log_dir=tmp_path), view,
+                       engines=["e"], opener=rec.open, cancel=cancel)
+    assert cancel.is_set()

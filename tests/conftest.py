@@ -2,30 +2,47 @@
 starts one); nothing here is mocked.
 
 Markers say what a test needs and skip it cleanly without: `docker` (an engine answers;
-added by itself to every test using an engine fixture), `root`, `network` (PyPI or the
-Debian archive answer). CI sets IMAGEFACTORY_REQUIRE_DOCKER=1 so that a missing engine
-fails the run instead of skipping half of it.
+added by itself to every test using an engine fixture), `buildx` (the docker buildx plugin),
+`root` (mknod, chown, a second dockerd), `network` (PyPI or the Debian archive answer).
+scripts/test.sh (what CI runs) sets IMAGEFACTORY_REQUIRE_DOCKER=1: a missing engine, buildx
+plugin or socat (tests/needs.py) then fails the run instead of skipping half of it.
+
+What the suite leaves in the engine: nothing of its own but the shared cache tags below.
+Every other image tag a test makes is named by suite_session.unique (iftest-<session>-...),
+every container and MIOpen cache volume made on its behalf carries the session label, and
+each test removes what it made; `no_leftovers` asserts that at the end of the session.
+The shared cache tags are kept on purpose, the same in every session, and rebuilt only when
+missing or out of date: each costs minutes and gigabytes of downloads, and keeping them is
+what makes the next run affordable on a 2-core machine.
+- debian:bookworm-slim, debian:sid-slim: the debootstrap bases (scripts/setup-test-env.sh).
+- imagefactory:debian-rocm64-rocm-runtime, imagefactory:debian-rocm64-toolchain: exactly
+  what `imagefactory build debian-rocm64 --target STAGE` tags (tests/verify/
+  test_debian_rocm_image.py builds them that way); the toolchain stage can also stand in
+  for the GPU code audit's `libs` image (IMAGEFACTORY_GPUCODE_LIBS_IMAGE).
+- imagefactory-test/gpucode:kernels, imagefactory-test/gpucode:libs: the GPU code audit's
+  fixture images (tests/verify/test_gpucode_image.py).
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import os
+import shutil
 import socket
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from needs import missing
 from suite_session import CPU_CONFIG, SESSION
 
 from imagefactory.project import Project
 
 REPO = Path(__file__).resolve().parent.parent
-ENGINE_FIXTURES = {"docker_client", "engine", "cpu_image"}
-# Labels every container this session makes, in this process and in the CLIs it runs.
+ENGINE_FIXTURES = {"docker_client", "engine", "cpu_image", "session_volumes"}
+# Labels every container and cache volume this session makes, in this process and in the
+# CLIs it runs (engine/containers.py session_labels).
 os.environ["IMAGEFACTORY_TEST_SESSION"] = SESSION
 
 
@@ -60,15 +77,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.docker)
 
 
+@functools.cache
+def buildx_answers() -> bool:
+    from imagefactory.engine.buildx import buildx_version
+
+    return shutil.which("docker") is not None and buildx_version() is not None
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Runs before the item's fixtures are set up: a skipped test makes nothing.
     if item.get_closest_marker("root") and os.geteuid() != 0:
         pytest.skip("needs root (device nodes, chown, a second dockerd)")
     if item.get_closest_marker("docker"):
         why = engine_answers()
         if why is not None:
-            if os.environ.get("IMAGEFACTORY_REQUIRE_DOCKER") == "1":
-                pytest.fail(f"no Docker engine answers ({why}); run scripts/setup-test-env.sh")
-            pytest.skip(f"no Docker engine answers ({why})")
+            missing(f"no Docker engine answers ({why})")
+    if item.get_closest_marker("buildx") and not buildx_answers():
+        missing("no docker buildx plugin")
     if item.get_closest_marker("network") and not network_answers():
         pytest.skip("needs the network (PyPI or deb.debian.org)")
 
@@ -87,42 +112,44 @@ def docker_client() -> Iterator[object]:
     client.close()
 
 
-def _suite_made(client) -> tuple[set[str], set[str]]:
+def _suite_made(client) -> tuple[set[str], set[str], set[str]]:
     """Tags with this session's id in their name (tests name repositories with
-    suite_session.unique) and containers labelled with it."""
+    suite_session.unique), containers and volumes labelled with it."""
     from imagefactory.engine.containers import SESSION_LABEL
+    from imagefactory.engine.docker_engine import DockerEngine
 
     # The low-level list: no per-image inspect that another session's removal could fail.
     tags = {t for row in client.api.images() for t in (row.get("RepoTags") or ())
             if f"iftest-{SESSION}-" in t}
-    containers = {c.id for c in client.containers.list(
-        all=True, filters={"label": f"{SESSION_LABEL}={SESSION}"})}
-    return tags, containers
+    label = f"{SESSION_LABEL}={SESSION}"
+    containers = {c.id for c in client.containers.list(all=True, filters={"label": label})}
+    volumes = set(DockerEngine(client.api.base_url, client=client).list_volumes(label=label))
+    return tags, containers, volumes
 
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
-    """At the end of the session: no image tag or container the suite created is left in
-    the engine (each test removes what it made; this holds them to it)."""
+    """At the end of the session: no image tag, container or volume the suite created is
+    left in the engine (each test removes what it made; this holds them to it)."""
     if engine_answers() is not None:
         yield
         return
     import docker
 
     client = docker.from_env()
-    before_tags, before_containers = _suite_made(client)
+    before = _suite_made(client)
     yield
     deadline = time.monotonic() + 30  # a container's removal may still be under way
     while True:
-        tags, containers = _suite_made(client)
-        tags -= before_tags
-        containers -= before_containers
+        now = _suite_made(client)
+        tags, containers, volumes = (n - b for n, b in zip(now, before, strict=True))
         if not containers or time.monotonic() > deadline:
             break
         time.sleep(1)
     client.close()
     assert not tags, f"the suite left image tags behind: {sorted(tags)}"
     assert not containers, f"the suite left containers behind: {sorted(containers)}"
+    assert not volumes, f"the suite left volumes behind: {sorted(volumes)}"
 
 
 @pytest.fixture(scope="session")
@@ -133,17 +160,18 @@ def engine(docker_client):
     return DockerEngine(docker_client.api.base_url, client=docker_client)
 
 
-def context_tar(ctx) -> bytes:
-    """A build context as the tar stream the engine takes."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        data = ctx.dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-        for rel, src in ctx.files:
-            tar.add(str(src), arcname=rel)
-    return buf.getvalue()
+@pytest.fixture
+def session_volumes(engine) -> Iterator[None]:
+    """For a test whose Tester (or `imagefactory test`) makes MIOpen cache volumes: removes
+    the ones this session made during the test (labelled with its id; a volume that was there
+    before, e.g. a real run's cache, is not this test's)."""
+    from imagefactory.engine.containers import SESSION_LABEL
+
+    label = f"{SESSION_LABEL}={SESSION}"
+    before = set(engine.list_volumes(label=label))
+    yield
+    for name in sorted(set(engine.list_volumes(label=label)) - before):
+        engine.remove_volume(name)
 
 
 @pytest.fixture(scope="session")

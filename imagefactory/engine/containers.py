@@ -33,6 +33,13 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def session_labels() -> dict[str, str]:
+    """The test session's label when a test suite runs us (SESSION_ENV set), else none: put
+    on everything made in the engine that may outlive a run (containers, cache volumes)."""
+    session = os.environ.get(SESSION_ENV)
+    return {SESSION_LABEL: session} if session else {}
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the same cleanup paths (and exit 130 in cli) run."""
 
@@ -86,9 +93,7 @@ class TrackedContainer:
                  run_id: str | None = None) -> None:
         self.engine = engine
         self.run_id = run_id or new_run_id()
-        labels = {**spec.labels, ROLE_LABEL: role, RUN_LABEL: self.run_id}
-        if os.environ.get(SESSION_ENV):
-            labels[SESSION_LABEL] = os.environ[SESSION_ENV]
+        labels = {**spec.labels, ROLE_LABEL: role, RUN_LABEL: self.run_id, **session_labels()}
         self.spec = replace(spec, labels=labels)
         self.container: ContainerInfo | None = None
         self._id: str | None = None

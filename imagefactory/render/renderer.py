@@ -50,7 +50,7 @@ class Renderer:
 
     @cached_property
     def env(self) -> jinja2.Environment:
-        import jinja2  # only once something is rendered: a cached render needs no jinja2
+        import jinja2  # on the first render: importers of BuildContext (builder) do without
 
         return jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(self.project.templates_dir)),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.base import ContainerEngine, ContainerInfo, ContainerSpec, EngineError
+from ..engine.containers import session_labels
 from ..engine.images import BuiltImage
 from ..errors import JobError
 from ..host.devices import GpuAccess
@@ -256,8 +257,10 @@ class Tester:
         host = self.host_archs[0] if self.host_archs else "nogpu"
         name = f"imagefactory-miopen-{variant.name}-{built.short_id}-{host}"
         try:
-            if self.engine.ensure_volume(name, {MIOPEN_CACHE_LABEL: variant.name},
-                                         empty=self.options.cold):
+            # Kept on purpose after the run (no run label: a run removes what carries its
+            # own); a test session's label lets the suite find the volumes it made.
+            labels = {MIOPEN_CACHE_LABEL: variant.name, **session_labels()}
+            if self.engine.ensure_volume(name, labels, empty=self.options.cold):
                 self.echo(f"  miopen cache: {name} emptied (--cold)")
         except EngineError as exc:
             self.echo(f"  miopen cache: no volume ({str(exc).rsplit(': ', 1)[-1]}); "

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from fixtures.wheelindex import Release, build_index, pip_download, serve
+from suite_session import unique
 
 from imagefactory.project import Project
 from imagefactory.render.renderer import HASH_LABEL, BuildContext, Renderer
@@ -36,7 +37,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.network]
 
 REPO = Path(__file__).resolve().parents[2]
 CPU_TORCH = "torch==2.13.0+cpu"
-TAG_REPO = f"ifx-therock-test-{uuid.uuid4().hex[:8]}"
+TAG_REPO = unique("therock")  # this session's: the session-end leftover check covers it
 
 
 def _cpu_torch(cache: Path) -> Path | None:

@@ -11,7 +11,6 @@ its own BuildKit cache): nothing local can serve the rebuild, only the registry.
 from __future__ import annotations
 
 import io
-import shutil
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -23,9 +22,7 @@ from second_engine import second_dockerd
 
 from imagefactory.engine import buildx
 
-pytestmark = [pytest.mark.docker, pytest.mark.skipif(
-    shutil.which("docker") is None or buildx.buildx_version() is None,
-    reason="no docker buildx plugin (scripts/setup-test-env.sh)")]
+pytestmark = [pytest.mark.docker, pytest.mark.buildx]
 
 
 def _context(text: str) -> bytes:
@@ -53,6 +50,7 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
     reg.cleanup()
 
 
+@pytest.mark.root  # a second dockerd (and its bridge)
 def test_rebuild_on_an_empty_engine_reuses_the_registry_cache(
         registry: Registry, empty_engine: str, docker_client) -> None:
     import docker

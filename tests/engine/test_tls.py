@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from needs import missing
 from suite_session import unique
 
 pytestmark = pytest.mark.docker
@@ -87,7 +88,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def tls_engine(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[dict]:
     if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (scripts/setup-test-env.sh installs it)")
+        missing("socat is not installed (scripts/setup-test-env.sh installs it)")
     base = str(docker_client.api.base_url)
     sock = "/var/run/docker.sock" if base.startswith("http+docker://") else None
     if sock is None or not Path(sock).exists():

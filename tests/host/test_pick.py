@@ -114,6 +114,7 @@ def _run_print(capsys, tmp_path: Path, *args: str) -> tuple[list[str], str]:
     return shlex.split(out), err
 
 
+@pytest.mark.root  # mknod of the stand-in device nodes
 @pytest.mark.parametrize("fixture, isa", [("rx5500xt", "gfx1012"), ("rx5600xt", "gfx1010")])
 def test_run_family_picks_the_image_for_the_card(capsys, tmp_path: Path, fixture: str,
                                                  isa: str) -> None:
@@ -123,6 +124,7 @@ def test_run_family_picks_the_image_for_the_card(capsys, tmp_path: Path, fixture
     assert err == f"imagefactory: therock on this {isa} card: therock-{isa}\n"
 
 
+@pytest.mark.root  # mknod of the stand-in device nodes
 def test_run_gfx1010_variant_on_the_5500xt_says_so(capsys, tmp_path: Path) -> None:
     argv, err = _run_print(capsys, tmp_path, "therock-gfx1010",
                            f"--sysfs-root={SYSFS / 'rx5500xt'}")

@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagefactory.cli import main
-from imagefactory.engine.buildx import buildx_version
 from imagefactory.project import Project
 from imagefactory.render.bake import BAKE_FILE, bake, stages
 from imagefactory.render.renderer import HASH_LABEL, Renderer
@@ -23,8 +22,7 @@ from imagefactory.render.renderer import HASH_LABEL, Renderer
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "buildmatrix"
 
-needs_buildx = pytest.mark.skipif(shutil.which("docker") is None or buildx_version() is None,
-                                  reason="no docker buildx plugin (scripts/setup-test-env.sh)")
+needs_buildx = pytest.mark.buildx  # conftest: skip without the plugin (fail where required)
 
 
 def cli(args: list[str], capsys) -> tuple[int, str, str]:

@@ -8,17 +8,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import jinja2
 import pytest
+from suite_session import unique
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-TAG = f"imagefactory-recipes-test/base-tail:{uuid.uuid4().hex[:12]}"
+TAG = f"{unique('base-tail')}:tail"  # this session's: the session-end leftover check covers it
 
 
 def docker(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

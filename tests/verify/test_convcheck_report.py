@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -71,30 +70,32 @@ def test_ok_cell_shows_compile_time_when_it_matters() -> None:
         "ok 1.00 s"
 
 
-@dataclass
-class _Built:
-    image_id: str
-
-
 @pytest.mark.docker
-def test_miopen_cache_volume_is_kept_per_image_and_host_and_emptied_cold(docker_client,
+def test_miopen_cache_volume_is_kept_per_image_and_host_and_emptied_cold(engine, docker_client,
                                                                        project) -> None:
+    from suite_session import SESSION
+
+    from imagefactory.engine.containers import SESSION_LABEL
+    from imagefactory.engine.images import BuiltImage
     from imagefactory.host.devices import GpuAccess
     from imagefactory.verify.tester import MIOPEN_CACHE_LABEL, Tester, TestOptions
 
     variant = next(v for v in project.matrix.variants if v.rocm)
-    built = _Built(f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}")
+    # An image id no engine has: the volume is named after it, never made by anyone else.
+    built = BuiltImage(variant, f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}", "x:y", None)
     access = GpuAccess((), ())
-    warm = Tester(docker_client, project.matrix, access, TestOptions(), echo=lambda _: None)
+    warm = Tester(engine, project.matrix, access, TestOptions(), echo=lambda _: None)
     said: list[str] = []
-    cold = Tester(docker_client, project.matrix, access, TestOptions(cold=True),
-                  echo=said.append)
-    name = warm.miopen_cache(variant, built)  # type: ignore[arg-type]
+    cold = Tester(engine, project.matrix, access, TestOptions(cold=True), echo=said.append)
+    name = warm.miopen_cache(variant, built)
     assert name is not None
     try:
-        assert name.startswith(f"imagefactory-miopen-{variant.name}-{built.image_id[7:19]}-")
+        assert name == f"imagefactory-miopen-{variant.name}-{built.image_id[7:19]}-" + (
+            warm.host_archs[0] if warm.host_archs else "nogpu")
         volume = docker_client.volumes.get(name)
         assert volume.attrs["Labels"][MIOPEN_CACHE_LABEL] == variant.name
+        # this session made it: its label is what the session-end leftover check finds
+        assert name in engine.list_volumes(label=f"{SESSION_LABEL}={SESSION}")
         # something compiled into it survives the next warm run...
         docker_client.containers.run("debian:bookworm-slim", ["touch", "/c/kernel.ukdb"],
                                      volumes={name: {"bind": "/c", "mode": "rw"}},
@@ -105,11 +106,38 @@ def test_miopen_cache_volume_is_kept_per_image_and_host_and_emptied_cold(docker_
                 "debian:bookworm-slim", ["ls", "/c"], remove=True, network_mode="none",
                 volumes={name: {"bind": "/c", "mode": "ro"}}).decode()
 
-        assert warm.miopen_cache(variant, built) == name  # type: ignore[arg-type]
+        assert warm.miopen_cache(variant, built) == name
         assert listing().split() == ["kernel.ukdb"]
         # ...and --cold starts from nothing
-        assert cold.miopen_cache(variant, built) == name  # type: ignore[arg-type]
+        assert cold.miopen_cache(variant, built) == name
         assert listing().split() == []
         assert said == [f"  miopen cache: {name} emptied (--cold)"]
+        # emptied means made again: still this session's (and still found at its end)
+        assert name in engine.list_volumes(label=f"{SESSION_LABEL}={SESSION}")
     finally:
-        docker_client.volumes.get(name).remove(force=True)
+        engine.remove_volume(name)
+    assert name not in engine.list_volumes(label=MIOPEN_CACHE_LABEL)
+
+
+def test_miopen_cache_volume_carries_the_test_session_label_only_in_a_session(
+        monkeypatch: pytest.MonkeyPatch, project) -> None:
+    """Outside a test suite the cache volume has only its own label; under one it also has
+    the session's (engine/containers.py session_labels), on any engine."""
+    from imagefactory.engine.containers import SESSION_ENV, SESSION_LABEL
+    from imagefactory.engine.fake import FakeEngine
+    from imagefactory.engine.images import BuiltImage
+    from imagefactory.host.devices import GpuAccess
+    from imagefactory.verify.tester import MIOPEN_CACHE_LABEL, Tester, TestOptions
+
+    variant = next(v for v in project.matrix.variants if v.rocm)
+    engine = FakeEngine()
+    tester = Tester(engine, project.matrix, GpuAccess((), ()), TestOptions(),
+                    echo=lambda _: None)
+    monkeypatch.delenv(SESSION_ENV, raising=False)
+    plain = tester.miopen_cache(variant, BuiltImage(variant, "sha256:" + "a" * 64, "x:y", None))
+    monkeypatch.setenv(SESSION_ENV, "s1")
+    ours = tester.miopen_cache(variant, BuiltImage(variant, "sha256:" + "b" * 64, "x:y", None))
+    assert plain is not None and ours is not None
+    assert engine.volumes[plain] == {MIOPEN_CACHE_LABEL: variant.name}
+    assert engine.volumes[ours] == {MIOPEN_CACHE_LABEL: variant.name, SESSION_LABEL: "s1"}
+    assert engine.list_volumes(label=f"{SESSION_LABEL}=s1") == [ours]

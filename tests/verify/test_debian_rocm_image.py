@@ -56,17 +56,18 @@ def build_stage(client: Any, project: Project, stage: str, **args: str) -> str:
     `imagefactory build debian-rocm64 --target STAGE --build-arg DEBIAN_ARCHIVE=...`."""
     tag = tag_for(stage)
     start = time.monotonic()
+    build_args = {"DEBIAN_ARCHIVE": ARCHIVE, **args}
     argv = [sys.executable, "-m", "imagefactory", "--config", str(project.config_path),
             "build", VARIANT, "--target", stage, "--builder", "classic", "--progress", "plain",
-            *(f"--build-arg={k}={v}" for k, v in {"DEBIAN_ARCHIVE": ARCHIVE, **args}.items())]
+            *(f"--build-arg={k}={v}" for k, v in build_args.items())]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=3000, cwd=REPO)
     if proc.returncode != 0:
         pytest.fail(f"building {stage} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
     BUILD_SECONDS[stage] = time.monotonic() - start
     labels = client.images.get(tag).labels
     assert labels[TARGET_LABEL] == stage
-    # A digest of the values, not the values: a build arg may hold a secret.
-    assert labels[ARGS_LABEL] == build_args_digest({"DEBIAN_ARCHIVE": ARCHIVE, **args})
+    # the label holds the digest of the values (identity.py), not the values
+    assert labels[ARGS_LABEL] == build_args_digest(build_args)
     return tag
 
 
@@ -300,16 +301,15 @@ print(f"rc={rc} count={count.value} msg={hip.hipGetErrorString(rc).decode()}")
 
 @pytest.fixture
 def standin_devices(tmp_path: Path) -> Iterator[list[str]]:
-    """Character devices standing in for /dev/kfd and a render node (copies of /dev/null)."""
-    if os.geteuid() != 0:
-        pytest.skip("mknod needs root")
+    """Character devices standing in for /dev/kfd and a render node (copies of /dev/null;
+    mknod: the parameter using it is marked root)."""
     kfd, render = tmp_path / "kfd", tmp_path / "renderD128"
     for node in (kfd, render):
         os.mknod(node, 0o666 | 0o020000, os.makedev(1, 3))
     yield [f"{kfd}:/dev/kfd:rwm", f"{render}:/dev/dri/renderD128:rwm"]
 
 
-@pytest.mark.parametrize("devices", ["none", "standin"])
+@pytest.mark.parametrize("devices", ["none", pytest.param("standin", marks=pytest.mark.root)])
 def test_hip_runtime_without_gpu_returns_an_error(docker_client: Any, runtime_image: str,
                                                   request: pytest.FixtureRequest,
                                                   devices: str) -> None:
@@ -425,8 +425,8 @@ def imagefactory_cli(*args: str, config: Path = REPO / "variants.yaml"
                           capture_output=True, text=True, env=env, timeout=900)
 
 
-def test_cli_test_on_the_runtime_stage_runs_what_applies(runtime_image: str,
-                                                         tmp_path: Path) -> None:
+def test_cli_test_on_the_runtime_stage_runs_what_applies(runtime_image: str, tmp_path: Path,
+                                                         session_volumes: None) -> None:
     """`imagefactory test --target rocm-runtime`: the stage has python3 and the ROCm
     libraries but no torch, user, labels or entrypoint yet; those checks and the conv check
     are skipped with the reason printed, the rest decide."""
@@ -452,8 +452,8 @@ def test_cli_test_on_the_runtime_stage_runs_what_applies(runtime_image: str,
     assert not (tmp_path / f"{VARIANT}.json").exists()
 
 
-def test_cli_test_on_a_stage_still_fails_on_what_it_checks(runtime_image: str,
-                                                           tmp_path: Path) -> None:
+def test_cli_test_on_a_stage_still_fails_on_what_it_checks(runtime_image: str, tmp_path: Path,
+                                                           session_volumes: None) -> None:
     """The same stage image against a matrix expecting another Python: FAILED, exit 1."""
     shutil.copy(REPO / "variants.yaml", tmp_path / "variants.yaml")
     shutil.copytree(REPO / "dockerfiles", tmp_path / "dockerfiles")

@@ -254,8 +254,9 @@ def test_debian_rocblas_and_hipblaslt(docker_client, libs_image: str) -> None:  
 
 
 
-def test_imagefactory_test_runs_the_gpu_code_check(docker_client, libs_image: str,  # type: ignore[no-untyped-def]
-                                                   project, tmp_path: Path) -> None:
+def test_imagefactory_test_runs_the_gpu_code_check(engine, libs_image: str,  # type: ignore[no-untyped-def]
+                                                   project, tmp_path: Path,
+                                                   session_volumes: None) -> None:
     """Tester.run (what `imagefactory test` runs per variant) on the image with Debian's
     rocBLAS, as a gfx1010 ROCm variant needing rocBLAS, hipBLASLt and MIOpen: rocBLAS is
     found with gfx1010, hipBLASLt fails by name, and the result JSON carries the inventory."""
@@ -266,11 +267,13 @@ def test_imagefactory_test_runs_the_gpu_code_check(docker_client, libs_image: st
 
     variant = project.matrix.get("rocm62-native")
     assert variant.rocm and variant.gfx_targets == ("gfx1010",)
-    built = BuiltImage(variant, docker_client.images.get(libs_image).id, libs_image, None)
+    info = engine.inspect_image(libs_image)
+    assert info is not None
+    built = BuiltImage(variant, info.id, libs_image, None, info)
     lines: list[str] = []
     opts = TestOptions(quick=True, results_dir=tmp_path,
                        gpu_libraries=("rocblas", "hipblaslt", "miopen"))
-    result = Tester(docker_client, project.matrix, GpuAccess((), ()), opts,
+    result = Tester(engine, project.matrix, GpuAccess((), ()), opts,
                     echo=lines.append).run(built)
     check = next(c for c in result.checks if c.name == "gpu code")
     assert not check.passed

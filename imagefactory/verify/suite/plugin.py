@@ -1,8 +1,10 @@
 """pytest plugin: hands the suite what the host knows (the variant's `expect`, the devices
 passed, the image's labels) and collects one {name, passed, detail} per check.
 
-Loaded in-process by imagefactory.verify.tester (`pytest.main(plugins=[SuitePlugin(facts)])`), or
-from the command line for debugging:
+Loaded by name (`-p imagefactory.verify.suite.plugin`) in the `python -m pytest` process of its
+own that imagefactory.verify.tester.run_suite_process starts, with --facts (a JSON file the
+tester writes) and --outcomes (where the collected checks go); the same command line runs it
+by hand for debugging:
 `pytest -p imagefactory.verify.suite.plugin --facts FILE --hosts docker://ID <suite dir>`.
 """
 

@@ -285,32 +285,44 @@ def test_a_failing_build_moves_no_tag(matrix: Matrix, docker_client) -> None:
     assert image_id(docker_client, matrix.tag("good")) == good
 
 
-def test_ctrl_c_stops_the_build_and_tags_nothing(matrix: Matrix, docker_client) -> None:
+def start_slow_build(matrix: Matrix, builder: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """`build slow` in plain progress, read up to the line its sleeping RUN prints; the
+    process and the lines seen."""
     proc = subprocess.Popen(
         [sys.executable, "-c", "from imagefactory.cli import main; main()", "--config",
-         "failing.yaml", "build", "slow", "--builder", "classic", "--progress", "plain",
+         "failing.yaml", "build", "slow", "--builder", builder, "--progress", "plain",
          "--log-dir", str(matrix.logs)], cwd=matrix.root, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    seen = []
     for line in proc.stdout:
-        if line.rstrip().endswith("| sleeping"):
-            break
-    else:
-        pytest.fail("the slow build never reached its RUN")
+        seen.append(line)
+        if line.rstrip().endswith("sleeping") and "echo" not in line:
+            return proc, seen
+    pytest.fail("the slow build never reached its sleeping RUN:\n" + "".join(seen))
+
+
+def sleepers_left(docker_client, marker: str = "sleep 97") -> list[object]:
+    """Containers still running `marker` after up to 20 s (the engine stops a build whose
+    connection closed)."""
+    deadline = time.monotonic() + 20
+    while True:
+        left = [c for c in docker_client.containers.list(all=True)
+                if marker in " ".join(c.attrs.get("Args") or [])]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+def test_ctrl_c_stops_the_build_and_tags_nothing(matrix: Matrix, docker_client) -> None:
+    proc, _ = start_slow_build(matrix, "classic")
+    assert proc.stdout is not None
     proc.send_signal(signal.SIGINT)
     rest = proc.stdout.read()
     assert proc.wait(timeout=30) != 0
     assert "no unfinished build is tagged" in rest
     assert image_id(docker_client, matrix.tag("slow")) is None
-    # The engine stops the build once the connection closes: no `sleep 97` left running.
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        left = [c for c in docker_client.containers.list(all=True)
-                if "sleep 97" in " ".join(c.attrs.get("Args") or [])]
-        if not left:
-            break
-        time.sleep(0.5)
-    assert not left, "the interrupted build's container is still there"
+    assert not sleepers_left(docker_client), "the interrupted build's container is still there"
 
 
 @pytest.mark.parametrize("builder", ["classic", "buildx"])
@@ -327,33 +339,15 @@ def test_ctrl_c_leaves_nothing_that_changes_the_next_build(matrix: Matrix, docke
     matrix.edit("command: echo sleeping && sleep 97",
                 f"command: echo {marker}\n      then: echo sleeping && sleep 97",
                 config="failing.yaml")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from imagefactory.cli import main; main()", "--config",
-         "failing.yaml", "build", "slow", "--builder", builder, "--progress", "plain",
-         "--log-dir", str(matrix.logs)], cwd=matrix.root, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+    proc, seen = start_slow_build(matrix, builder)
     assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.rstrip().endswith("sleeping") and "echo" not in line:
-            break
-    else:
-        pytest.fail("the slow build never reached its second RUN:\n" + "".join(seen))
     assert any(marker in line and "echo" not in line for line in seen)  # step 1 ran
     proc.send_signal(signal.SIGINT)
     proc.stdout.read()
     assert proc.wait(timeout=30) == 130
     assert image_id(docker_client, matrix.tag("slow")) is None
     title = f"org.opencontainers.image.title={matrix.tag('slow')}"
-    deadline = time.monotonic() + 20
-    while True:
-        left = [c for c in docker_client.containers.list(all=True)
-                if "sleep 97" in " ".join(c.attrs.get("Args") or [])]
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert not left, "the interrupted build's container is still there"
+    assert not sleepers_left(docker_client), "the interrupted build's container is still there"
     assert docker_client.images.list(filters={"label": title}) == []
 
     matrix.edit("then: echo sleeping && sleep 97", "then: echo finished",

@@ -1,18 +1,25 @@
 """Known failures end to end: `imagefactory test` on the real cpu image, with real faults
 injected into the conv check's children (convcheck's IMAGEFACTORY_CONVCHECK_FAULTS hook,
-passed as the variant's run-time env in a config copy), then `imagefactory report`."""
+passed as the variant's run-time env in a config copy), then `imagefactory report`.
+
+The env is part of the image (an ENV line), so the copy is a different image: the test builds
+it under a repository of its own (cached layers of the session's cpu image, then the ENV and
+user layers) and removes it after, instead of needing an image only a warm engine has."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from imagefactory.report import writer as report_writer
+from suite_session import CPU_CONFIG, unique
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from imagefactory.cli import main; main()"]
@@ -21,8 +28,10 @@ CASES = "conv2d-k1-c64-64x64-fwd,matmul-512-fwd,conv2d-k3-c16to32-32x32-fwd"
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def _config(tmp_path: Path, known_globs: list[str]) -> Path:
-    text = (REPO / "variants.yaml").read_text()
+def _config(tmp_path: Path, known_globs: list[str], repository: str) -> Path:
+    text = CPU_CONFIG.read_text()
+    text, n = re.subn(r"(?m)^repository: .*$", f"repository: {repository}", text, count=1)
+    assert n == 1
     old = "    profiles: [im2col]\n    recipe:\n      apt_packages:"
     assert old in text
     known = "".join(
@@ -43,10 +52,27 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "IMAGEFACTORY_RUN_ID": f"known-{os.getpid()}"})
 
 
-def test_known_fixed_and_regression_in_test_and_report(cpu_image: str, tmp_path: Path) -> None:
+@pytest.fixture
+def fault_repository(cpu_image: str, engine, tmp_path: Path) -> Iterator[str]:
+    """A repository of this session holding the cpu variant built with the fault env (the
+    known failures are labels only: both configs below build the same image)."""
+    repository = unique("known")
+    config = _config(tmp_path, [], repository)
+    proc = _run(["--config", str(config), "build", "cpu"], tmp_path)
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield repository
+    finally:
+        for image in engine.list_images(repository=repository):
+            for tag in image.tags:
+                engine.remove_image(tag, prune=False)
+
+
+def test_known_fixed_and_regression_in_test_and_report(fault_repository: str, tmp_path: Path
+                                                       ) -> None:
     # conv2d-k1 fails as declared (known), conv2d-k3-c16to32-32x32-fwd is declared but
     # passes (fixed), matmul fails undeclared (regression): the run fails on matmul alone.
-    config = _config(tmp_path, ["conv2d-k1-*", "conv2d-k3-c16to32-32x32-fwd"])
+    config = _config(tmp_path, ["conv2d-k1-*", "conv2d-k3-c16to32-32x32-fwd"], fault_repository)
     res = tmp_path / "res"
     proc = _run(["--config", str(config), "test", "cpu", "--quick", "--cases", CASES,
                  "--results", str(res)], tmp_path)
@@ -68,7 +94,7 @@ def test_known_fixed_and_regression_in_test_and_report(cpu_image: str, tmp_path:
     assert data["passed"] is False
 
     # Declare matmul too: only known failures left, the run passes.
-    config = _config(tmp_path, ["conv2d-k1-*", "matmul-512-*"])
+    config = _config(tmp_path, ["conv2d-k1-*", "matmul-512-*"], fault_repository)
     proc = _run(["--config", str(config), "test", "cpu", "--quick", "--cases", CASES,
                  "--results", str(res)], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

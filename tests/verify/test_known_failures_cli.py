@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from suite_session import CPU_CONFIG, unique
 
 from imagefactory.report import writer as report_writer
-from suite_session import CPU_CONFIG, unique
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from imagefactory.cli import main; main()"]

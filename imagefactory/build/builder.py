@@ -20,7 +20,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from ..engine.base import ERROR, IMAGE, OUTPUT, BuildEvent, ContainerEngine, ImageInfo
+from ..engine.base import (
+    ERROR,
+    IMAGE,
+    OUTPUT,
+    BuildEvent,
+    ContainerEngine,
+    EngineError,
+    ImageInfo,
+)
 from ..errors import ImagefactoryError
 from ..identity import (
     ARGS_LABEL,
@@ -366,7 +374,7 @@ class Builder:
             for _ in self.engines[engine].pull(repository, name):
                 pass
         except ImagefactoryError as exc:
-            reason = str(exc).rsplit(": ", 1)[-1]
+            reason = exc.reason if isinstance(exc, EngineError) else str(exc)
             raise _Failed(f"--pull: cannot pull {ref} into {engine}: {reason}") from None
 
     def _build(self, variant: Variant, engine: str, tag: str, base_id: str | None

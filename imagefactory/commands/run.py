@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,44 +18,11 @@ import click
 
 from ..errors import JobError, UsageError
 
-SHM_SIZE = "8g"
 WORKDIR = "/work"
 
 if TYPE_CHECKING:
     from ..appstate import AppState
     from ..matrix.loader import Matrix, Variant
-
-
-def docker_run_argv(image: str, env: dict[str, str], devices: list[tuple[str, str]],
-                    group_ids: tuple[int, ...], command: tuple[str, ...], *,
-                    engine: str | None = None, tty: bool = False,
-                    workdir: Path | None = None, network: str | None = None,
-                    user: str | None = None) -> list[str]:
-    """The docker CLI argv (design.md "Running": devices, host GIDs, seccomp, ipc, shm)."""
-    argv = ["docker"] + (["--host", engine] if engine else []) + ["run", "--rm"]
-    if user is not None:
-        # The device groups still come from --group-add below: they are supplementary groups
-        # of whatever user the container runs as.
-        argv.append(f"--user={user}")
-    # -i always, so piped input reaches the command (`... | imagefactory run V -- python3 -`);
-    # -t only on a terminal, or the output gets \r\n line ends.
-    argv.append("-it" if tty else "-i")
-    for host, container in devices:
-        argv.append(f"--device={host}" if host == container else f"--device={host}:{container}")
-    argv += [f"--group-add={gid}" for gid in group_ids]
-    if devices:
-        # ROCm's runtime needs these; --shm-size still matters if a user drops --ipc=host.
-        argv += ["--security-opt=seccomp=unconfined", "--ipc=host", f"--shm-size={SHM_SIZE}"]
-    else:
-        argv += ["--ipc=host", f"--shm-size={SHM_SIZE}"]  # DataLoader workers share memory
-    if network:
-        argv.append(f"--network={network}")
-    if workdir is not None:
-        # --mount, not --volume: a ':' in the folder's path must not split the spec.
-        argv += [f"--mount=type=bind,source={workdir},target={WORKDIR}", f"--workdir={WORKDIR}"]
-    for key, value in env.items():
-        argv += ["-e", f"{key}={value}"]
-    return [*argv, image, *command]
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -95,6 +61,8 @@ def command(state: AppState, variant: str, cmd: tuple[str, ...], profile: str | 
 
         imagefactory run rocm62-native -- python3 train.py
     """
+    from ..engine.cli import exec_docker_cli
+    from ..engine.runspec import GpuRunSpec, Mount
     from ..host.devices import gpu_access
     from ..host.gpuinfo import scan
     from ..host.pick import isa_mismatch, resolve
@@ -126,22 +94,19 @@ def command(state: AppState, variant: str, cmd: tuple[str, ...], profile: str | 
         if gpu is not None or devices:
             raise UsageError(f"variant '{v.name}' is CPU-only: --gpu and --device do not apply")
         pairs, gids = [], ()
-    image = local_tag(matrix, v)
-    argv = docker_run_argv(image, env, pairs, gids, cmd, engine=engine,
-                           tty=sys.stdin.isatty() and sys.stdout.isatty(),
-                           workdir=Path.cwd() if workdir else None, network=network,
-                           user=container_user(user, mounted=workdir))
+    spec = GpuRunSpec(
+        local_tag(matrix, v), command=cmd, devices=tuple(pairs), group_ids=tuple(gids),
+        env=env, network=network, user=container_user(user, mounted=workdir),
+        mounts=(Mount(str(Path.cwd()), WORKDIR),) if workdir else (),
+        workdir=WORKDIR if workdir else None)
+    argv = spec.docker_argv(engine=engine, tty=sys.stdin.isatty() and sys.stdout.isatty())
     if print_only:
         click.echo(shlex.join(argv))
         return
-    docker = shutil.which("docker")
-    if docker is None:
-        raise JobError("the docker command is not installed; install the Docker CLI "
-                       "(docker-ce-cli or docker.io), or run the line `--print` shows elsewhere")
     _require_image(matrix, v, engine)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(docker, argv)
+    exec_docker_cli(argv)
 
 
 def container_user(choice: str, *, mounted: bool,

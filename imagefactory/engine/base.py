@@ -20,15 +20,24 @@ from ..errors import JobError
 
 if TYPE_CHECKING:
     from .containers import TrackedContainer
+    from .runspec import Mount
 
 
 class EngineError(JobError):
-    """The engine refused a call or could not be reached; `status` is its HTTP status
-    where it gave one. The message is one line."""
+    """The engine refused a call or could not be reached. Callers read the fields, never the
+    message: `operation` (what was asked: "pull a:b", "create container"), `reason` (the
+    engine's one-line answer), `address` (the engine's, where known) and `status` (its HTTP
+    status where it gave one). str() is one line: "engine ADDRESS: OPERATION: REASON"."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, operation: str, reason: str, *, address: str | None = None,
+                 status: int | None = None, message: str | None = None) -> None:
+        self.operation = operation
+        self.reason = reason
+        self.address = address
         self.status = status
+        if message is None:
+            message = (f"engine {address}: " if address else "") + f"{operation}: {reason}"
+        super().__init__(message)
 
 
 class EngineUnreachable(EngineError):
@@ -90,7 +99,8 @@ class PushEvent:
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """How to start a container: the parts of `docker run` the pipeline uses."""
+    """How to start a container: the parts of `docker run` the pipeline uses. A GPU run is
+    made by engine/runspec.py's GpuRunSpec, which also writes the same run as a CLI line."""
 
     image: str
     command: Sequence[str] | None = None
@@ -100,9 +110,12 @@ class ContainerSpec:
     group_add: Sequence[str] = ()
     security_opt: Sequence[str] = ()
     ipc_mode: str | None = None
+    shm_size: str | None = None
     network_mode: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
-    volumes: Mapping[str, str] = field(default_factory=dict)  # host path -> "container:ro"
+    mounts: Sequence[Mount] = ()
+    user: str | None = None
+    working_dir: str | None = None
 
 
 class ContainerEngine(abc.ABC):

@@ -92,8 +92,10 @@ def client_kwargs(address: str | None) -> dict[str, Any]:
         except ContextNotFound:
             context = None
         if context is None:
-            raise EngineUnreachable(f"cannot reach the Docker engine at {address}: no such "
-                                    "docker context (`docker context ls` lists them)")
+            reason = "no such docker context (`docker context ls` lists them)"
+            raise EngineUnreachable("connect", reason, address=address,
+                                    message=f"cannot reach the Docker engine at {address}: "
+                                            f"{reason}")
         host = context.Host or DEFAULT_SOCKET
         kwargs: dict[str, Any] = {"base_url": host}
         if context.TLSConfig is not None:
@@ -132,8 +134,10 @@ def connect(address: str | None = None, timeout: int = 600) -> docker.DockerClie
                 client.api._retrieve_server_version())  # type: ignore[attr-defined]
         client.ping()
     except (DockerException, OSError) as exc:
-        raise EngineUnreachable(f"cannot reach the Docker engine at {shown}: "
-                                f"{_reason(exc)}") from None
+        reason = _reason(exc)
+        raise EngineUnreachable("connect", reason, address=shown,
+                                message=f"cannot reach the Docker engine at {shown}: "
+                                        f"{reason}") from None
     return client
 
 
@@ -207,7 +211,7 @@ class DockerEngine(ContainerEngine):
             return fn()
         except (DockerException, RequestException, OSError) as exc:
             status = getattr(exc, "status_code", None)
-            raise EngineError(f"engine {self.address}: {what}: {_reason(exc)}",
+            raise EngineError(what, _reason(exc), address=self.address,
                               status=status if isinstance(status, int) else None) from None
 
     # -- engine ------------------------------------------------------------------------------
@@ -327,8 +331,8 @@ class DockerEngine(ContainerEngine):
         for chunk in chunks:
             event = _push_event(chunk)
             if event.error:
-                raise EngineError(f"engine {self.address}: pull {repository}:{tag}: "
-                                  f"{event.error}")
+                raise EngineError(f"pull {repository}:{tag}", event.error,
+                                  address=self.address)
             yield event
 
     def push(self, repository: str, tag: str, auth: Mapping[str, str] | None = None
@@ -348,8 +352,10 @@ class DockerEngine(ContainerEngine):
             for chunk in chunks:
                 yield _push_event(chunk)
         except (DockerException, RequestException, OSError) as exc:
-            raise EngineUnreachable(f"engine {self.address}: {what}: lost the connection to "
-                                    f"the Docker engine ({type(exc).__name__})") from None
+            name = type(exc).__name__
+            raise EngineUnreachable(what, name, address=self.address, message=(
+                f"engine {self.address}: {what}: lost the connection to the Docker engine "
+                f"({name})")) from None
 
     def distribution_digest(self, ref: str, auth: Mapping[str, str] | None = None) -> str:
         api = self.client.api
@@ -367,11 +373,16 @@ class DockerEngine(ContainerEngine):
             name=spec.name, environment=dict(spec.environment), devices=list(spec.devices),
             group_add=list(spec.group_add), security_opt=list(spec.security_opt) or None,
             ipc_mode=spec.ipc_mode, network_mode=spec.network_mode, labels=dict(spec.labels),
+            shm_size=spec.shm_size, user=spec.user, working_dir=spec.working_dir,
             detach=True)
-        if spec.volumes:
-            kwargs["volumes"] = {host: {"bind": c.split(":")[0],
-                                        "mode": c.split(":")[1] if ":" in c else "rw"}
-                                 for host, c in spec.volumes.items()}
+        if spec.mounts:
+            from docker.types import Mount
+
+            # Structured mounts: no path is parsed out of a "src:dst:mode" string.
+            kwargs["mounts"] = [Mount(m.target, m.source,
+                                      type="volume" if m.volume else "bind",
+                                      read_only=m.readonly)
+                                for m in spec.mounts]
         container = self._call(f"create a container of {spec.image}",
                                lambda: client.containers.create(spec.image, **kwargs))
         return str(container.id)
@@ -389,9 +400,8 @@ class DockerEngine(ContainerEngine):
             pass
         except APIError as exc:
             if exc.status_code != 409:  # 409: removal already in progress
-                raise EngineError(f"engine {self.address}: remove container "
-                                  f"{container[:12]}: {_reason(exc)}",
-                                  status=exc.status_code) from None
+                raise EngineError(f"remove container {container[:12]}", _reason(exc),
+                                  address=self.address, status=exc.status_code) from None
 
     def list_containers(self, *, label: str) -> list[ContainerInfo]:
         api = self.client.api
@@ -443,8 +453,8 @@ class DockerEngine(ContainerEngine):
         try:
             yield from chunks
         except (DockerException, RequestException, OSError) as exc:
-            raise EngineError(f"engine {self.address}: export {container[:12]}: "
-                              f"{_reason(exc)}") from None
+            raise EngineError(f"export {container[:12]}", _reason(exc),
+                              address=self.address) from None
 
     # -- volumes -----------------------------------------------------------------------------
 
@@ -483,7 +493,7 @@ def registry_login(host: str) -> dict[str, str] | None:
     try:
         found = auth.load_config().resolve_authconfig(host)
     except DockerException as exc:
-        raise EngineError(f"cannot read Docker's credentials for {host}: {_reason(exc)}"
+        raise EngineError(f"cannot read Docker's credentials for {host}", _reason(exc)
                           ) from None
     return {str(k): str(v) for k, v in found.items()} if found else None
 

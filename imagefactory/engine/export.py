@@ -28,7 +28,7 @@ def image_filesystem(engine: ContainerEngine, image: str,
                                                           labels=labels))
     except EngineError as exc:
         raise JobError(f"cannot create a container of {image}: "
-                       f"{str(exc).rsplit(': ', 1)[-1]}") from None
+                       f"{exc.reason}") from None
     try:
         yield engine.export_container(container)
     finally:

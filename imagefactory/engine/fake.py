@@ -58,7 +58,7 @@ class FakeEngine(ContainerEngine):
     def _check(self, what: str) -> None:
         self.calls.append(what)
         if self.unreachable:
-            raise EngineError(f"engine {self.address}: {what}: connection refused")
+            raise EngineError(what, "connection refused", address=self.address)
 
     def add_image(self, ref: str, labels: Mapping[str, str] | None = None) -> ImageInfo:
         """An image as if pulled or loaded: `ref` names it."""
@@ -141,7 +141,8 @@ class FakeEngine(ContainerEngine):
         self._check(f"tag {repository}:{tag}")
         found = self.inspect_image(image)
         if found is None:
-            raise EngineError(f"engine {self.address}: no such image {image}", status=404)
+            raise EngineError(f"tag {image}", f"no such image {image}",
+                              address=self.address, status=404)
         self.refs[f"{repository}:{tag}"] = found.id
 
     def remove_image(self, ref: str, *, force: bool = False, prune: bool = True) -> bool:
@@ -171,7 +172,7 @@ class FakeEngine(ContainerEngine):
     def pull(self, repository: str, tag: str) -> Iterator[PushEvent]:
         self._check(f"pull {repository}:{tag}")
         if f"{repository}:{tag}" not in self.refs:
-            raise EngineError(f"engine {self.address}: pull {repository}:{tag}: not found")
+            raise EngineError(f"pull {repository}:{tag}", "not found", address=self.address)
         yield PushEvent(status=f"Status: Image is up to date for {repository}:{tag}")
 
     def push(self, repository: str, tag: str, auth: Mapping[str, str] | None = None
@@ -193,8 +194,8 @@ class FakeEngine(ContainerEngine):
     def create_container(self, spec: ContainerSpec) -> str:
         self._check(f"create {spec.image}")
         if self.inspect_image(spec.image) is None:
-            raise EngineError(f"engine {self.address}: No such image: {spec.image}",
-                              status=404)
+            raise EngineError("create container", f"No such image: {spec.image}",
+                              address=self.address, status=404)
         container_id = hashlib.sha256(f"{spec}{len(self.containers)}".encode()).hexdigest()
         self.containers[container_id] = ContainerInfo(container_id, spec.name or "",
                                                       spec.image, "created", dict(spec.labels))

@@ -234,9 +234,9 @@ def push_tag(engine: ContainerEngine, repository: str, tag: str,
     except EngineUnreachable as exc:
         # The engine, not the registry, went away: retrying the registry will not help.
         raise PushError(f"lost the connection to the Docker engine during the push: "
-                        f"{str(exc).rsplit('(', 1)[-1].rstrip(')')}") from None
+                        f"{exc.reason}") from None
     except EngineError as exc:
-        raise classify(str(exc).split(": ", 2)[-1]) from None
+        raise classify(exc.reason) from None
     if not out.digest:
         raise PushError(f"the engine finished pushing {repository}:{tag} without reporting "
                         "a digest")
@@ -398,7 +398,7 @@ class Publisher:
             return self.engine.distribution_digest(f"{plan.repository}:{tag}",
                                                    self.creds.auth_config())
         except EngineError as exc:
-            raise classify(str(exc).split(": ", 2)[-1]) from None
+            raise classify(exc.reason) from None
 
     def write_record(self, plan: Plan, digest: str, pushes: list[TagPush]) -> Path:
         """<results>/<variant>.publish.json: what was published, from which tested image."""

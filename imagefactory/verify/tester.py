@@ -15,9 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..engine.base import ContainerEngine, ContainerInfo, ContainerSpec, EngineError
+from ..engine.base import ContainerEngine, ContainerInfo, EngineError
 from ..engine.containers import session_labels
 from ..engine.images import BuiltImage
+from ..engine.runspec import GpuRunSpec, Mount
 from ..errors import JobError
 from ..host.devices import GpuAccess
 from ..host.gpuinfo import SysfsError, decode_gfx, read_sysfs
@@ -122,10 +123,10 @@ class Tester:
         suite_seconds = conv_seconds = 0.0
         devices = ", ".join(d.container for d in self.access.devices) or "none"
         cache = self.miopen_cache(variant, built) if variant.rocm else None
-        volumes = {}
+        mounts: tuple[Mount, ...] = ()
         if cache:
             env = {**env, **MIOPEN_CACHE_ENV}
-            volumes = {cache: f"{MIOPEN_CACHE_DIR}:rw"}
+            mounts = (Mount(cache, MIOPEN_CACHE_DIR, volume=True),)
         self.echo(f"{variant.name}: testing {built.tag} ({built.short_id}), profile "
                   f"{profile_label(profile.name if profile else None)}, devices {devices}")
         from ..host.pick import isa_mismatch
@@ -134,25 +135,24 @@ class Tester:
                             profile.name if profile else None)
         if note:
             self.echo(f"  note: {note}")
-        spec = ContainerSpec(
+        # The same run spec `imagefactory run` execs: devices, group ids and ROCm's flags.
+        spec = GpuRunSpec(
             built.image_id, labels={VARIANT_LABEL: variant.name},
             name=f"imagefactory-test-{variant.name}-{self.options.run_id or 'x'}",
-            command=["sleep", "infinity"],  # via the image's ENTRYPOINT, which must pass it on
-            environment=env,
-            devices=[d.docker_spec for d in self.access.devices],
-            group_add=[str(g) for g in self.access.group_ids],
-            # What ROCm needs (design.md "Running"); --ipc=host makes --shm-size moot.
-            security_opt=["seccomp=unconfined"],
-            ipc_mode="host",
-            network_mode="none",  # nothing in the suite or the conv check needs a network
-            volumes=volumes,
+            command=("sleep", "infinity"),  # via the image's ENTRYPOINT, which must pass it on
+            env=env,
+            devices=tuple((d.host, d.container) for d in self.access.devices),
+            group_ids=self.access.group_ids,
+            network="none",  # nothing in the suite or the conv check needs a network
+            mounts=mounts,
         )
-        tracked = self.engine.run_container(spec, role="test", run_id=self.options.run_id)
+        tracked = self.engine.run_container(spec.container_spec(), role="test",
+                                            run_id=self.options.run_id)
         container: ContainerInfo | None
         try:
             container = tracked.__enter__()
         except EngineError as exc:
-            checks.append(Check("container starts", False, str(exc).rsplit(": ", 1)[-1]))
+            checks.append(Check("container starts", False, exc.reason))
             container = None
         try:
             if container is not None:
@@ -263,7 +263,7 @@ class Tester:
             if self.engine.ensure_volume(name, labels, empty=self.options.cold):
                 self.echo(f"  miopen cache: {name} emptied (--cold)")
         except EngineError as exc:
-            self.echo(f"  miopen cache: no volume ({str(exc).rsplit(': ', 1)[-1]}); "
+            self.echo(f"  miopen cache: no volume ({exc.reason}); "
                       "running cold")
             return None
         return name

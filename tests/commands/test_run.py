@@ -245,3 +245,33 @@ def test_run_writes_to_the_mounted_folder_as_the_user(cpu_image: str, tmp_path: 
     assert (r.returncode, r.stdout) == (0, "4242\n"), r.stderr
     st = (work / "checkpoint.pt").stat()
     assert (st.st_uid, st.st_gid) == (4242, 4242)
+
+
+def _hostile_cwd(tmp_path: Path) -> Path:
+    """A working directory whose path, pasted into --mount unquoted, adds `source=/etc`."""
+    odd = tmp_path / "proj,source=" / "etc"
+    odd.mkdir(parents=True)
+    return odd
+
+
+def test_print_quotes_a_hostile_working_directory(tmp_path: Path, capsys,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import csv
+
+    odd = _hostile_cwd(tmp_path)
+    monkeypatch.chdir(odd)
+    argv = printed(capsys, "cpu")
+    (mount,) = [a.removeprefix("--mount=") for a in argv if a.startswith("--mount=")]
+    (fields,) = list(csv.reader([mount], strict=True))  # docker reads it as one CSV record
+    assert fields == ["type=bind", f"source={odd}", "target=/work"]
+
+
+@pytest.mark.docker
+def test_run_mounts_the_hostile_working_directory_not_etc(cpu_image: str,
+                                                          tmp_path: Path) -> None:
+    """Through docker's own --mount parser: /work is the folder, not the host's /etc."""
+    odd = _hostile_cwd(tmp_path)
+    tmp_path.chmod(0o755)
+    (odd / "marker").write_text("ours\n")
+    r = run_cli("run", "cpu", "--network=none", "--", "cat", "/work/marker", cwd=odd)
+    assert (r.returncode, r.stdout) == (0, "ours\n"), r.stderr

@@ -172,7 +172,9 @@ class _TorchSource(_UbuntuRocm):
     torchvision_sha256: str = required(SHA256)
     build_pip: tuple[str, ...] = required(PIP_REQUIREMENT)
     build_env: tuple[str, ...] = optional(ENV_ASSIGN, ())
-    torch_arch: str | None = optional(GFX_LIST)
+    # PYTORCH_ROCM_ARCH: required, the template has no default to print (#26: an unset
+    # optional field rendered as `None`).
+    torch_arch: str = required(GFX_LIST)
 
 
 @family("rocm-torch-source")

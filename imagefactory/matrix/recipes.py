@@ -98,8 +98,8 @@ def optional(k: Kind, default: str | int | bool | tuple[str, ...] | None = None)
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
     """Base of every family's recipe. Mapping-style access (`recipe["key"]`, `"key" in
-    recipe`) reads the same fields; an unset optional field is absent, not None, so a
-    template that uses it fails with "template needs" instead of printing None."""
+    recipe`) reads the same fields, an unset optional one as absent. Templates read
+    attributes; the renderer's environment reads a None one as undefined (it fails)."""
 
     family: ClassVar[str] = ""
 

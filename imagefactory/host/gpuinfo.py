@@ -90,7 +90,7 @@ def generation(arch: str | None) -> str:
     """The architecture family of a gfx target, as users know it."""
     if not arch:
         return "unknown"
-    m = re.match(r"^gfx(\d+?)([0-9a-f])([0-9a-f])$", arch)
+    m = re.fullmatch(r"gfx(\d+?)([0-9a-f])([0-9a-f])", arch)
     if not m:
         return "unknown"
     major, minor = int(m.group(1)), int(m.group(2), 16)

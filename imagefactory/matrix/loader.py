@@ -17,6 +17,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
+from ..paths import CRASHES_DIR, LOGS_DIR, STAGES_DIR, STATE_DIR
+from ..reference import ReferenceError, check_repository, parse_reference
 from ..safety import MAX_CONFIG_BYTES, escape_control, first_control, read_text
 from . import recipes, yamlsource
 from .recipes import Recipe, RecipeProblem
@@ -26,26 +28,34 @@ _P = tuple[str | int, ...]  # a field's path in the YAML document
 
 # Values printed into Dockerfiles: one line, no quoting/escaping/expansion characters.
 _UNSAFE = re.compile(r'[\n\r"\\$`\x00]')
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_GFX = re.compile(r"^gfx[0-9a-f]{3,4}$")
+# Every pattern is applied with fullmatch: a `$` anchor also matches before a final newline.
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # profile and family names
+# A variant's name becomes file and folder names (dockerfiles/<v>/, results/<v>.json,
+# <v>.quick.json, <v>.publish.json, ...): no dot, so `<v>.quick` cannot be a variant, and
+# none of the names the tool itself writes beside them.
+_VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+RESERVED_VARIANT_NAMES = frozenset({
+    "compatibility",  # report/writer.py: compatibility.json, COMPATIBILITY.md, .png
+    "templates", "files",  # dockerfiles/templates, dockerfiles/files
+    "docker-bake",  # dockerfiles/docker-bake.json
+    STAGES_DIR, "manifests",  # results/stages/, results/manifests/
+    STATE_DIR.lstrip("."), LOGS_DIR, CRASHES_DIR,
+})
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_GFX = re.compile(r"gfx[0-9a-f]{3,4}")
 # What render/rocm_apt.py derives the apt suite from: load refuses what render would.
-_ROCM_VERSION = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")
+_ROCM_VERSION = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}")
 # TheRock's nightlies are PEP 440 pre-releases (7.15.0a20260712); no apt suite derives from
 # them, so only that family takes one.
-_ROCM_PRERELEASE = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}((a|b|rc)[0-9]{1,10})?$")
-_IMAGE = re.compile(
-    r"^(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
-_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+:@=,-]*)*$")
-_GIT_REF = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])$")
-_ABS_PATH = re.compile(r"^(/(?!\.{1,2}(?:/|$))[A-Za-z0-9._+-]+){1,32}$")
+_ROCM_PRERELEASE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}((a|b|rc)[0-9]{1,10})?")
+_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+:@=,-]*)*")
+_GIT_REF = re.compile(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])")
+_ABS_PATH = re.compile(r"(/(?!\.{1,2}(?:/|$))[A-Za-z0-9._+-]+){1,32}")
 _TORCH_SOURCES = ("wheel", "source", "debian")
 # Conv check case ids are lowercase words, digits and dashes; a glob adds * ? [ ].
-_CASE_GLOB = re.compile(r"^[a-z0-9*?\[\]!._-]{1,80}$")
-_PUBLIC_URL = re.compile(r"^https://[^\s\"'\\$`]+$")
+_CASE_GLOB = re.compile(r"[a-z0-9*?\[\]!._-]{1,80}")
+_PUBLIC_URL = re.compile(r"https://[^\s\"'\\$`]+")
 # TheRock's multi-arch wheel indexes: the release channel is the default, nightly is only
 # ever the user's explicit choice (recipe.channel). Legacy multi-arch locations per
 # ROCm/TheRock docs/packaging/legacy_multi_arch_releases.md (1a70157f2c26).
@@ -255,7 +265,7 @@ class _Reader:
                                   "allowed: Docker and this tool would split lines differently")
         if len(value) > 1000:
             raise self.fail(path, f"longer than 1000 characters ({len(value)})")
-        if pattern and not pattern.match(value):
+        if pattern and not pattern.fullmatch(value):
             raise self.fail(path, f"{value!r} is not a valid {what or 'value'}")
         return value
 
@@ -278,7 +288,7 @@ class _Reader:
             raise self.fail(path, f"expected a mapping of NAME: value, got {_kind(value)}")
         out = {}
         for key, val in value.items():
-            if not _ENV_KEY.match(key):
+            if not isinstance(key, str) or not _ENV_KEY.fullmatch(key):
                 raise self.fail((*path, key), f"'{key}' is not a valid environment variable name")
             out[key] = self.text(val, (*path, key))
         return _frozen(out)
@@ -309,15 +319,22 @@ def parse_matrix(text: str, file: str, path: Path | None = None,
     for key in ("repository", "variants"):
         if key not in top:
             raise r.fail((), f"missing required key '{key}'")
-    repository = r.text(top["repository"], ("repository",), re.compile(r"^[a-z0-9][a-z0-9._/-]*$"),
-                        "image repository name")
+    repository = r.text(top["repository"], ("repository",))
+    try:
+        check_repository(repository)
+    except ReferenceError as exc:
+        raise r.fail(("repository",), str(exc)) from None
     source = r.opt_text(top.get("source"), ("source",), _URL, "URL")
     profiles = _profiles(r, top.get("profiles") or {})
     raw_variants = top["variants"]
     if not isinstance(raw_variants, dict) or not raw_variants:
         raise r.fail(("variants",), "expected a non-empty mapping of variant name to settings")
     for name in raw_variants:
-        r.text(name, ("variants", name), _NAME, "variant name (lowercase letters, digits, . _ -)")
+        r.text(name, ("variants", name), _VARIANT_NAME,
+               "variant name (lowercase letters, digits, _ -; no dot)")
+        if name in RESERVED_VARIANT_NAMES:
+            raise r.fail(("variants", name), f"'{name}' is a name the tool uses for its own "
+                                             "files and folders; choose another")
         r.keys(raw_variants[name], ("variants", name), VARIANT_KEYS)
     family_set = set(families) if families is not None else None
     variants = []
@@ -360,7 +377,7 @@ def _resolve_extends(r: _Reader, raw: dict[str, Any],
     while "extends" in raw[chain[-1]]:
         parent = raw[chain[-1]]["extends"]
         path = ("variants", chain[-1], "extends")
-        parent = r.text(parent, path, _NAME, "variant name")
+        parent = r.text(parent, path, _VARIANT_NAME, "variant name")
         if parent not in raw:
             raise r.fail(path, f"extends unknown variant '{parent}'{suggest(parent, raw)}")
         if parent in chain:
@@ -410,12 +427,16 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
     base = None
     if "base" in raw:
         ref = r.text(raw["base"], (*path, "base"))
-        m = _IMAGE.match(ref)
-        if not m or not m.group("tag"):
+        try:
+            parsed = parse_reference(ref)
+            if parsed.tag is None:
+                raise ReferenceError("no tag")
+        except ReferenceError as exc:
             raise r.fail((*path, "base"), f"{ref!r} is not a pinned image reference "
-                                          "(name:tag, optionally @sha256:<64 hex>)")
-        base = ImageRef(m.group("name"), m.group("tag"), m.group("digest"))
-    base_variant = r.opt_text(raw.get("base_variant"), (*path, "base_variant"), _NAME,
+                                          f"(name:tag, optionally @sha256:<64 hex>): {exc}"
+                         ) from None
+        base = ImageRef(parsed.name, parsed.tag, parsed.digest)
+    base_variant = r.opt_text(raw.get("base_variant"), (*path, "base_variant"), _VARIANT_NAME,
                               "variant name")
     torch = _torch(r, raw["torch"], (*path, "torch"))
     offered = _profile_refs(r, raw.get("profiles"), (*path, "profiles"), profiles)

@@ -98,8 +98,8 @@ def optional(k: Kind, default: str | int | bool | tuple[str, ...] | None = None)
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
     """Base of every family's recipe. Mapping-style access (`recipe["key"]`, `"key" in
-    recipe`) reads the same fields; an unset optional field is absent, not None, so a
-    template that uses it fails with "template needs" instead of printing None."""
+    recipe`) reads the same fields, an unset optional one as absent. Templates read
+    attributes; the renderer's environment reads a None one as undefined (it fails)."""
 
     family: ClassVar[str] = ""
 
@@ -172,7 +172,9 @@ class _TorchSource(_UbuntuRocm):
     torchvision_sha256: str = required(SHA256)
     build_pip: tuple[str, ...] = required(PIP_REQUIREMENT)
     build_env: tuple[str, ...] = optional(ENV_ASSIGN, ())
-    torch_arch: str | None = optional(GFX_LIST)
+    # PYTORCH_ROCM_ARCH: required, the template has no default to print (#26: an unset
+    # optional field rendered as `None`).
+    torch_arch: str = required(GFX_LIST)
 
 
 @family("rocm-torch-source")

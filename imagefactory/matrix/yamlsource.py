@@ -12,6 +12,7 @@ every problem is a ConfigError naming the file and line.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,20 @@ class _Open:
     have_key: bool = False
 
 
+# What YAML's reader refuses (yaml.reader.Reader.NON_PRINTABLE), plus lone surrogates (not
+# UTF-8 encodable). Found before parsing, so the error names its line: the reader's own error
+# carries only a character offset.
+_NON_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD"
+                            "\U00010000-\U0010FFFF]")
+
+
 def load(text: str, file: str) -> Located:
+    bad = _NON_PRINTABLE.search(text)
+    if bad is not None:
+        raise ConfigError(file, text.count("\n", 0, bad.start()) + 1, "",
+                          f"character U+{ord(bad.group()):04X} (a control character or lone "
+                          "surrogate) is not allowed in YAML; write it escaped in a "
+                          "double-quoted string")
     try:
         return _Builder(file).run(text)
     except yaml.MarkedYAMLError as exc:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import JobError, UsageError
+from ..reference import NAME_TOTAL_MAX, is_domain, is_path_component
 
 # What `docker push` produces (schema2) and what other tools push (OCI), single or multi-arch.
 MANIFEST_TYPES = (
@@ -28,8 +29,6 @@ MANIFEST_TYPES = (
 )
 DOCKER_HUB = "docker.io"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_HOST = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -58,19 +57,22 @@ class Target:
 
     @classmethod
     def parse(cls, text: str) -> Target:
-        raw = text.strip().removeprefix("https://").removeprefix("http://").strip("/")
+        # No whitespace stripped: the grammar (reference.py, fullmatch) refuses a newline.
+        raw = text.removeprefix("https://").removeprefix("http://").strip("/")
         host, _, namespace = raw.partition("/")
         # Docker's rule: a first component is a registry host only with a dot, a port or
         # `localhost`; anything else would silently mean Docker Hub.
-        if not raw or not _HOST.match(host) or not (
+        if not raw or not is_domain(host) or not (
                 "." in host or ":" in host or host == "localhost"):
             raise UsageError(f"--registry {text!r}: give a registry host and a namespace, "
                              "e.g. ghcr.io/OWNER, docker.io/USER or 127.0.0.1:5000/NAMESPACE")
         parts = namespace.split("/") if namespace else []
         for part in parts:
-            if not _COMPONENT.match(part):
+            if not is_path_component(part):
                 raise UsageError(f"--registry {text!r}: '{part}' is not a valid repository "
                                  "path component (lowercase letters, digits, . _ -)")
+        if len(raw) > NAME_TOTAL_MAX:
+            raise UsageError(f"--registry: longer than {NAME_TOTAL_MAX} characters")
         if host.lower() in _HUB_ALIASES:
             host = DOCKER_HUB
         return cls(host.lower(), namespace)

@@ -43,7 +43,7 @@ from .renderer import BuildContext
 BAKE_FILE = "docker-bake.json"
 REVISION_ARG = "IMAGEFACTORY_REVISION"  # the build argument the builder passes (builder.py)
 _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
-_TARGET = re.compile(r"^[A-Za-z0-9_-]+$")
+_TARGET = re.compile(r"[A-Za-z0-9_-]+")
 STAGE_SEPARATOR = "--"
 
 VARIABLES: dict[str, dict[str, Any]] = {
@@ -78,7 +78,7 @@ def stages(dockerfile: str) -> list[str]:
 
 def target_name(variant: Variant, matrix: Matrix) -> str:
     name = variant.name.replace(".", "_")
-    if not _TARGET.match(name):  # unreachable with the loader's name rule; guards hand-made
+    if not _TARGET.fullmatch(name):  # unreachable with the loader's name rule; guards hand-made
         raise ConfigError(str(matrix.path), variant.line, f"variants.{variant.name}",
                           "name cannot be a bake target (letters, digits, _ and - only)")
     return name

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..identity import HASH_LABEL, image_labels, local_tag
@@ -42,6 +42,29 @@ class BuildContext:
             dest.chmod(src.stat().st_mode & 0o777)
 
 
+@cache
+def _none_is_undefined_env() -> type[jinja2.Environment]:
+    import jinja2  # here, not at import time: importers of BuildContext do without it
+
+    class NoneIsUndefined(jinja2.Environment):
+        """An unset optional field (None) reads as undefined, so StrictUndefined makes a
+        template that prints it fail instead of writing `None` into the Dockerfile."""
+
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            value = super().getattr(obj, attribute)
+            return self._unset(obj, attribute) if value is None else value
+
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            value = super().getitem(obj, argument)
+            return self._unset(obj, argument) if value is None else value
+
+        def _unset(self, obj: Any, name: Any) -> jinja2.Undefined:
+            return self.undefined(hint=f"'{name}' is not set ({type(obj).__name__}.{name})",
+                                  obj=obj, name=name)
+
+    return NoneIsUndefined
+
+
 class Renderer:
     """Renders variants through the project's Jinja2 templates, deterministically."""
 
@@ -52,7 +75,7 @@ class Renderer:
     def env(self) -> jinja2.Environment:
         import jinja2  # on the first render: importers of BuildContext (builder) do without
 
-        return jinja2.Environment(
+        return _none_is_undefined_env()(
             loader=jinja2.FileSystemLoader(str(self.project.templates_dir)),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
@@ -96,9 +119,10 @@ class Renderer:
             raise ConfigError(str(self.matrix.path), variant.line, f"variants.{variant.name}"
                               ".family", f"no template {exc.name}") from None
         except jinja2.UndefinedError as exc:
-            raise ConfigError(str(self.project.templates_dir / template_name), None,
-                              f"variants.{variant.name}", f"template needs {exc.message}"
-                              ) from None
+            # Named where the variant is declared: what it lacks is set (or not) there.
+            raise ConfigError(variant.file, variant.line, f"variants.{variant.name}",
+                              f"template {template_name} needs a value this variant does not "
+                              f"set: {exc.message}") from None
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(str(exc.filename or template_name), exc.lineno, "",
                               f"template syntax error: {exc.message}") from None

@@ -17,9 +17,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from imagefactory.errors import ConfigError
-from imagefactory.matrix.loader import parse_matrix
+from imagefactory.matrix.loader import RESERVED_VARIANT_NAMES, parse_matrix
 from imagefactory.matrix.yamlsource import load
 from imagefactory.project import Project
+from imagefactory.reference import ReferenceError, parse_reference
 from imagefactory.render.renderer import Renderer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,3 +106,81 @@ def test_bombs_are_refused_quickly(doc: str) -> None:
         load(doc, FILE)
     assert time.perf_counter() - start < 2
     assert str(info.value).startswith(f"{FILE}:")
+
+
+# --- #25: values the grammar refuses ----------------------------------------------------
+
+_alnum = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=5)
+_component = st.builds(lambda first, rest: first + "".join(s + a for s, a in rest), _alnum,
+                       st.lists(st.tuples(st.sampled_from([".", "_", "__", "-", "--"]), _alnum),
+                                max_size=2))
+_domain = st.one_of(st.none(), st.sampled_from(["localhost:5000", "ghcr.io", "[::1]:5000",
+                                                "reg-1.example.com:443", "Host.Example"]))
+_tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+_digest = st.one_of(st.none(), st.just("sha256:" + "0123456789abcdef" * 4))
+
+
+@st.composite
+def references(draw: st.DrawFn) -> tuple[str, str, str, str | None]:
+    domain = draw(_domain)
+    path = "/".join(draw(st.lists(_component, min_size=1, max_size=3)))
+    name = f"{domain}/{path}" if domain else path
+    tag, digest = draw(_tag), draw(_digest)
+    return name + ":" + tag + (f"@{digest}" if digest else ""), name, tag, digest
+
+
+def _base_doc(ref: str) -> str:
+    doc = copy.deepcopy(SHIPPED)
+    doc["variants"]["cpu"]["base"] = ref
+    return json.dumps(doc)  # JSON is YAML: the value goes in exactly as generated
+
+
+@given(references())
+def test_fuzz_reference_in_the_grammar_parses(ref: tuple[str, str, str, str | None]) -> None:
+    text, name, tag, digest = ref
+    parsed = parse_reference(text)
+    assert (parsed.name, parsed.tag, parsed.digest) == (name, tag, digest)
+    base = parse_matrix(_base_doc(text), FILE).get("cpu").base
+    assert base is not None and str(base) == text
+
+
+# Each turns a valid reference into one outside the grammar.
+_BREAK = [
+    lambda r: r + "\n", lambda r: r.replace(":", "::", 1), lambda r: r.replace("/", "//", 1)
+    if "/" in r else "/" + r, lambda r: "-" + r, lambda r: r.split(":")[0] + "-:x",
+    lambda r: r.split(":")[0] + "..a:x", lambda r: r.split(":")[0] + "/:x",
+    lambda r: "a" * 256 + r, lambda r: r.split("@")[0] + ":x" * 2,
+    lambda r: r.split(":")[0] + ":" + "t" * 129, lambda r: r.split("@")[0] + "@sha256:abc",
+]
+
+
+@given(references(), st.sampled_from(range(len(_BREAK))))
+def test_fuzz_reference_outside_the_grammar_is_refused(
+        ref: tuple[str, str, str, str | None], which: int) -> None:
+    bad = _BREAK[which](ref[0])
+    with pytest.raises(ReferenceError):
+        parse_reference(bad)
+    with pytest.raises(ConfigError) as info:
+        parse_matrix(_base_doc(bad), FILE)
+    assert str(info.value).startswith(f"{FILE}:") and "variants.cpu.base" in str(info.value)
+
+
+@given(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True),
+       st.sampled_from(["\n", "\r", "\r\n", " ", "\t", "=", "-", ".", "\x00", "\u2028"]))
+def test_fuzz_env_key_with_a_trailing_character_is_refused(key: str, tail: str) -> None:
+    doc = copy.deepcopy(SHIPPED)
+    doc["variants"]["cpu"]["env"] = {key + tail: "1"}
+    with pytest.raises(ConfigError) as info:
+        parse_matrix(json.dumps(doc), FILE)
+    assert str(info.value).startswith(f"{FILE}:") and "\n" not in str(info.value)
+
+
+@given(st.one_of(st.sampled_from(sorted(RESERVED_VARIANT_NAMES)),
+                 st.builds(lambda a, b: f"{a}.{b}", _alnum,
+                           st.sampled_from(["quick", "subset", "publish", "json", "x"]))))
+def test_fuzz_variant_name_colliding_with_the_tools_files_is_refused(name: str) -> None:
+    doc = copy.deepcopy(SHIPPED)
+    doc["variants"][name] = doc["variants"].pop("cpu")
+    with pytest.raises(ConfigError) as info:
+        parse_matrix(json.dumps(doc), FILE)
+    assert str(info.value).startswith(f"{FILE}:") and f"variants.{name}" in str(info.value)

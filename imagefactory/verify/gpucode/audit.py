@@ -41,7 +41,7 @@ from .targets import processors_in_name
 log = logging.getLogger(__name__)
 
 _TENSILE_EXT = (".co", ".hsaco", ".dat", ".yaml")
-_VERSION_DIR = re.compile(r"^\d+(\.\d+)*$")
+_VERSION_DIR = re.compile(r"\d+(\.\d+)*")
 # torch's own libraries; the ROCm libraries a wheel bundles in torch/lib keep their names.
 _TORCH_LIBS = ("libtorch", "libc10", "libcaffe2", "_C.")
 # ROCm libraries listed even when they carry no device code: MIOpen without a fat binary
@@ -75,7 +75,7 @@ def library_of(path: str, kind: str) -> str:
     if kind == TENSILE and "library" in parts[:-1]:
         i = len(parts) - 2 - list(reversed(parts[:-1])).index("library")
         for comp in reversed(parts[:i]):
-            if not _VERSION_DIR.match(comp):
+            if not _VERSION_DIR.fullmatch(comp):
                 return normalise_name(comp)
     return normalise_name(p.name)
 

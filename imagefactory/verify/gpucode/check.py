@@ -16,13 +16,13 @@ DEFAULT_NEEDED = ("torch", "rocblas", "miopen")
 # Present is enough: without a kernel database for the ISA, MIOpen compiles its kernels at run
 # time (a slow first use, not a failure).
 RUNTIME_COMPILED = frozenset({"miopen"})
-_OVERRIDE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_OVERRIDE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
 
 def isa_from_override(value: str) -> str:
     """HSA_OVERRIDE_GFX_VERSION (`10.3.0`) -> the ISA the runtime reports (`gfx1030`); the
     stepping is written in hex as in gfx90a (`9.0.10`)."""
-    m = _OVERRIDE.match(value.strip())
+    m = _OVERRIDE.fullmatch(value.strip())
     if not m:
         raise AuditUsageError(f"HSA_OVERRIDE_GFX_VERSION {value!r} is not MAJOR.MINOR.STEPPING")
     major, minor, stepping = (int(g) for g in m.groups())

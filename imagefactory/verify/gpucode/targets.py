@@ -53,10 +53,10 @@ KNOWN_PROCESSORS = frozenset(MACH_PROCESSORS.values())
 
 # A processor name as it appears in target IDs and file names (gfx1010, gfx90a, gfx10-1-generic).
 PROCESSOR_RE = r"gfx(?:\d{1,2}(?:-\d)?-generic|\d{2,4}[a-f]?)"
-_TARGET_ID = re.compile(rf"^(?P<proc>{PROCESSOR_RE})(?P<feats>(?::[A-Za-z0-9_]+[+-])*)$")
+_TARGET_ID = re.compile(rf"(?P<proc>{PROCESSOR_RE})(?P<feats>(?::[A-Za-z0-9_]+[+-])*)")
 _FEATURE = re.compile(r":([A-Za-z0-9_]+)([+-])")
 # Entry IDs are short ASCII; anything else is not an offload bundle.
-_ENTRY_ID = re.compile(r"^[A-Za-z0-9_.:+\-]{1,512}$")
+_ENTRY_ID = re.compile(r"[A-Za-z0-9_.:+\-]{1,512}")
 OFFLOAD_KINDS = frozenset({"host", "hip", "hipv4", "openmp", "cuda", "sycl"})
 
 
@@ -77,7 +77,7 @@ class TargetId:
 
 def parse_target_id(text: str) -> TargetId:
     """`gfx1010`, `gfx90a:sramecc+:xnack-`, `gfx10-1-generic` -> TargetId."""
-    m = _TARGET_ID.match(text)
+    m = _TARGET_ID.fullmatch(text)
     if not m:
         raise MalformedInput(f"not an AMDGPU target ID: {text[:80]!r}")
     if m.group("proc") not in KNOWN_PROCESSORS:
@@ -92,7 +92,7 @@ def parse_entry_id(entry: str) -> tuple[str, str, TargetId | None]:
 
     `hipv4-amdgcn-amd-amdhsa--gfx1010` has an empty environment; old HIP wrote
     `hip-amdgcn-amd-amdhsa-gfx906` (no environment component)."""
-    if not _ENTRY_ID.match(entry):
+    if not _ENTRY_ID.fullmatch(entry):
         raise MalformedInput(f"bundle entry ID is not a short ASCII name: {entry[:80]!r}")
     parts = entry.split("-", 5)
     if parts[0] not in OFFLOAD_KINDS:

@@ -113,8 +113,19 @@ def _parse(line: bytes) -> tuple[int, bytes, bytes] | None:
     return int(m.group(3), 16), m.group(1), m.group(2).strip()
 
 
-def compare_listings(own: Iterable[bytes], chip: Iterable[bytes], found: ObjectFindings
-                     ) -> None:
+def kernel_names(table: Iterable[bytes]) -> frozenset[bytes]:
+    """The kernels in an `llvm-objdump -t` listing: each has a `NAME.kd` descriptor symbol
+    (Tensile's code also carries thousands of local labels, which are not kernels)."""
+    out = set()
+    for line in table:
+        name = line.rstrip(b"\r\n").rsplit(None, 1)[-1] if line.strip() else b""
+        if name.endswith(b".kd"):
+            out.add(name[:-3])
+    return frozenset(out)
+
+
+def compare_listings(own: Iterable[bytes], chip: Iterable[bytes], found: ObjectFindings,
+                     kernels: frozenset[bytes] | None = None) -> None:
     """Compare two llvm-objdump listings of one code object, line by line, into `found`.
 
     Equal lines are the rule and cost one comparison; where they differ, the lines are
@@ -128,7 +139,8 @@ def compare_listings(own: Iterable[bytes], chip: Iterable[bytes], found: ObjectF
         if la == lb:
             if la[:1] == b"\t":
                 found.instructions += 1
-            elif (m := _SYMBOL.match(la.rstrip(b"\r\n"))) is not None:
+            elif (m := _SYMBOL.match(la.rstrip(b"\r\n"))) is not None and (
+                    not kernels or m.group(1) in kernels):
                 symbol = m.group(1).decode("utf-8", "replace")
                 found.symbols += 1
             la, lb = next(a, None), next(b, None)
@@ -189,6 +201,8 @@ def disassemble_compare(tool: str, co: CodeObject, chip: str) -> ObjectFindings:
             with os.fdopen(fd, "wb") as f:
                 f.write(co.data or b"")
             path = tmp
+        table = subprocess.run([tool, "-t", path], capture_output=True, check=False).stdout
+        kernels = kernel_names(table.splitlines())
         cmd = [tool, "-d", "--no-show-raw-insn"]
         # stderr to files: a full stderr pipe nobody reads would stall the listing
         with tempfile.TemporaryFile() as e1, tempfile.TemporaryFile() as e2:
@@ -197,7 +211,7 @@ def disassemble_compare(tool: str, co: CodeObject, chip: str) -> ObjectFindings:
             other = subprocess.Popen([*cmd, f"--mcpu={chip}", path],
                                      stdout=subprocess.PIPE, stderr=e2, bufsize=1 << 20)
             assert own.stdout is not None and other.stdout is not None
-            compare_listings(_lines(own.stdout), _lines(other.stdout), found)
+            compare_listings(_lines(own.stdout), _lines(other.stdout), found, kernels)
             for p, e in ((own, e1), (other, e2)):
                 assert p.stdout is not None
                 p.stdout.read()

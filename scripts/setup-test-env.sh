@@ -25,6 +25,11 @@ need=()
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -x "$python" ] || need+=(python3)
+# The GPU code audit's instruction check (`audit --chip`) disassembles with Debian's LLVM:
+# llvm-19 (bookworm and sid both carry it) gives llvm-objdump-19 and llvm-mc-19 with the
+# AMDGPU target; the newest versioned one found is used.
+command -v llvm-objdump-19 >/dev/null 2>&1 || [ -x /usr/lib/llvm-19/bin/llvm-objdump ] \
+    || need+=(llvm-19)
 # Debian and Ubuntu ship venv (ensurepip) apart from python3; a venv without it has no pip.
 if [ -x "$python" ] && ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     need+=(python3-venv)

@@ -400,8 +400,18 @@ def torch_check(torch_dir: Path | None, archs: list[str]) -> Check:
         fix = (f"this torch has no {', '.join(missing)} code: it fails with 'invalid device "
                "function'; use one of the recommended images")
         if torch.carries("gfx1030"):
-            fix += " or run it with HSA_OVERRIDE_GFX_VERSION=10.3.0 (it carries gfx1030)"
+            fix += (" or run it with HSA_OVERRIDE_GFX_VERSION=10.3.0 (it carries gfx1030; "
+                    f"whether that code decodes on {missing[0]}: `imagefactory audit --chip "
+                    f"{missing[0]} --override 10.3.0 {lib}`)")
     return Check("host torch", None, detail, fix)
+
+
+def objdump_check() -> Check:
+    """Informational: can the instruction-level GPU code check (`audit --chip`) run here?"""
+    from ..verify.gpucode.isa import INSTALL_HINT, objdump_status
+
+    tool, line = objdump_status()
+    return Check("llvm-objdump", None, line, None if tool else INSTALL_HINT)
 
 
 @dataclass
@@ -426,6 +436,7 @@ def diagnose(matrix: Matrix, opts: Options) -> Diagnosis:
         checks.append(docker_check(opts.docker_url, opts.docker_timeout))
     else:
         checks.append(Check("docker", None, "not checked (--no-docker)"))
+    checks.append(objdump_check())
     if opts.torch is not None:
         where = find_host_torch() if opts.torch == "auto" else Path(opts.torch)
         checks.append(torch_check(where, [g.arch for g in scan.gpus if g.arch]))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.base import ContainerEngine, ContainerInfo, EngineError
 from ..engine.containers import session_labels
@@ -28,6 +28,9 @@ from ..paths import RESULTS_DIR
 from .manifest import Manifest
 from .manifest import collect as collect_manifest
 from .results import Check, ConvCase, TestResult, profile_label
+
+if TYPE_CHECKING:
+    from .gpucode.isa import IsaReport
 
 log = logging.getLogger(__name__)
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
@@ -305,7 +308,45 @@ class Tester:
         for line in (*result.summary, *result.notes):
             self.echo(f"  gpu code: {line}")
         self.echo(f"  gpu code: {inv.files_seen} files read in {seconds:.1f} s")
-        return check, {"inventory": inv.brief(), "check": result.to_dict(), "seconds": seconds}
+        out: dict[str, Any] = {"inventory": inv.brief(), "check": result.to_dict(),
+                               "seconds": seconds}
+        isa_checks = self.run_gpu_isa(container, variant, env, source)
+        if isa_checks:
+            out["isa"] = [r.to_dict() for r in isa_checks]
+            failed = [r for r in isa_checks if r.status == "fail"]
+            if failed:
+                check = Check("gpu code", False, "; ".join(
+                    [result.detail] * (not result.passed)
+                    + [f"{r.summary()}: {'; '.join(r.failures())}" for r in failed]))
+        return check, out
+
+    def run_gpu_isa(self, container: ContainerInfo, variant: Variant, env: dict[str, str],
+                    source: str) -> list[IsaReport]:
+        """Under the override, can the real chips the variant is for (gfx1010...) decode the
+        gfx1030 code they will load? One more export, streamed; the disassembly runs on
+        this host (Debian's llvm-objdump). Skipped, never passed, without llvm-objdump."""
+        override = env.get("HSA_OVERRIDE_GFX_VERSION")
+        from .gpucode import codeobjects
+        from .gpucode.errors import GpuCodeError
+        from .gpucode.isa import CHIPS, loaded_isa, run_check, wanted
+        from .gpucode.reader import chunk_stream
+
+        chips = [t.split(":")[0] for t in variant.gfx_targets if t.split(":")[0] in CHIPS]
+        reports = []
+        for chip in dict.fromkeys(chips) if override else ():
+            problems: list[str] = []
+            try:
+                cos = codeobjects.in_tar(
+                    chunk_stream(self.engine.export_container(container.id)),
+                    wanted(loaded_isa(chip, override)), problems, source)
+                report = run_check(cos, source, chip, override, problems)
+            except (GpuCodeError, EngineError) as exc:
+                self.echo(f"  gpu isa: {chip}: could not read the image: {exc}")
+                continue
+            for line in report.lines():
+                self.echo(f"  gpu isa: {line}")
+            reports.append(report)
+        return reports
 
     # -- the testinfra suite ------------------------------------------------------------
 

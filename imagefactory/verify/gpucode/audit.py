@@ -15,7 +15,7 @@ import os
 import re
 import stat
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -199,15 +199,8 @@ def audit_path(root: str | os.PathLike[str]) -> Inventory:
     files: list[CodeFile] = []
     problems: list[str] = []
     seen = nbytes = 0
-    inodes: set[tuple[int, int]] = set()
-    paths: Iterable[Path]
-    paths = [top] if top.is_file() else _walk(top)
-    for p in paths:
+    for p, st in regular_files(top, problems):
         try:
-            st = p.lstat()
-            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in inodes:
-                continue
-            inodes.add((st.st_dev, st.st_ino))
             seen += 1
             with p.open("rb") as f:
                 found, n = _inspect(str(p), st.st_size, f, seekable=True)
@@ -219,6 +212,38 @@ def audit_path(root: str | os.PathLike[str]) -> Inventory:
         if cf is not None:
             files.append(cf)
     return _group(str(top), files, problems, seen, nbytes)
+
+
+def _in_tree(p: Path, root: Path) -> bool:
+    try:
+        return p.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):
+        return False
+
+
+def regular_files(top: Path, problems: list[str] | None = None
+                  ) -> Iterator[tuple[Path, os.stat_result]]:
+    """Every regular file under `top` once (by inode). Symlinks are followed to files inside
+    the tree given (`librocblas.so -> librocblas.so.4`, the usual layout), and `top` itself
+    when it is one; a link out of the tree is not followed (it is not part of what was
+    asked for, and /proc-like targets block)."""
+    root = top.resolve()
+    seen: set[tuple[int, int]] = set()
+    paths: Iterable[Path] = [top] if root.is_file() else _walk(top)
+    for p in paths:
+        try:
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                if p != top and not _in_tree(p, root):
+                    continue
+                st = p.stat()
+        except OSError as exc:
+            if problems is not None and not p.is_symlink():
+                problems.append(f"{p}: {exc.strerror or exc}")
+            continue
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            yield p, st
 
 
 _PSEUDO = frozenset({"/proc", "/sys", "/dev", "/run"})  # reads there block or never end

@@ -39,6 +39,7 @@ class BundleEntry:
     entry_id: str
     target: TargetId | None  # None: the host entry or a non-AMDGPU one
     size: int
+    offset: int = 0  # from the start of its (decompressed) plain bundle
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def read_plain_header(src: _Source, limit: int | None) -> tuple[list[BundleEntry
             raise MalformedInput(f"bundle entry {entry_id} ends at {off + size}, "
                                  f"past the {limit} bytes available")
         extent = max(extent, off + size)
-        entries.append(BundleEntry(entry_id, target, size))
+        entries.append(BundleEntry(entry_id, target, size, off))
     return entries, max(extent, header_len)
 
 

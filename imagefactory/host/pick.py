@@ -31,6 +31,10 @@ class Pick:
     note: str | None = None  # one line for the user, when the pick needs explaining
 
 
+def _newest_first(v: Variant) -> tuple[int, ...]:
+    return tuple(-int(p) if p.isdigit() else 0 for p in (v.rocm or "0").split("."))
+
+
 def resolve(matrix: Matrix, name: str, host_isas: Sequence[str]) -> Pick:
     """`name` as a variant, or as a family whose variants each target one ISA: then the one
     built for the (first) host GPU's ISA. A family without a variant for the card, or with
@@ -49,7 +53,9 @@ def resolve(matrix: Matrix, name: str, host_isas: Sequence[str]) -> Pick:
         raise UsageError(f"'{name}' is a family ({choices}); no AMD GPU found to pick by: "
                          "name the variant")
     isa = host_isas[0]
-    fits = [v for v in family if isa in v.gfx_targets]
+    # The newest ROCm first: the family's newest release line is the one to run (doctor's
+    # order too); equal versions keep the matrix order.
+    fits = sorted((v for v in family if isa in v.gfx_targets), key=_newest_first)
     if not fits:
         raise UsageError(f"no {name} variant carries {isa} code (choose from {choices})")
     return Pick(fits[0], f"{name} on this {isa} card: {fits[0].name}")

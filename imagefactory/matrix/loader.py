@@ -63,6 +63,22 @@ THEROCK_INDEXES = {
     "release": "https://repo.amd.com/rocm/whl-multi-arch/",
     "nightly": "https://rocm.nightlies.amd.com/whl-multi-arch/",
 }
+# From ROCm 10.0 stable and 10.1 nightlies on, the stream-specific repo.amd.com layout's
+# aggregate index (ROCm/TheRock RELEASES.md at 1a70157f2c26, "Installing multi-arch
+# releases"; the same page's legacy table keeps 10.0.0 release candidates on the old hosts).
+THEROCK_INDEXES_NEXT = {
+    "release": "https://stable.repo.amd.com/rocm/whl-next/",
+    "nightly": "https://nightly.repo.amd.com/rocm/whl-next/",
+}
+THEROCK_NEXT_FROM = 10  # the first ROCm major on the repo.amd.com layout
+
+
+def therock_index(channel: str, rocm: str | None) -> str:
+    """The index a TheRock channel publishes the given ROCm release to."""
+    major = (rocm or "0").split(".", 1)[0]
+    indexes = (THEROCK_INDEXES_NEXT if major.isdigit() and int(major) >= THEROCK_NEXT_FROM
+               else THEROCK_INDEXES)
+    return indexes[channel]
 
 TOP_KEYS = ("repository", "source", "profiles", "variants")
 PROFILE_KEYS = ("description", "env")
@@ -528,9 +544,10 @@ def _check_therock(r: _Reader, v: Variant, path: tuple[str | int, ...]) -> None:
         raise r.fail((*path, "recipe", "channel"),
                      f"recipe.channel must be one of {', '.join(THEROCK_INDEXES)} "
                      f"(got {channel!r}); nightly is never implied")
-    if v.torch.source != "wheel" or v.torch.index != THEROCK_INDEXES[channel]:
+    index = therock_index(channel, v.rocm)
+    if v.torch.source != "wheel" or v.torch.index != index:
         raise r.fail((*path, "torch", "index"),
-                     f"channel '{channel}' installs from {THEROCK_INDEXES[channel]} "
+                     f"channel '{channel}' installs from {index} for ROCm {v.rocm} "
                      f"(torch.source wheel), got {v.torch.index!r}")
     if not v.gfx_targets:
         raise r.fail((*path, "gfx_targets"), "a therock variant names its GPU targets: "

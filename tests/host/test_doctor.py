@@ -62,9 +62,10 @@ def test_rx5600xt_ready(tmp_path: Path, capsys) -> None:
     assert "Ready: yes" in out and err == ""
     recs = [line.split(":")[0].strip() for line in out.split("Recommended\n")[1].splitlines()
             if not line.startswith(("note", "Ready"))]
-    # Native gfx1010 code first (TheRock's wheels, the newest ROCm, then the source builds),
-    # the override-based wheels last.
-    assert recs == ["therock-gfx1010", "debian-rocm64", "rocm62-native", "rocm54-source",
+    # Native gfx1010 code first (TheRock's wheels, the newest ROCm - the 10.0 line, then
+    # 7.14 - then the source builds), the override-based wheels last.
+    assert recs == ["therock10-gfx1010", "therock-gfx1010", "debian-rocm64", "rocm62-native",
+                    "rocm54-source",
                     "rocm52-torch20", "rocm62-patched", "rocm52-torch113"]
 
 
@@ -74,13 +75,15 @@ def test_rx5500xt_gets_therock_gfx1012_then_the_override_wheels(tmp_path: Path,
     d = diagnose(project.matrix, Options(sysfs_root=SYSFS / "rx5500xt",
                                          dev_root=make_dev(tmp_path / "dev"), docker=False))
     assert d.ready
-    assert [r.variant for r in d.recommendations] == ["therock-gfx1012", "rocm62-patched",
-                                                      "rocm52-torch113"]
+    assert [r.variant for r in d.recommendations] == ["therock10-gfx1012", "therock-gfx1012",
+                                                      "rocm62-patched", "rocm52-torch113"]
     first, *others = d.recommendations
     assert first.arch == "gfx1012" and first.reason.startswith("carries gfx1012 code, no "
                                                                "override: ")
+    native, *override = others  # the 7.14 line, then the override wheels
+    assert native.variant == "therock-gfx1012" and native.reason.startswith("carries gfx1012")
     assert all(r.arch == "gfx1012" and r.reason.startswith("an alternative; ")
-               and "runs it as gfx1030" in r.reason for r in others)
+               and "runs it as gfx1030" in r.reason for r in override)
 
 
 @pytest.mark.root

@@ -21,9 +21,9 @@ def matrix():
     return Project.locate(REPO / "variants.yaml").matrix
 
 
-@pytest.mark.parametrize("isas, expected", [(["gfx1010"], "therock-gfx1010"),
-                                            (["gfx1012"], "therock-gfx1012"),
-                                            (["gfx1012", "gfx1010"], "therock-gfx1012")])
+@pytest.mark.parametrize("isas, expected", [(["gfx1010"], "therock10-gfx1010"),
+                                            (["gfx1012"], "therock10-gfx1012"),
+                                            (["gfx1012", "gfx1010"], "therock10-gfx1012")])
 def test_family_name_picks_the_variant_for_the_card(matrix, isas, expected) -> None:
     pick = resolve(matrix, "therock", isas)
     assert pick.variant.name == expected
@@ -36,10 +36,12 @@ def test_a_variant_name_is_taken_as_is(matrix) -> None:
 
 
 @pytest.mark.parametrize("name, isas, message", [
-    ("therock", [], "'therock' is a family (therock-gfx1010, therock-gfx1012); no AMD GPU "
-                    "found to pick by: name the variant"),
+    ("therock", [], "'therock' is a family (therock-gfx1010, therock-gfx1012, "
+                    "therock10-gfx1010, therock10-gfx1012); no AMD GPU found to pick by: "
+                    "name the variant"),
     ("therock", ["gfx1030"], "no therock variant carries gfx1030 code (choose from "
-                             "therock-gfx1010, therock-gfx1012)"),
+                             "therock-gfx1010, therock-gfx1012, therock10-gfx1010, "
+                             "therock10-gfx1012)"),
     ("therok", ["gfx1010"], "unknown variant 'therok' (did you mean 'therock'?)"),
 ])
 def test_unpickable_is_a_usage_error(matrix, name, isas, message) -> None:
@@ -120,8 +122,8 @@ def test_run_family_picks_the_image_for_the_card(capsys, tmp_path: Path, fixture
                                                  isa: str) -> None:
     argv, err = _run_print(capsys, tmp_path, "therock", f"--sysfs-root={SYSFS / fixture}",
                            "--", "python3")
-    assert f"imagefactory:therock-{isa}" in argv
-    assert err == f"imagefactory: therock on this {isa} card: therock-{isa}\n"
+    assert f"imagefactory:therock10-{isa}" in argv
+    assert err == f"imagefactory: therock on this {isa} card: therock10-{isa}\n"
 
 
 @pytest.mark.root  # mknod of the stand-in device nodes

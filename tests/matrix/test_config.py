@@ -196,8 +196,9 @@ def test_unknown_variant_suggests_closest(capsys) -> None:
 
 def test_shipped_matrix_declares_the_variants(project) -> None:
     assert set(project.matrix.names) == {
-        "therock-gfx1010", "therock-gfx1012", "rocm52-torch113", "rocm52-torch20",
-        "rocm54-source", "rocm62-patched", "rocm62-native", "debian-rocm64", "cpu",
+        "therock10-gfx1010", "therock10-gfx1012", "therock-gfx1010", "therock-gfx1012",
+        "rocm52-torch113", "rocm52-torch20", "rocm54-source", "rocm62-patched", "rocm62-native",
+        "debian-rocm64", "cpu",
     }
     for v in project.matrix.variants:
         assert v.base is not None or v.base_variant is not None

@@ -36,7 +36,7 @@ def cli(args: list[str], capsys) -> tuple[int, str, str]:
 def test_committed_dockerfiles_are_in_sync(capsys) -> None:
     code, out, err = cli(["--config", str(REPO / "variants.yaml"), "render", "--check"], capsys)
     assert code == 0, err
-    assert "9 rendered Dockerfile(s) up to date" in out
+    assert "11 rendered Dockerfile(s) up to date" in out
 
 
 def test_check_fails_and_names_a_hand_edited_file(project_copy: Path, capsys) -> None:

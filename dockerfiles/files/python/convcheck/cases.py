@@ -20,7 +20,15 @@ Beyond convolutions, what RDNA1 users are reported to break on (issue 16: TheRoc
 ops (nonzero, unique, cumsum, sort, topk) and atomics (scatter_add, index_put), attention
 per SDPA backend at Stable Diffusion's shape (1 image, 8 heads of 40, 64x64 latent), fp16 and
 bf16 matmul (hipBLASLt/rocBLAS), a ResNet-18 training step, an SD UNet block with attention
-and an allocation sweep. Each case has an `area`: the report's "what works" summary groups
+and an allocation sweep.
+
+What RDNA1 users run in 2026 (issue 27: TheRock issues 7609/6467, ComfyUI 14868): models
+through torch.compile, whose Triton kernels are reported to write nothing on gfx1010 (gray
+images with Flux), so small fused graphs compiled by inductor are compared with eager on the
+CPU (an elementwise chain, a matmul with a bias+GELU epilogue, a conv+ReLU, a softmax
+attention block); int8 matmul (torch._int_mm, hipBLASLt on ROCm) and fp8 (torch._scaled_mm
+on float8_e4m3fn), each `skipped` with the reason where the torch lacks the feature.
+Each case has an `area`: the report's "what works" summary groups
 cases by it, in the words users ask in.
 """
 
@@ -43,6 +51,8 @@ AREAS: dict[str, str] = {
     "attention": "attention (scaled_dot_product_attention)",
     "training": "training (ResNet-18 step, SD UNet block)",
     "memory": "large allocations",
+    "compile": "torch.compile (Triton/inductor kernels)",
+    "int8-fp8": "int8 and fp8 matmul",
     "basics": "basic math (matmul, Linear, pooling)",
 }
 
@@ -74,6 +84,8 @@ QUICK = frozenset(
         "nonzero-1m-fwd",
         "sdpa-math-h8-s4096-d40-fwd",
         "matmul-fp16-1024-fwd",
+        "compile-elementwise-64k-fwd",
+        "int8-mm-256-fwd",
     }
 )
 
@@ -179,8 +191,32 @@ def _beyond_convolutions() -> list[Case]:
                    area="training", kinds=("train",))
     cases += _both("unet-block-c320-16x16-attn", "unet_block",
                    {"batch": 1, "c": 320, "size": 16, "heads": 8}, area="training")
+    cases += _compiled_and_low_precision()
     cases += _both("alloc-sweep-half-memory", "alloc", {"fraction": 0.5}, area="memory",
                    kinds=("fwd",))
+    return cases
+
+
+def _compiled_and_low_precision() -> list[Case]:
+    fwd = ("fwd",)
+    cases: list[Case] = []
+    compiled = "compile"
+    cases += _both("compile-elementwise-64k", "compile", {"model": "elementwise", "n": 1 << 16},
+                   area=compiled, kinds=fwd)
+    cases += _both("compile-matmul-epilogue-256", "compile",
+                   {"model": "matmul_epilogue", "m": 256, "k": 256, "n": 256},
+                   area=compiled, kinds=fwd)
+    cases += _both("compile-conv-relu-c16-32x32", "compile",
+                   {"model": "conv_relu", "batch": 2, "c": 16, "size": 32},
+                   area=compiled, kinds=fwd)
+    cases += _both("compile-attention-h4-s256-d32", "compile",
+                   {"model": "attention", "batch": 1, "heads": 4, "seq": 256, "dim": 32},
+                   area=compiled, kinds=fwd)
+    # torch._int_mm wants m > 16 and k, n multiples of 8 on CUDA/ROCm.
+    cases += _both("int8-mm-256", "int_mm", {"m": 256, "k": 256, "n": 256}, "int8",
+                   "int8-fp8", kinds=fwd)
+    cases += _both("fp8-e4m3-mm-256", "scaled_mm", {"m": 256, "k": 256, "n": 256},
+                   "float8_e4m3fn", "int8-fp8", kinds=fwd)
     return cases
 
 
@@ -218,6 +254,9 @@ def flops(case: Case) -> float | None:
         fwd = 2.0 * a["m"] * a["k"] * a["n"]
     elif case.op == "sdpa":  # QK^T and PV
         fwd = 4.0 * a["batch"] * a["heads"] * a["seq"] ** 2 * a["dim"]
+    elif case.op in ("int_mm", "scaled_mm") or (case.op == "compile"
+                                                 and a["model"] == "matmul_epilogue"):
+        fwd = 2.0 * a["m"] * a["k"] * a["n"]
     elif case.op == "linear":
         fwd = 2.0 * a["batch"] * a["fin"] * a["fout"]
     else:

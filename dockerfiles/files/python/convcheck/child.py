@@ -39,6 +39,10 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "float32": (1e-3, 1e-5),
     "float16": (1e-2, 1e-3),
     "bfloat16": (5e-2, 1e-2),
+    # fp8 cases compare a float32 product of fp8-rounded inputs (accumulated in fp32 by
+    # _scaled_mm) with the same product in float32/float64: a float32 tolerance.
+    "float8_e4m3fn": (1e-3, 1e-5),
+    "int8": (0.0, 0.0),  # int32 outputs: compared exactly
 }
 MIN_TIMED_SECONDS = 0.2  # timed repetitions after the checked call, until this much time...
 MAX_REPS = 10  # ...or this many calls
@@ -48,6 +52,18 @@ MAX_NOTES = 3  # failing tensors named in the detail
 NOT_IMPLEMENTED = re.compile(r"not implemented for '(Half|BFloat16)'")
 # SDPA with only one backend allowed and that one unusable here (torch 2.x wording).
 NO_SDPA_KERNEL = re.compile(r"No available kernel")
+# A low-precision op this torch has but not for this device or GPU (torch._scaled_mm on a GPU
+# without fp8 units: "... only supported on ... compute capability >= 8.9 ... or ROCm MI300+";
+# an op with no kernel registered for the CPU: "Could not run 'aten::_int_mm' with arguments
+# from the 'CPU' backend"; "... not implemented ...").
+UNSUPPORTED_OP = re.compile(r"only supported (on|for)|is not supported|not supported on"
+                            r"|Could not run 'aten::|not implemented for|NotImplementedError")
+# inductor's CPU backend compiles C++: no compiler in the image is the image's gap, not a
+# broken stack (torch._inductor.cpp_builder; torch 2.x wording varies).
+NO_COMPILER = re.compile(r"(?i)(no|cannot find|failed to find) (a )?(working )?c\+\+ compiler"
+                         r"|InvalidCxxCompiler|'g\+\+'|\bc\+\+: not found")
+
+_reference = False  # set while the CPU reference's runner is made (compile cases run eager)
 
 Runner = Callable[[list[Any], bool], list[Any]]  # (inputs on the device, backward) -> outputs
 
@@ -142,6 +158,10 @@ def _problem(case: Case, gen: Any) -> tuple[Callable[..., Runner], list[Any]]:
             randn(a["batch"], a["seq"], a["dim"]) * 2 + 0.5, randn(a["dim"]), randn(a["dim"])]
     if case.op in ("batchnorm2d_train", "lstm", "gru", "unet_block"):
         return _module_problem(case, gen, seed)
+    if case.op == "compile":
+        return _compile_problem(case, gen, seed)
+    if case.op in ("int_mm", "scaled_mm"):
+        return _low_precision_problem(case, gen, seed)
     return _tensor_op_problem(case, gen, seed)
 
 
@@ -268,6 +288,114 @@ def _sdpa_make(case: Case, seed: int) -> Callable[..., Runner]:
         return run
 
     return make
+
+
+# ------------------------------------------------------------- torch.compile, int8, fp8
+def _compile_problem(case: Case, gen: Any, seed: int) -> tuple[Callable[..., Runner],
+                                                                list[Any]]:
+    """A small fused graph: the reference runs it eager on the CPU, the device under test
+    through torch.compile (inductor: Triton kernels on a GPU, C++ on the CPU), so a compiled
+    kernel that writes nothing or garbage is a wrong-result."""
+    import torch
+    import torch.nn.functional as F
+
+    if not hasattr(torch, "compile"):
+        raise Skip(f"torch {torch.__version__} has no torch.compile (2.0+)")
+    a = case.args
+
+    def randn(*shape: int, scale: float = 1.0) -> Any:
+        return torch.randn(*shape, generator=gen) * scale
+
+    model = a["model"]
+    fn: Callable[..., Any]
+    if model == "elementwise":
+        def fn(x: Any, y: Any) -> Any:
+            return torch.sigmoid(x) * x + torch.tanh(y) * 0.5 - (x * y).clamp(-1, 1)
+        inputs = [randn(a["n"]), randn(a["n"])]
+    elif model == "matmul_epilogue":
+        def fn(x: Any, w: Any, b: Any) -> Any:
+            return F.gelu(x @ w + b) * 2.0
+        inputs = [randn(a["m"], a["k"]), randn(a["k"], a["n"], scale=a["k"] ** -0.5),
+                  randn(a["n"])]
+    elif model == "conv_relu":
+        def fn(x: Any, w: Any, b: Any) -> Any:
+            return torch.relu(F.conv2d(x, w, b, padding=1)) + x
+        c = a["c"]
+        inputs = [randn(a["batch"], c, a["size"], a["size"]),
+                  randn(c, c, 3, 3, scale=(c * 9) ** -0.5), randn(c)]
+    elif model == "attention":
+        def fn(q: Any, k: Any, v: Any) -> Any:
+            scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+            return torch.softmax(scores, dim=-1) @ v
+        shape = (a["batch"], a["heads"], a["seq"], a["dim"])
+        inputs = [randn(*shape) for _ in range(3)]
+    else:
+        raise ValueError(f"unknown compile model {model!r}")
+
+    def make(device: str, dtype: Any) -> Runner:
+        if _reference:
+            return autograd_runner(fn, seed=seed)
+        if device == "cpu" and not _have_cxx():
+            raise Skip("inductor's CPU backend compiles C++ and this image has no C++ "
+                       "compiler (g++/c++); on a GPU it generates Triton kernels instead")
+        import torch._inductor.config as inductor_config
+
+        inductor_config.compile_threads = 1  # no worker pool per case (2-core CI machines)
+        compiled = torch.compile(fn, backend="inductor", dynamic=False)
+        return autograd_runner(compiled, seed=seed)
+
+    return make, inputs
+
+
+def _have_cxx() -> bool:
+    import shutil
+
+    return any(shutil.which(c) for c in (os.environ.get("CXX") or "", "g++", "c++", "clang++")
+               if c)
+
+
+def _low_precision_problem(case: Case, gen: Any, seed: int
+                           ) -> tuple[Callable[..., Runner], list[Any]]:
+    """int8 x int8 -> int32 (torch._int_mm; hipBLASLt on ROCm) against an exact int64 CPU
+    product; fp8 e4m3 x e4m3 -> float32 (torch._scaled_mm, unit scales) against the float
+    product of the fp8-rounded inputs."""
+    import torch
+
+    a = case.args
+    m, k, n = a["m"], a["k"], a["n"]
+    if case.op == "int_mm":
+        if not hasattr(torch, "_int_mm"):
+            raise Skip(f"torch {torch.__version__} has no torch._int_mm (2.1+)")
+        x = torch.randint(-128, 128, (m, k), generator=gen, dtype=torch.int8)
+        w = torch.randint(-128, 128, (k, n), generator=gen, dtype=torch.int8)
+
+        def make_int(device: str, dtype: Any) -> Runner:
+            if _reference:
+                return lambda inp, bwd: [inp[0].long() @ inp[1].long()]
+            return lambda inp, bwd: [torch._int_mm(inp[0], inp[1])]
+
+        return make_int, [x, w]
+    fp8 = getattr(torch, case.dtype, None)
+    if fp8 is None or not hasattr(torch, "_scaled_mm"):
+        raise Skip(f"torch {torch.__version__} has no {case.dtype} / torch._scaled_mm (2.1+)")
+    # Values fp8 holds exactly after rounding; the inputs stay float32 until the device
+    # casts them (the reference sees the same rounding through _round_trip).
+    x = torch.randn(m, k, generator=gen)
+    w = torch.randn(n, k, generator=gen) * k ** -0.5  # row-major (n, k): its .t() is col-major
+
+    def make_fp8(device: str, dtype: Any) -> Runner:
+        if _reference:
+            return lambda inp, bwd: [inp[0] @ inp[1].t()]
+
+        def run(inp: list[Any], bwd: bool) -> list[Any]:
+            one = torch.ones((), device=inp[0].device, dtype=torch.float32)
+            out = torch._scaled_mm(inp[0], inp[1].t(), scale_a=one, scale_b=one,
+                                   out_dtype=torch.float32)
+            return [out[0] if isinstance(out, tuple) else out]  # 2.1-2.3 return (out, amax)
+
+        return run
+
+    return make_fp8, [x, w]
 
 
 # ------------------------------------------------------------------------- whole models
@@ -497,9 +625,14 @@ def _run_case(case: Case, device: str) -> dict[str, Any]:
 
     dtype = getattr(torch, case.dtype)
     ref_dtype = torch.float64 if device == "cpu" else torch.float32
-    with im2col_fallback.disabled():
-        ref = make("cpu", ref_dtype)([_round_trip(t, dtype, ref_dtype) for t in inputs],
-                                     case.backward)
+    global _reference
+    _reference = True
+    try:
+        with im2col_fallback.disabled():
+            ref = make("cpu", ref_dtype)([_round_trip(t, dtype, ref_dtype) for t in inputs],
+                                         case.backward)
+    finally:
+        _reference = False
     fault = faults.fault_for(case.id)
     dev_inputs = [_to(t, device, dtype) for t in inputs]
     calls_before = im2col_fallback.calls
@@ -520,6 +653,10 @@ def _run_case(case: Case, device: str) -> dict[str, Any]:
         if case.op == "sdpa" and NO_SDPA_KERNEL.search(str(exc)):
             raise Skip(f"this build has no usable {case.args['backend']} SDPA kernel for "
                        f"this GPU/shape ({str(exc).splitlines()[0][:120]})") from exc
+        _skip_if_unsupported(case, device, exc)
+        raise
+    except NotImplementedError as exc:
+        _skip_if_unsupported(case, device, exc)
         raise
     first = time.perf_counter() - start
     cache_after = _miopen_cache_bytes()
@@ -562,6 +699,23 @@ def _run_case(case: Case, device: str) -> dict[str, Any]:
         "miopen_cache_added": cache_added,
         "detail": "; ".join(detail),
     }
+
+
+def _skip_if_unsupported(case: Case, device: str, exc: BaseException) -> None:
+    """Skip where the torch or the image lacks the feature, not where the stack fails:
+    fp8 on a GPU without fp8 support (any device); int8 and compiled kernels only on the CPU,
+    where the reference's own machine is not what is under test. On a GPU an int8 or
+    compile failure stays a failure (hipBLASLt without the ISA, a Triton crash)."""
+    import torch
+
+    text = str(exc)
+    first = (text.splitlines() or [type(exc).__name__])[0][:160]
+    if case.op == "compile" and device == "cpu" and NO_COMPILER.search(text):
+        raise Skip(f"inductor needs a C++ compiler on the CPU: {first}") from exc
+    if (case.op in ("int_mm", "scaled_mm", "compile")
+            and UNSUPPORTED_OP.search(f"{type(exc).__name__}: {text}")
+            and (case.op == "scaled_mm" or device == "cpu")):
+        raise Skip(f"torch {torch.__version__} does not support it here: {first}") from exc
 
 
 def _memory_total(device: str) -> int:

@@ -12,6 +12,7 @@ PROFILES: dict[str, dict[str, str]] = {
     },
     "find-fast": {"MIOPEN_FIND_MODE": "FAST"},
     "im2col": {"IMAGEFACTORY_CONV_IM2COL": "1"},
+    "triton-no-buffer-ops": {"AMDGCN_USE_BUFFER_OPS": "0"},
 }
 
 

@@ -83,7 +83,8 @@ def _label(status: str, seconds: float | None) -> str:
 def one_line(text: str, limit: int = 200) -> str:
     """Text from a result file as one printable line of at most `limit` characters (a
     newline cannot be measured or drawn on one line; an ellipsis marks a cut)."""
-    text = " ".join(escape_control(text).split())
+    # Cut before escaping (an escape is at most 10 characters): the work stays bounded too.
+    text = " ".join(escape_control(text[:limit * 2 + 16]).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

@@ -353,6 +353,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+now = _now  # the report's timestamp, for the site (report/site.py)
+
+
 def write(compat: Compatibility, out_dir: Path, png: bool = True) -> list[Path]:
     """Write the three files, each whole or not at all; an unwritable folder is one line."""
     generated = _now()

@@ -21,7 +21,7 @@ venv_only=${IMAGEFACTORY_SETUP_VENV_ONLY:-}
 
 need=()
 [ -n "$venv_only" ] || for pair in dockerd:docker.io debootstrap:debootstrap docker-registry:docker-registry \
-            htpasswd:apache2-utils socat:socat; do
+            htpasswd:apache2-utils socat:socat chromium:chromium; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -x "$python" ] || need+=(python3)

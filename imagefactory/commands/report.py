@@ -25,9 +25,11 @@ if TYPE_CHECKING:
               help="Where COMPATIBILITY.md, compatibility.json and compatibility.png go. "
                    "Default: the (first) results folder, beside the results it reads.")
 @click.option("--no-png", is_flag=True, help="Skip the heatmap picture.")
+@click.option("--no-site", is_flag=True,
+              help="Skip the static compatibility site (OUT/site/index.html and its pages).")
 @click.pass_obj
 def command(state: AppState, results_dirs: tuple[Path, ...], out_dir: Path | None,
-            no_png: bool) -> None:
+            no_png: bool, no_site: bool) -> None:
     """Write the compatibility report: each tested variant against each conv check case,
     with the class of every cell (ok, hang, aperture-violation, ...) and its time, the GPU
     and profile each result came from, and a summary line per variant."""
@@ -36,11 +38,19 @@ def command(state: AppState, results_dirs: tuple[Path, ...], out_dir: Path | Non
     dirs = list(results_dirs) or [RESULTS_DIR]
     # Order rows as the matrix does when there is one; results of other variants still show.
     try:
-        order = state.project.matrix.names
+        matrix = state.project.matrix
+        order = matrix.names
     except ImagefactoryError:  # a report needs only the results, not a loadable matrix
-        order = ()
+        matrix, order = None, ()
     compat = report.load(dirs, order)
-    for path in report.write(compat, out_dir or dirs[0], png=not no_png):
+    out = out_dir or dirs[0]
+    for path in report.write(compat, out, png=not no_png):
         click.echo(escape_control(f"written: {path}"))
+    if not no_site:
+        from ..report import site
+
+        written = site.build_and_write(compat, out / site.SITE_DIR, report.now(), matrix)
+        click.echo(escape_control(f"written: {out / site.SITE_DIR / 'index.html'} "
+                                  f"({len(written)} files)"))
     for row in compat.rows:  # text from result files: no terminal control gets through
         click.echo(escape_control(f"  {row.label}: {row.summary()}"))

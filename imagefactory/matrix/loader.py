@@ -464,6 +464,10 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
                          f"'{dp}' is not one of this variant's profiles "
                          f"({', '.join(p.name for p in offered) or 'none'})")
         default = profiles[dp]
+    cls = recipes.FAMILIES.get(family)
+    if cls is not None and cls.needs_rocm and raw.get("rocm") is None:
+        raise r.fail((*path, "rocm"), f"family '{family}' builds against a ROCm release: "
+                     "set rocm (like 6.2.4)")
     variant = Variant(
         name=name,
         family=family,

@@ -102,6 +102,9 @@ class Recipe:
     attributes; the renderer's environment reads a None one as undefined (it fails)."""
 
     family: ClassVar[str] = ""
+    # The family's template prints the variant's `rocm` (apt pins, install prefixes, the
+    # rocm wheel's version): the loader refuses a variant of it that sets none.
+    needs_rocm: ClassVar[bool] = False
 
     def __getitem__(self, key: str) -> Any:
         if key.startswith("_") or key not in _field_names(type(self)):
@@ -157,6 +160,8 @@ class RocmWheelRecipe(Recipe):
 @dataclass(frozen=True, kw_only=True)
 class _UbuntuRocm(Recipe):
     """Keys every ROCm family that builds on an Ubuntu rocm/dev image shares."""
+
+    needs_rocm: ClassVar[bool] = True
 
     codename: str = required(CODENAME)
     ubuntu: str = required(UBUNTU)
@@ -251,6 +256,7 @@ class RocmMiopenPatchedRecipe(_UbuntuRocm):
 @family("therock")
 @dataclass(frozen=True, kw_only=True)
 class TheRockRecipe(Recipe):
+    needs_rocm: ClassVar[bool] = True
     channel: str = required(WORD)
     python_packages: tuple[str, ...] = required(DEB_PACKAGE)
     # What the template prints into the pip line; the loader checks each agrees with rocm

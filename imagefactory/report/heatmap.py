@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..safety import escape_control
 from .writer import CLASSES, NOT_RUN, Compatibility
 
 if TYPE_CHECKING:
@@ -44,6 +45,12 @@ SHORT = {"wrong-result": "wrong", "aperture-violation": "aperture", "memory-faul
 
 CELL_W, CELL_H, PAD, FONT_SIZE = 132, 20, 10, 12
 BACKGROUND, INK, GRID = (255, 255, 255), (20, 20, 20), (255, 255, 255)
+# The picture's size is bounded whatever the results hold (issue #25: a 13 MB result asked
+# for gigapixels): names are cut to a width, and rows and columns past a count are left out
+# and counted in the title; the full text is in COMPATIBILITY.md and the site.
+MAX_LABEL_W, MAX_CELL_W, MAX_CASES, MAX_COLUMNS = 360, 220, 300, 40
+MAX_WIDTH = 360 + 2 * PAD + MAX_COLUMNS * MAX_CELL_W + PAD
+MAX_HEIGHT = 28 + 4 * (FONT_SIZE + 4) + PAD + MAX_CASES * CELL_H + PAD + 20 * (CELL_H + 4) + 2 * PAD
 
 Box = tuple[int, int, int, int]
 
@@ -73,6 +80,14 @@ def _label(status: str, seconds: float | None) -> str:
     return SHORT.get(status, status)
 
 
+def one_line(text: str, limit: int = 200) -> str:
+    """Text from a result file as one printable line of at most `limit` characters (a
+    newline cannot be measured or drawn on one line; an ellipsis marks a cut)."""
+    # Cut before escaping (an escape is at most 10 characters): the work stays bounded too.
+    text = " ".join(escape_control(text[:limit * 2 + 16]).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def render(compat: Compatibility) -> tuple[Image.Image, dict[tuple[int, str], Box]]:
     """The heatmap, and each cell's box by (result row index, case id) for tests to probe."""
     font, bold = _font(FONT_SIZE), _font(FONT_SIZE + 1)
@@ -81,21 +96,39 @@ def render(compat: Compatibility) -> tuple[Image.Image, dict[tuple[int, str], Bo
     def width(text: str, f: Any = font) -> int:
         return int(probe.textlength(text, font=f))
 
-    label_w = max([width(c) for c in compat.cases] + [60]) + 2 * PAD
-    cols = len(compat.rows)
-    header_lines = [[r.label, r.where, f"profile {r.profile}",
-                     f"{r.counts.get('ok', 0)}/{len(r.result.conv)} ok"] for r in compat.rows]
+    def fit(text: str, px: int) -> str:
+        text = one_line(text)
+        if width(text) <= px:
+            return text
+        text = text[:px // 4]  # no glyph is narrower than ~4 px: the loop stays short
+        while len(text) > 3 and width(text + "...") > px:
+            text = text[:-1]
+        return text + "..."
+
+    shown_rows = compat.rows[:MAX_COLUMNS]
+    shown_cases = compat.cases[:MAX_CASES]
+    names = {c: fit(c, MAX_LABEL_W) for c in shown_cases}
+    label_w = max([width(c) for c in names.values()] + [60]) + 2 * PAD
+    cols = len(shown_rows)
+    header_lines = [[fit(t, MAX_CELL_W - 8) for t in
+                     (r.label, r.where, f"profile {r.profile}",
+                      f"{r.counts.get('ok', 0)}/{len(r.result.conv)} ok")] for r in shown_rows]
     cell_w = max([CELL_W] + [width(t) + 8 for lines in header_lines for t in lines])
     title_h, header_h = 28, 4 * (FONT_SIZE + 4) + PAD
     legend_items = [*CLASSES, "known", "fixed", NOT_RUN]
     legend_cols = max(1, (label_w + cols * cell_w) // 190)
     legend_h = ((len(legend_items) + legend_cols - 1) // legend_cols) * (CELL_H + 4) + PAD
     w = label_w + cols * cell_w + PAD
-    h = title_h + header_h + len(compat.cases) * CELL_H + PAD + legend_h + PAD
+    h = title_h + header_h + len(shown_cases) * CELL_H + PAD + legend_h + PAD
     img = Image.new("RGB", (w, h), BACKGROUND)
     d = ImageDraw.Draw(img)
-    d.text((PAD, 6), f"imagefactory compatibility: {cols} result(s) x {len(compat.cases)} "
-                     "conv check cases", fill=INK, font=bold)
+    left = [f"{n} {what} not drawn" for n, what in
+            ((len(compat.rows) - cols, "results"), (len(compat.cases) - len(shown_cases),
+                                                   "cases")) if n > 0]
+    d.text((PAD, 6), fit(f"imagefactory compatibility: {len(compat.rows)} result(s) x "
+                         f"{len(compat.cases)} conv check cases"
+                         + (f" ({', '.join(left)})" if left else ""), w - 2 * PAD),
+           fill=INK, font=bold)
     top = title_h + header_h
     for i, lines in enumerate(header_lines):
         x = label_w + i * cell_w + 4
@@ -103,10 +136,10 @@ def render(compat: Compatibility) -> tuple[Image.Image, dict[tuple[int, str], Bo
             d.text((x, title_h + j * (FONT_SIZE + 4)), text, fill=INK,
                    font=bold if j == 0 else font)
     boxes: dict[tuple[int, str], Box] = {}
-    for r, case in enumerate(compat.cases):
+    for r, case in enumerate(shown_cases):
         y = top + r * CELL_H
-        d.text((PAD, y + 3), case, fill=INK, font=font)
-        for i, row in enumerate(compat.rows):
+        d.text((PAD, y + 3), names[case], fill=INK, font=font)
+        for i, row in enumerate(shown_rows):
             c = compat.cell(row, case)
             status = c.status if c else NOT_RUN
             key = c.verdict if c is not None and c.verdict in ("known", "fixed") else status
@@ -119,7 +152,7 @@ def render(compat: Compatibility) -> tuple[Image.Image, dict[tuple[int, str], Bo
             if text:
                 d.text((x + 6, y + 3), text, fill=_text_colour(colour(key)), font=font)
             boxes[(i, case)] = box
-    y0 = top + len(compat.cases) * CELL_H + PAD
+    y0 = top + len(shown_cases) * CELL_H + PAD
     for k, name in enumerate(legend_items):
         x = PAD + (k % legend_cols) * 190
         y = y0 + (k // legend_cols) * (CELL_H + 4)

@@ -294,8 +294,12 @@ def _gpu_code_lines(r: TestResult) -> list[str]:
     check = r.gpu_code.get("check") if isinstance(r.gpu_code, dict) else None
     if not isinstance(check, dict):
         return []
-    out = [str(x) for key in ("summary", "failures", "notes")
-           for x in (check.get(key) or []) if isinstance(check.get(key), list)]
+    # Each key may hold any JSON value in a hostile file: only lists are read.
+    out: list[str] = []
+    for key in ("summary", "failures", "notes"):
+        value = check.get(key)
+        if isinstance(value, list):
+            out += [str(x) for x in value]
     return out[:20]
 
 
@@ -347,6 +351,9 @@ def _works_in_words(works: Any) -> list[tuple[str, dict[str, Any]]]:
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+now = _now  # the report's timestamp, for the site (report/site.py)
 
 
 def write(compat: Compatibility, out_dir: Path, png: bool = True) -> list[Path]:

@@ -22,6 +22,7 @@ variants:
     recipe:
 {recipe}
     expect: {{}}
+    rocm: "6.2.4"
 """
 
 
@@ -118,6 +119,7 @@ codename: focal
 ubuntu: "20.04"
 max_jobs: 8
 runtime_packages: [rocblas]
+torch_arch: gfx1010
 torch_commit: e9ebda29d87ce0916ab08c06ab26fd3766a870e5
 torchvision_sha256: 1efcb80e0a6e42c54f07ee16167839b4d302aeeecc12839cc47c74b06a2c20d4
 build_pip: [cmake==3.26.4]

@@ -75,7 +75,6 @@ def _render(doc: dict[str, Any], name: str) -> str:
 @pytest.mark.parametrize(("variant", "path"), [
     ("rocm52-torch113", ("torch", "torchvision")),  # rocm-wheel prints torchvision==...
     ("rocm62-patched", ("torch", "torchvision")),
-    ("rocm54-source", ("rocm",)),
 ])
 def test_unset_optional_value_fails_render_instead_of_printing_none(
         variant: str, path: tuple[str, ...]) -> None:
@@ -90,6 +89,18 @@ def test_unset_optional_value_fails_render_instead_of_printing_none(
     err = info.value
     assert err.path == FILE and err.line is not None, str(err)
     assert err.field == f"variants.{variant}" and path[-1] in err.message
+
+
+@pytest.mark.parametrize("family", sorted(f for f, c in recipes.FAMILIES.items()
+                                           if c.needs_rocm and f in _one_per_family()))
+def test_a_rocm_family_without_rocm_fails_at_load(family: str) -> None:
+    variant = _one_per_family()[family]
+    doc = copy.deepcopy(SHIPPED)
+    for entry in _chain(doc, variant):
+        entry.pop("rocm", None)
+    with pytest.raises(ConfigError) as info:
+        parse_matrix(yaml.safe_dump(doc, sort_keys=False), FILE, families=FAMILIES)
+    assert info.value.field == f"variants.{variant}.rocm" and info.value.line is not None
 
 
 def test_shipped_matrix_renders_no_none() -> None:

@@ -61,7 +61,7 @@ def test_report_from_real_cpu_run_and_fixtures(cpu_results: Path, tmp_path: Path
                                      str(FIXTURES), "--out", str(out))
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["COMPATIBILITY.md", "compatibility.json",
-                                                     "compatibility.png"]
+                                                     "compatibility.png", "site"]
     real = TestResult.load(cpu_results, "cpu", "quick")
     assert real is not None and real.host is None and len(real.conv) == 12
 
@@ -187,5 +187,5 @@ def test_report_goes_beside_the_results_by_default(tmp_path: Path, capsys,
     code, _, err = write_report(capsys, "--results", str(results), "--no-png")
     assert code == 0, err
     assert sorted(p.name for p in results.iterdir()) == ["COMPATIBILITY.md", "compatibility.json",
-                                                         "cpu.json"]
+                                                         "cpu.json", "site"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # nothing in the cwd

@@ -1,0 +1,67 @@
+"""Report crashes and bombs of issue #25: a newline in a case or GPU name, a non-list
+`gpu_code.check.summary`, and a heatmap whose size grew with the text inside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imagefactory.cli import main
+from imagefactory.report import writer as report
+from imagefactory.report.heatmap import MAX_HEIGHT, MAX_WIDTH
+from imagefactory.verify.results import ConvCase, TestResult
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "sha256:" + "a" * 64
+
+
+def _report(d: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        main(["--config", str(REPO / "variants.yaml"), "report", "--results", str(d)])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["case", "gpu"])
+def test_newline_in_a_case_or_gpu_name_is_drawn_not_a_crash(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str) -> None:
+    name = "line one\nline two\r\u2028three"
+    case = name if where == "case" else "conv2d"
+    gpu = name if where == "gpu" else "AMD Radeon RX 5600 XT"
+    r = TestResult("rocm62-native", IMAGE, True, (), (ConvCase(case, "ok", 0.1),), "gfx1010",
+                   None, gpu=gpu)
+    (tmp_path / "rocm62-native.json").write_text(r.to_json())
+    code, err = _report(tmp_path, capsys)
+    assert code == 0, err
+    assert (tmp_path / report.PNG).stat().st_size > 0
+
+
+@pytest.mark.parametrize("summary", [5, "text", {"a": 1}, True, None, [1, None, "x"]])
+def test_gpu_code_summary_of_any_json_type(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           summary: object) -> None:
+    doc = json.loads(TestResult("cpu", IMAGE, True, (), (ConvCase("c", "ok"),), None,
+                                None).to_json())
+    doc["gpu_code"] = {"check": {"summary": summary, "failures": 7, "notes": ["n"]}}
+    (tmp_path / "cpu.json").write_text(json.dumps(doc))
+    code, err = _report(tmp_path, capsys)
+    assert code == 0, err
+    lines = json.loads((tmp_path / report.JSON).read_text())["rows"][0]["gpu_code"]
+    expected = [str(x) for x in summary] if isinstance(summary, list) else []
+    assert lines == [*expected, "n"]
+
+
+def test_heatmap_size_is_bounded_whatever_the_input() -> None:
+    from imagefactory.report.heatmap import render
+
+    # Long names (a 13 MB result is mostly such text) and many rows and cases.
+    conv = tuple(ConvCase(f"case-{i}-" + "x" * 5000, "ok", 0.5) for i in range(3000))
+    rows = tuple(report.Row(TestResult(f"v{i}", IMAGE, True, (), conv, "gfx1010", None,
+                                       gpu="G" * 20000), f"v{i}" + "y" * 20000)
+                 for i in range(200))
+    compat = report.Compatibility(rows, tuple(c.case for c in conv), ())
+    image, _ = render(compat)
+    assert image.width <= MAX_WIDTH and image.height <= MAX_HEIGHT, image.size

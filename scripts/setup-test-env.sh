@@ -25,6 +25,8 @@ need=()
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -x "$python" ] || need+=(python3)
+# Debian's PCI ID list: result bundles name the GPU from it (imagefactory/share/facts.py).
+[ -f /usr/share/misc/pci.ids ] || need+=(pci.ids)
 # Debian and Ubuntu ship venv (ensurepip) apart from python3; a venv without it has no pip.
 if [ -x "$python" ] && ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     need+=(python3-venv)

@@ -12,6 +12,7 @@ from ..engine.base import ContainerEngine
 from ..errors import UsageError
 from ..paths import Paths
 from ..project import Project
+from ..share.run import write_beside
 from .results import TestResult
 from .tester import Echo, Tester, TestOptions, find_images, host_gpu_archs
 
@@ -78,6 +79,9 @@ def test_variants(project: Project, names: Sequence[str], options: TestOptions, 
             path = result.save(options.results_dir)
             echo(f"{result.variant}: {'PASSED' if result.passed else 'FAILED'} "
                  f"in {result.seconds:.1f} s -> {path}")
+            # The shareable bundle beside it (`imagefactory share` prints how to send it).
+            bundle = write_beside(result, options.results_dir, matrix.get(result.variant))
+            echo(f"{result.variant}: result bundle -> {bundle}")
             results.append(result)
     return results
 

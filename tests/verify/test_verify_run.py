@@ -16,6 +16,7 @@ from imagefactory.errors import EXIT_USAGE, ImagefactoryError, JobError, UsageEr
 from imagefactory.identity import HASH_LABEL
 from imagefactory.paths import Paths
 from imagefactory.project import Project
+from imagefactory.share import reader
 from imagefactory.verify import run as verify_run  # its test_variants is no pytest test
 from imagefactory.verify.results import Check, TestResult
 from imagefactory.verify.tester import TestOptions
@@ -43,9 +44,9 @@ def test_a_family_means_the_host_gpu_s_variant(project) -> None:
     opener, echo = Opener(), []
     with pytest.raises(JobError) as missing:
         run(project, ["therock"], opener, echo)
-    assert str(missing.value) == ("no built image for therock-gfx1012: run `imagefactory "
-                                  "build therock-gfx1012` first")
-    assert echo == ["therock on this gfx1012 card: therock-gfx1012"]
+    assert str(missing.value) == ("no built image for therock10-gfx1012: run `imagefactory "
+                                  "build therock10-gfx1012` first")
+    assert echo == ["therock on this gfx1012 card: therock10-gfx1012"]
     assert opener.calls == [(None, 600)]
 
 
@@ -92,6 +93,7 @@ class PassingTester:
 @pytest.mark.parametrize("target", [None, "runtime"])
 def test_each_result_is_saved_and_echoed(project, tmp_path, monkeypatch, target) -> None:
     monkeypatch.setattr(verify_run, "Tester", PassingTester)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the host salt goes there
     fake = FakeEngine()
     name = "debian-rocm64"
     tag = f"imagefactory:{name}" + (f"-{target}" if target else "")
@@ -105,6 +107,8 @@ def test_each_result_is_saved_and_echoed(project, tmp_path, monkeypatch, target)
     where = paths.stages if target else paths.results
     saved = where / f"{name}.json"
     assert TestResult.load(where, name) == results[0]
-    assert echo == [f"{name}: PASSED in 1.2 s -> {saved}"]
+    bundle = where / "bundles" / f"{name}.json"  # the shareable bundle beside the result
+    assert echo == [f"{name}: PASSED in 1.2 s -> {saved}", f"{name}: result bundle -> {bundle}"]
+    assert reader.load(bundle).ours["image_id"] == image.id
     if target:
         assert not Path(tmp_path / "r" / f"{name}.json").exists()

@@ -1,0 +1,253 @@
+"""One description of a JSON document, two uses: the strict reader checks input against it,
+and the published JSON Schema (schemas/*.v1.json) is rendered from it, so the two cannot
+drift. The reader is the stricter of the two where JSON Schema cannot say a thing (no
+control or bidi characters anywhere, whole numbers that are JSON integers, bounded
+numbers); whatever the reader accepts, the schema accepts (tests/share check both ways).
+
+`python -m imagefactory.share.schema` rewrites the files under schemas/.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..safety import escape_control, first_control
+
+MAX_NUMBER = 1e15  # seconds, errors, sizes: anything larger is not a measurement
+
+
+class SchemaError(ValueError):
+    """A document that does not follow its schema: the field and what is wrong."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where or '(top)'}: {message}")
+        self.where = where
+
+
+def kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "true/false", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+class Node:
+    def check(self, value: Any, where: str) -> Any:
+        raise NotImplementedError
+
+    def schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Str(Node):
+    max: int = 200
+    pattern: str | None = None  # full match; written so ECMA-262 reads it the same
+
+    def check(self, value: Any, where: str) -> Any:
+        if type(value) is not str:
+            raise SchemaError(where, f"expected a string, got {kind(value)}")
+        if len(value) > self.max:
+            raise SchemaError(where, f"longer than {self.max} characters")
+        bad = first_control(value)
+        if bad is not None:
+            raise SchemaError(where, f"control character {escape_control(bad)} in the text")
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            raise SchemaError(where, f"{escape_control(value)[:40]!r} is not of the form "
+                                     f"{self.pattern}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "string", "maxLength": self.max,
+                               "not": {"pattern": "[\\u0000-\\u001f\\u007f-\\u009f]"}}
+        if self.pattern is not None:
+            out["pattern"] = f"^(?:{self.pattern})$"
+        return out
+
+
+@dataclass(frozen=True)
+class Int(Node):
+    min: int = 0
+    max: int = (1 << 53) - 1
+
+    def check(self, value: Any, where: str) -> Any:
+        if type(value) is not int:
+            raise SchemaError(where, f"expected a whole number, got {kind(value)}")
+        if not self.min <= value <= self.max:
+            raise SchemaError(where, f"{value} is outside {self.min}..{self.max}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": self.min, "maximum": self.max}
+
+
+@dataclass(frozen=True)
+class Num(Node):
+    def check(self, value: Any, where: str) -> Any:
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise SchemaError(where, f"expected a number, got {kind(value)}")
+        if abs(value) > MAX_NUMBER:
+            raise SchemaError(where, f"{value:g} is not a plausible measurement")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
+
+
+@dataclass(frozen=True)
+class Bool(Node):
+    def check(self, value: Any, where: str) -> Any:
+        if type(value) is not bool:
+            raise SchemaError(where, f"expected true or false, got {kind(value)}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclass(frozen=True)
+class Enum(Node):
+    values: tuple[Any, ...]
+
+    def check(self, value: Any, where: str) -> Any:
+        if type(value) not in (str, int) or value not in self.values:
+            shown = escape_control(str(value))[:40] if isinstance(value, str) else kind(value)
+            raise SchemaError(where, f"{shown!r} is not one of "
+                                     f"{', '.join(map(str, self.values))}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"enum": list(self.values)} if len(self.values) > 1 else \
+            {"const": self.values[0]}
+
+
+@dataclass(frozen=True)
+class Opt(Node):
+    """`node` or null."""
+
+    node: Node
+
+    def check(self, value: Any, where: str) -> Any:
+        return None if value is None else self.node.check(value, where)
+
+    def schema(self) -> dict[str, Any]:
+        return {"anyOf": [self.node.schema(), {"type": "null"}]}
+
+
+@dataclass(frozen=True)
+class Arr(Node):
+    item: Node
+    max: int = 10_000
+
+    def check(self, value: Any, where: str) -> Any:
+        if type(value) is not list:
+            raise SchemaError(where, f"expected a list, got {kind(value)}")
+        if len(value) > self.max:
+            raise SchemaError(where, f"more than {self.max} items")
+        return [self.item.check(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": self.item.schema(), "maxItems": self.max}
+
+
+@dataclass(frozen=True)
+class Map(Node):
+    """An object with free keys of one shape and values of one shape."""
+
+    value: Node
+    key: str = r"[A-Za-z_][A-Za-z0-9_.-]{0,63}"
+    max: int = 200
+
+    def check(self, value: Any, where: str) -> Any:
+        if type(value) is not dict:
+            raise SchemaError(where, f"expected an object, got {kind(value)}")
+        if len(value) > self.max:
+            raise SchemaError(where, f"more than {self.max} keys")
+        out = {}
+        for k, v in value.items():
+            if not re.fullmatch(self.key, k):
+                raise SchemaError(where, f"key {escape_control(k)[:40]!r} is not of the form "
+                                         f"{self.key}")
+            out[k] = self.value.check(v, f"{where}.{k}")
+        return out
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "propertyNames": {"pattern": f"^(?:{self.key})$"},
+                "additionalProperties": self.value.schema(), "maxProperties": self.max}
+
+
+@dataclass(frozen=True)
+class Any_(Node):
+    """Any JSON value (fields of an older document this version only carries along)."""
+
+    def check(self, value: Any, where: str) -> Any:
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Obj(Node):
+    required: Mapping[str, Node]
+    optional: Mapping[str, Node] = field(default_factory=dict)
+    extra: bool = False  # other keys allowed (and ignored)
+    # A check across fields, after each field passed (raise SchemaError).
+    also: Callable[[dict[str, Any], str], None] | None = None
+
+    def check(self, value: Any, where: str) -> Any:
+        if type(value) is not dict:
+            raise SchemaError(where, f"expected an object, got {kind(value)}")
+        out = {}
+        for k, node in self.required.items():
+            if k not in value:
+                raise SchemaError(_join(where, k), "missing")
+            out[k] = node.check(value[k], _join(where, k))
+        for k, node in self.optional.items():
+            if k in value:
+                out[k] = node.check(value[k], _join(where, k))
+        if not self.extra:
+            for k in value:
+                if k not in self.required and k not in self.optional:
+                    raise SchemaError(_join(where, escape_control(str(k))[:40]),
+                                      "not a field of this schema")
+        if self.also is not None:
+            self.also(out, where)
+        return out
+
+    def schema(self) -> dict[str, Any]:
+        props = {k: n.schema() for k, n in {**self.required, **self.optional}.items()}
+        return {"type": "object", "properties": props, "required": list(self.required),
+                "additionalProperties": self.extra}
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def document(node: Node, schema_id: str, title: str, description: str) -> dict[str, Any]:
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": schema_id,
+            "title": title, "description": description, **node.schema()}
+
+
+def main() -> None:  # pragma: no cover - a maintainer's tool, checked by the schema tests
+    from pathlib import Path
+
+    from ..report.merge import schema_document as compatibility_schema  # type: ignore
+    from ..safety import json_dumps
+    from .reader import schema_document as bundle_schema
+
+    out = Path("schemas")
+    out.mkdir(exist_ok=True)
+    for name, doc in (("result-bundle.v1.json", bundle_schema()),
+                      ("compatibility.v1.json", compatibility_schema())):
+        (out / name).write_text(json_dumps(doc, indent=2) + "\n")
+        print(f"written: {out / name}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

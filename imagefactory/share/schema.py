@@ -237,7 +237,7 @@ def document(node: Node, schema_id: str, title: str, description: str) -> dict[s
 def main() -> None:  # pragma: no cover - a maintainer's tool, checked by the schema tests
     from pathlib import Path
 
-    from ..report.merge import schema_document as compatibility_schema  # type: ignore
+    from ..report.merge import schema_document as compatibility_schema
     from ..safety import json_dumps
     from .reader import schema_document as bundle_schema
 

@@ -89,9 +89,20 @@ UNTESTED_SUFFIX = "untested"
 _TAG_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+MAX_TAG = 128  # the distribution spec's limit on a tag
+
+
 def tag_safe(text: str) -> str:
     """A valid tag: `+` (local versions like 2.0.1+rocm5.2) and the like become `-`."""
-    return _TAG_BAD.sub("-", text).lstrip(".-")[:128]
+    return _tag_chars(text)[:MAX_TAG]
+
+
+def _tag_chars(text: str) -> str:
+    return _TAG_BAD.sub("-", text).lstrip(".-")
+
+
+class TagTooLong(ValueError):
+    """A publish tag that would have to be cut to fit: cut, two variants could share it."""
 
 
 def declared_version(variant: Variant, torch: str | None = None,
@@ -108,12 +119,18 @@ def declared_version(variant: Variant, torch: str | None = None,
 def descriptive_tag(variant: Variant, torch: str | None = None,
                     rocm: str | None = None) -> str:
     """`<version>-<variant>` without saying a part twice: the cpu variant's is
-    `torch1.13.0a0-cpu`, not `torch1.13.0a0-cpu-cpu`."""
+    `torch1.13.0a0-cpu`, not `torch1.13.0a0-cpu-cpu`. Cut to a tag's length; publishing
+    refuses a tag that would be cut (`publish_tags`)."""
+    return descriptive_tag_untruncated(variant, torch, rocm)[:MAX_TAG]
+
+
+def descriptive_tag_untruncated(variant: Variant, torch: str | None = None,
+                                rocm: str | None = None) -> str:
     words = set(variant.name.split("-"))
     version = declared_version(variant, torch, rocm).split("-")
     while version and version[-1] in words:  # the trailing arch/`cpu` part the name repeats
         version.pop()
-    return tag_safe("-".join([*version, variant.name]))
+    return _tag_chars("-".join([*version, variant.name]))
 
 
 def publish_tags(variant: Variant, inputs_hash: str, *, torch: str | None = None,
@@ -126,8 +143,12 @@ def publish_tags(variant: Variant, inputs_hash: str, *, torch: str | None = None
     tests adds `<variant>-untested`, so the registry itself shows that this digest was
     published untested.
     """
-    tags = [variant.name, f"{variant.name}-{inputs_hash[:SHORT_HASH]}",
-            descriptive_tag(variant, torch, rocm)]
+    described = descriptive_tag_untruncated(variant, torch, rocm)
+    if len(described) > MAX_TAG:
+        raise TagTooLong(f"the tag {described[:40]}... would be {len(described)} characters; "
+                         f"a tag holds at most {MAX_TAG}, and a cut one could name another "
+                         "variant's image")
+    tags = [variant.name, f"{variant.name}-{inputs_hash[:SHORT_HASH]}", described]
     if untested:
         tags.append(f"{variant.name}-{UNTESTED_SUFFIX}")
     return tuple(tags)

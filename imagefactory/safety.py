@@ -97,8 +97,25 @@ def _no_constant(name: str) -> Any:
 
 
 def json_loads(text: str) -> Any:
-    """json.loads without NaN/Infinity (Python accepts them; JSON does not)."""
-    return json.loads(text, parse_constant=_no_constant)
+    """json.loads without NaN/Infinity (Python accepts them; JSON does not) and without
+    duplicate keys: Python keeps the last of `"passed": false, "passed": true`, another
+    reader the first, so a file that says both is refused rather than read one way."""
+    return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+
+
+class DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {escape_control(key)[:60]!r}")
+        self.msg = str(self)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(key)
+        out[key] = value
+    return out
 
 
 def finite_or_none(value: float | None) -> float | None:

@@ -52,6 +52,7 @@ def command(state: AppState, variants: tuple[str, ...], registry: str, username:
     from ..publish import credentials
     from ..publish.registry import Target
     from ..publish.run import publish_variants
+    from ..render.renderer import Renderer
 
     def info(line: str) -> None:
         click.echo(line, err=True)
@@ -59,6 +60,8 @@ def command(state: AppState, variants: tuple[str, ...], registry: str, username:
     target = Target.parse(registry)
     chosen = state.select(variants)
     creds = credentials.resolve(target, username, password_stdin, sys.stdin)
+    renderer = Renderer(state.project)
     publish_variants(state.project.matrix, chosen, target, creds, results_dir,
+                     rendered_hash=lambda v: renderer.render(v).inputs_hash,
                      skip_tests=skip_tests, allow_quick=allow_quick, retries=retries,
                      engine=engine, echo=click.echo, info=info)

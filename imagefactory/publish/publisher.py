@@ -22,7 +22,13 @@ from .. import __version__
 from ..engine.base import ContainerEngine, EngineError, EngineUnreachable, PushEvent
 from ..engine.images import BuiltImage, find_built
 from ..errors import JobError
-from ..identity import UNTESTED_SUFFIX, declared_version, local_tag, publish_tags
+from ..identity import (
+    UNTESTED_SUFFIX,
+    TagTooLong,
+    declared_version,
+    local_tag,
+    publish_tags,
+)
 from ..matrix.loader import Matrix, Variant
 from ..safety import (
     MAX_RESULT_BYTES,
@@ -34,6 +40,7 @@ from ..safety import (
 )
 from ..safety import redact as safe_redact
 from ..verify.results import TestResult, result_path
+from .gate import Evidence, first_problem
 from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
 
 log = logging.getLogger(__name__)
@@ -112,15 +119,11 @@ class Plan:
         return self.built.variant
 
 
-def gate(built: BuiltImage, results_dir: Path, skip_tests: bool,
-         allow_quick: bool = False) -> TestResult | None:
-    """The passing test result of this exact image, or a JobError naming the test to run.
-
-    The result is read through the strict schema (verify/results.py: `passed` is a JSON
-    boolean, every field typed, the schema version known). It passes only when `passed is
-    True`, it is this variant's, it is for this exact image id, it has checks and every check
-    passed, and every conv case agrees (ok, skipped, or a declared known failure): a file that
-    says passed while anything in it failed is refused, not trusted.
+def gate(built: BuiltImage, results_dir: Path, skip_tests: bool, allow_quick: bool = False,
+         *, rendered_hash: str) -> TestResult | None:
+    """The passing test result of this exact image, or a JobError naming the rule it breaks
+    and the test to run. The rules are publish/gate.py's whitelist; `rendered_hash` is the
+    inputs hash of the variant as the matrix declares it now.
 
     Only a full run counts, unless allow_quick lets a --quick (or --cases) run stand in when
     there is no full one. With skip_tests, whatever result exists is returned (for the record)
@@ -128,47 +131,27 @@ def gate(built: BuiltImage, results_dir: Path, skip_tests: bool,
     record)."""
     name = built.variant.name
     path = result_path(results_dir, name)
-    result = TestResult.load(results_dir, name)
-    partial = [s for s in ("quick", "subset") if result_path(results_dir, name, s).exists()]
+    # Read without the variant check: the gate's same-variant rule makes it, by name.
+    result = TestResult.load_path(path)
+    partial = next((s for s in ("quick", "subset") if result_path(results_dir, name, s).exists()),
+                   None)
     if result is None and (allow_quick or skip_tests) and partial:
-        path = result_path(results_dir, name, partial[0])
-        result = TestResult.load(results_dir, name, partial[0])
+        path = result_path(results_dir, name, partial)
+        result = TestResult.load_path(path)
     if skip_tests:
         return result
-    run = f"run `imagefactory test {name}`"
-    if result is None and partial:
-        raise JobError(f"{name}: image {built.short_id} has only a {partial[0]} test result "
-                       f"({result_path(results_dir, name, partial[0])}); {run} (the full "
-                       f"check) first, or push with --allow-quick")
-    if result is None:
-        raise JobError(f"{name}: image {built.short_id} has no test result ({path} does not "
-                       f"exist); {run} first")
-    if result.image_id != built.image_id:
-        tested = result.image_id.removeprefix("sha256:")[:12] or "?"
-        raise JobError(f"{name}: {path} is for image {tested}, not the current image "
-                       f"{built.short_id} (rebuilt since it was tested); {run} first")
-    if result.scope != "full" and not allow_quick:
-        raise JobError(f"{name}: {path} holds a {result.scope} run, not the full check; "
-                       f"{run} first, or push with --allow-quick")
-    failed = [c.name for c in result.failed_checks] + [
-        f"conv {c.case}: {c.status}" for c in result.conv if not c.agrees_with_pass]
-    what = f" ({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""
-    if result.passed is not True:
-        raise JobError(escape_control(
-            f"{name}: image {built.short_id} failed its tests{what}; not publishing it. "
-            f"Fix it, then {run} again"))
-    if failed:
-        raise JobError(escape_control(
-            f"{name}: {path} says passed, but {len(failed)} check(s)/case(s) in it failed"
-            f"{what}; not publishing it. {run} again"))
-    if not result.checks:
-        raise JobError(f"{name}: {path} says passed but holds no checks; not publishing it. "
-                       f"{run} again")
+    evidence = Evidence(built.variant, built, rendered_hash, result, path, partial, allow_quick)
+    broken = first_problem(evidence)
+    if broken is not None:
+        rule, problem = broken
+        raise JobError(escape_control(f"{name}: not publishing: {problem} [gate rule {rule}]; "
+                                      f"run `imagefactory test {name}` after fixing that"))
     return result
 
 
 def plan(engine: ContainerEngine, matrix: Matrix, variant: Variant, target: Target,
-         results_dir: Path, skip_tests: bool, allow_quick: bool = False) -> Plan:
+         results_dir: Path, skip_tests: bool, allow_quick: bool = False, *,
+         rendered_hash: str) -> Plan:
     built = find_built(engine, matrix, variant)
     if built is None:
         raise JobError(f"{variant.name}: no image {local_tag(matrix, variant)} in the "
@@ -177,12 +160,31 @@ def plan(engine: ContainerEngine, matrix: Matrix, variant: Variant, target: Targ
     if not built.inputs_hash:
         raise JobError(f"{variant.name}: image {built.short_id} has no inputs-hash label (not "
                        f"built by imagefactory); run `imagefactory build {variant.name}`")
-    result = gate(built, results_dir, skip_tests, allow_quick)
-    return Plan(built, matrix.repository, target.repository(matrix.repository),
-                publish_tags(variant, built.inputs_hash, untested=skip_tests,
-                             torch=result.torch if result else None,
-                             rocm=result.rocm if result else None),
+    result = gate(built, results_dir, skip_tests, allow_quick, rendered_hash=rendered_hash)
+    try:
+        tags = publish_tags(variant, built.inputs_hash, untested=skip_tests,
+                            torch=result.torch if result else None,
+                            rocm=result.rocm if result else None)
+    except TagTooLong as exc:
+        raise JobError(escape_control(f"{variant.name}: not publishing: {exc} [gate rule "
+                                      "tag-fits]")) from None
+    return Plan(built, matrix.repository, target.repository(matrix.repository), tags,
                 result, skip_tests)
+
+
+def shared_tags(plans: Iterable[Plan]) -> list[str]:
+    """One line per repository:tag that two of `plans` would both push (gate rule
+    tags-unique): the second push would silently move the first variant's tag."""
+    owner: dict[str, str] = {}
+    out = []
+    for p in plans:
+        for tag in p.tags:
+            ref = f"{p.repository}:{tag}"
+            if ref in owner and owner[ref] != p.variant.name:
+                out.append(f"{p.variant.name}: not publishing: {ref} is also the tag of "
+                           f"{owner[ref]} [gate rule tags-unique]")
+            owner.setdefault(ref, p.variant.name)
+    return out
 
 
 # --- pushing -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..engine.base import ContainerEngine
 from ..errors import JobError
 from ..matrix.loader import Matrix, Variant
-from .publisher import Plan, Published, Publisher, plan
+from .publisher import Plan, Published, Publisher, plan, shared_tags
 from .registry import Credentials, Target
 
 Echo = Callable[[str], None]
@@ -26,6 +26,7 @@ def _docker_opener(address: str | None, timeout: int) -> ContainerEngine:
 
 def publish_variants(matrix: Matrix, variants: Sequence[Variant], target: Target,
                      creds: Credentials | None, results_dir: Path, *,
+                     rendered_hash: Callable[[Variant], str],
                      skip_tests: bool = False, allow_quick: bool = False, retries: int = 3,
                      engine: str | None = None, opener: Opener | None = None,
                      echo: Echo = print, info: Echo = print) -> list[Published]:
@@ -34,16 +35,19 @@ def publish_variants(matrix: Matrix, variants: Sequence[Variant], target: Target
     Every variant is decided (built, tested, tags) before any push, so a refusal never
     leaves half a release: one refusal is that JobError, several are an `info` line each
     and one JobError, and nothing is pushed. `echo` gets the `repo:tag repo@digest` lines
-    (the output), `info` the progress; records go to `results_dir`."""
+    (the output), `info` the progress; records go to `results_dir`. `rendered_hash` gives
+    the inputs hash each variant renders to now (the gate refuses an image built from other
+    inputs)."""
     client = (opener or _docker_opener)(engine, 600)
     plans: list[Plan] = []
     refused: list[str] = []
     for variant in variants:
         try:
             plans.append(plan(client, matrix, variant, target, results_dir, skip_tests,
-                              allow_quick))
+                              allow_quick, rendered_hash=rendered_hash(variant)))
         except JobError as exc:
             refused.append(str(exc))
+    refused += shared_tags(plans)
     if len(refused) == 1:
         raise JobError(refused[0] + ("; nothing pushed" if len(variants) > 1 else ""))
     if refused:

@@ -90,13 +90,15 @@ def test_plan_tags_with_the_tested_versions(project, tmp_path: Path) -> None:
     v = project.matrix.get("debian-rocm64")
     engine = FakeEngine()
     image = engine.add_image(local_tag(project.matrix, v), {HASH_LABEL: HASH})
-    TestResult(v.name, image.id, True, (Check("torch imports", True),), (), None, None,
-               torch="2.9.1", rocm="6.4.4").save(tmp_path)
-    planned = plan(engine, project.matrix, v, Target.parse("ghcr.io/owner"), tmp_path, False)
+    TestResult(v.name, image.id, True, (Check("torch imports", True),),
+               (ConvCase("conv2d-k3", "ok"),), None, None, torch="2.9.1", rocm="6.4.4",
+               inputs_hash=HASH).save(tmp_path)
+    planned = plan(engine, project.matrix, v, Target.parse("ghcr.io/owner"), tmp_path, False,
+                   rendered_hash=HASH)
     assert planned.tags[2] == "rocm6.4.4-torch2.9.1-gfx1010-debian-rocm64"
     # no result (an emergency push): the declared versions
     planned = plan(engine, project.matrix, v, Target.parse("ghcr.io/owner"), tmp_path / "none",
-                   True)
+                   True, rendered_hash=HASH)
     assert planned.tags[2] == "rocm6.4.3-torch2.9.1-gfx1010-debian-rocm64"
 
 
@@ -202,24 +204,24 @@ def test_credentials_sources() -> None:
 def _result(image_id: str, passed: bool = True) -> TestResult:
     checks = (Check("torch imports", passed),)
     conv = (ConvCase("conv2d-k3", "ok" if passed else "aperture-violation"),)
-    return TestResult("cpu", image_id, passed, checks, conv, None, None)
+    return TestResult("cpu", image_id, passed, checks, conv, None, None, inputs_hash=HASH)
 
 
 def test_gate(project, tmp_path: Path) -> None:
     built = BuiltImage(project.matrix.get("cpu"), "sha256:" + "a" * 64, "x:cpu", HASH)
     with pytest.raises(JobError, match=r"no test result.*run `imagefactory test cpu`"):
-        gate(built, tmp_path, skip_tests=False)
-    assert gate(built, tmp_path, skip_tests=True) is None
+        gate(built, tmp_path, skip_tests=False, rendered_hash=HASH)
+    assert gate(built, tmp_path, skip_tests=True, rendered_hash=HASH) is None
     _result("sha256:" + "b" * 64).save(tmp_path)
     with pytest.raises(JobError, match=r"for image bbbbbbbbbbbb, not .*aaaaaaaaaaaa.*"
                                        r"`imagefactory test cpu`"):
-        gate(built, tmp_path, skip_tests=False)
+        gate(built, tmp_path, skip_tests=False, rendered_hash=HASH)
     _result(built.image_id, passed=False).save(tmp_path)
     with pytest.raises(JobError, match=r"failed its tests \(torch imports, conv conv2d-k3: "
                                        r"aperture-violation\).*`imagefactory test cpu`"):
-        gate(built, tmp_path, skip_tests=False)
+        gate(built, tmp_path, skip_tests=False, rendered_hash=HASH)
     _result(built.image_id).save(tmp_path)
-    assert gate(built, tmp_path, skip_tests=False).passed
+    assert gate(built, tmp_path, skip_tests=False, rendered_hash=HASH).passed
 
 
 class _TokenRegistry(BaseHTTPRequestHandler):
@@ -329,9 +331,10 @@ def test_push_needs_a_full_run_unless_told(setup: dict, tested: Path,
                "--results", str(tested))
     assert proc.returncode == 1
     assert errors(proc) == [
-        f"imagefactory: error: cpu: image {setup['image_id'].removeprefix('sha256:')[:12]} has "
-        f"only a quick test result ({tested / 'cpu.quick.json'}); run `imagefactory test cpu` "
-        "(the full check) first, or push with --allow-quick"]
+        f"imagefactory: error: cpu: not publishing: image "
+        f"{setup['image_id'].removeprefix('sha256:')[:12]} has only a quick test result; run "
+        "the full check first, or push with --allow-quick [gate rule result-exists]; run "
+        "`imagefactory test cpu` after fixing that"]
     assert open_registry.repositories() == []
 
 
@@ -520,8 +523,11 @@ def test_registry_stopped_mid_push(setup: dict, tested: Path, tmp_path_factory,
     reg = _registry(setup, tmp_path_factory, "registry-dies")
     target = Target.parse(f"{reg.host}/dies")
     matrix = Project.locate(setup["config"]).matrix
+    from imagefactory.render.renderer import Renderer
+
+    rendered = Renderer(Project.locate(setup["config"])).render(matrix.get("cpu")).inputs_hash
     p = plan(engine, matrix, matrix.get("cpu"), target, tested, skip_tests=False,
-             allow_quick=True)
+             allow_quick=True, rendered_hash=rendered)
     lines: list[str] = []
 
     def kill_on_first_layer(event) -> None:

@@ -18,7 +18,7 @@ from imagefactory.project import Project
 from imagefactory.publish.publisher import Published
 from imagefactory.publish.registry import Credentials, Target
 from imagefactory.publish.run import publish_variants
-from imagefactory.verify.results import Check, TestResult
+from imagefactory.verify.results import Check, ConvCase, TestResult
 
 TARGET = Target.parse("registry.example:5000/team")
 # An identity token: the registry's digest is asked of the engine (here the fake one).
@@ -33,8 +33,8 @@ def fake() -> FakeEngine:
 def image_with_a_pass(fake: FakeEngine, results: Path, variant: str) -> str:
     """A built image of `variant` with a passing full test result; its id."""
     image = fake.add_image(f"imagefactory:{variant}", {HASH_LABEL: "c" * 64})
-    TestResult(variant, image.id, True, (Check("suite", True),), (), None, None,
-               torch="2.5.1").save(results)
+    TestResult(variant, image.id, True, (Check("suite", True),), (ConvCase("conv2d-k3", "ok"),),
+               None, None, torch="2.5.1", inputs_hash="c" * 64).save(results)
     return image.id
 
 
@@ -47,8 +47,8 @@ def publish(project: Project, names: list[str], fake: FakeEngine, results: Path,
         return fake
 
     done = publish_variants(project.matrix, [project.matrix.get(n) for n in names], TARGET,
-                            TOKEN, results, engine="tcp://e", opener=opener, echo=out.append,
-                            info=info.append)
+                            TOKEN, results, rendered_hash=lambda v: "c" * 64,
+                            engine="tcp://e", opener=opener, echo=out.append, info=info.append)
     assert opened == [("tcp://e", 600)]
     return list(done)
 

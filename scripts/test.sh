@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
 venv=${IMAGEFACTORY_VENV:-.venv}
 export PATH="$PWD/$venv/bin:$PATH"
+# tests/scripts/test_setup.py checks the suite runs from the venv the set-up made
+export IMAGEFACTORY_SUITE_VENV="$PWD/$venv"
 # The set-up above made the engine, socat and buildx: a test missing them now fails instead of
 # skipping (tests/needs.py).
 export IMAGEFACTORY_REQUIRE_DOCKER=1

@@ -42,18 +42,6 @@ def test_no_module_but_identity_spells_a_label_key() -> None:
     assert _label_literals(Path(identity.__file__))  # the scan does see them where they are
 
 
-def test_the_engine_side_names_are_identitys() -> None:
-    from imagefactory.engine import containers
-    from imagefactory.render import bake
-    from imagefactory.verify import tester
-
-    assert containers.RUN_LABEL is identity.RUN_LABEL
-    assert containers.ROLE_LABEL is identity.ROLE_LABEL
-    assert containers.SESSION_LABEL is identity.SESSION_LABEL
-    assert tester.MIOPEN_CACHE_LABEL is identity.MIOPEN_CACHE_LABEL
-    assert bake.BUILT_BY_LABEL is identity.BUILT_BY_LABEL
-
-
 @pytest.mark.parametrize("name", names())
 def test_rendered_image_carries_the_schema(project, name: str) -> None:
     variant = project.matrix.get(name)

@@ -132,12 +132,12 @@ def gate(built: BuiltImage, results_dir: Path, skip_tests: bool, allow_quick: bo
     name = built.variant.name
     path = result_path(results_dir, name)
     # Read without the variant check: the gate's same-variant rule makes it, by name.
-    result = TestResult.load_path(path)
+    result = TestResult.load_path(path, name, check_variant=False)
     partial = next((s for s in ("quick", "subset") if result_path(results_dir, name, s).exists()),
                    None)
     if result is None and (allow_quick or skip_tests) and partial:
         path = result_path(results_dir, name, partial)
-        result = TestResult.load_path(path)
+        result = TestResult.load_path(path, name, check_variant=False)
     if skip_tests:
         return result
     evidence = Evidence(built.variant, built, rendered_hash, result, path, partial, allow_quick)

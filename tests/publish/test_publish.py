@@ -282,8 +282,13 @@ def setup(tmp_path_factory, cpu_image: str, docker_client) -> Iterator[dict]:
     config = root / "variants.yaml"
     text = (REPO / "variants.yaml").read_text()
     config.write_text(text.replace("\nrepository: imagefactory\n", f"\nrepository: {name}\n"))
-    image = docker_client.images.get(cpu_image)
-    image.tag(name, "cpu")
+    # Built under this config, not the shipped image retagged: the gate refuses an image
+    # whose inputs (its labels name the repository) differ from what the config renders now.
+    # From the session's cpu image's cache only the LABEL step is new.
+    proc = subprocess.run([sys.executable, "-m", "imagefactory", "--config", str(config),
+                           "build", "cpu"], capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    image = docker_client.images.get(f"{name}:cpu")
     state = {"root": root, "config": config, "name": name, "image_id": image.id,
              "results": root / "results", "registries": []}
     yield state

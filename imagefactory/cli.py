@@ -7,11 +7,14 @@ functions, so `imagefactory --help` stays fast.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import io
+import os
 import pkgutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -100,16 +103,30 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("imagefactory: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:
+        if exc.filename is None:
+            _crash(exc, argv)
+        # A path the file system refuses (too long, a loop of links, not a folder, no access)
+        # is the caller's to fix, not a bug: the path and why, one line. Too long is a bad
+        # argument (usage); the others are a job that could not be done.
+        name = os.fsdecode(exc.filename)
+        click.echo(f"imagefactory: error: {clean(name)[:300]}: {exc.strerror or exc}",
+                   err=True)
+        sys.exit(EXIT_USAGE if exc.errno == errno.ENAMETOOLONG else EXIT_FAILED)
     except Exception as exc:  # a bug: one line and where the traceback is, never a bare one
-        from . import log
-
-        path = log.write_crash_report(exc, argv)
-        if log.debug_requested(argv):
-            import traceback
-
-            traceback.print_exception(type(exc), exc, exc.__traceback__)
-        where = f"; full traceback in {path}" if path else ""
-        click.echo(f"imagefactory: internal error: {clean(log.one_line(exc))}{where} (please "
-                   "report it)", err=True)
-        sys.exit(EXIT_FAILED)
+        _crash(exc, argv)
     sys.exit(0)
+
+
+def _crash(exc: BaseException, argv: list[str] | None) -> NoReturn:
+    from . import log
+
+    path = log.write_crash_report(exc, argv)
+    if log.debug_requested(argv):
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    where = f"; full traceback in {path}" if path else ""
+    click.echo(f"imagefactory: internal error: {clean(log.one_line(exc))}{where} (please "
+               "report it)", err=True)
+    sys.exit(EXIT_FAILED)

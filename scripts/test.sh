@@ -10,4 +10,6 @@ export PATH="$PWD/$venv/bin:$PATH"
 export IMAGEFACTORY_REQUIRE_DOCKER=1
 ruff check .
 mypy --strict imagefactory
+# The workflows: actions pinned by commit, no persisted credentials, least permissions.
+zizmor --offline .github
 exec python -m pytest -q "$@"

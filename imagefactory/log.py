@@ -79,10 +79,17 @@ def write_crash_report(exc: BaseException, argv: list[str] | None = None) -> Pat
 
 
 def option_names(args: list[str]) -> list[str]:
-    """argv with every value replaced: `--opt=value` -> `--opt=...`, a value -> `...`."""
+    """argv with every value replaced: `--opt=value` -> `--opt=...`, a value -> `...`; the
+    command's name is kept (the first of the tool's command names)."""
+    from .cli import cli
+
+    commands = set(getattr(cli, "commands", {}))
     out = []
     for arg in args:
-        if arg.startswith("-") and arg != "-":
+        if arg in commands:
+            out.append(arg)
+            commands = set()
+        elif arg.startswith("-") and arg != "-":
             name, eq, _ = arg.partition("=")
             name = name if name.isascii() and name.isprintable() else "--?"
             out.append(name + ("=..." if eq else ""))

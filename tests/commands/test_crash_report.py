@@ -35,7 +35,7 @@ def test_mode_0600_no_values_and_redacted(tmp_path: Path, monkeypatch: pytest.Mo
     assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0
     text = path.read_text()
     first = text.splitlines()[0]
-    assert first == "imagefactory ... --build-arg ... --engine=... ... -j ..."
+    assert first == "imagefactory build --build-arg ... --engine=... ... -j ..."
     for secret in ("hf_sekrit", "pw1", "hunter22", "HF_TOKEN"):
         assert secret not in text
     assert "RuntimeError" in text
@@ -46,4 +46,4 @@ def test_non_utf8_argument_is_escaped_not_a_crash(tmp_path: Path,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     bad = os.fsdecode(b"--\xff\xfe=x")  # what Python makes of such a byte in argv
     path = _crash(["build", bad, os.fsdecode(b"caf\xe9")])
-    assert path.read_text(encoding="utf-8").startswith("imagefactory ... --?=... ...\n")
+    assert path.read_text(encoding="utf-8").startswith("imagefactory build --?=... ...\n")

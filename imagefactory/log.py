@@ -81,9 +81,14 @@ def write_crash_report(exc: BaseException, argv: list[str] | None = None) -> Pat
 def option_names(args: list[str]) -> list[str]:
     """argv with every value replaced: `--opt=value` -> `--opt=...`, a value -> `...`; the
     command's name is kept (the first of the tool's command names)."""
+    import click
+
     from .cli import cli
 
-    commands = set(getattr(cli, "commands", {}))
+    try:
+        commands = set(cli.list_commands(click.Context(cli)))
+    except Exception:  # the report must be written whatever else is broken
+        commands = set()
     out = []
     for arg in args:
         if arg in commands:

@@ -207,12 +207,24 @@ class Builder:
         self._revision: str | None = None
         self._logs: dict[tuple[str, str], Path] = {}  # the log of a build in progress
         self._client_kind: str | None = None
+        self._args_key: bytes | None = None
 
     def shown(self, text: str) -> str:
         """Engine text as it may be logged and printed: credentials (and the values of
         build args named like secrets) redacted, terminal controls and bidi escaped."""
         secrets = [v for k, v in self.options.build_args.items() if _SECRET_ARG.search(k)]
         return clean(text, secrets)
+
+    def args_key(self) -> bytes:
+        """The key of the build-args label: this host's salt, asked only with build args."""
+        if not self.options.build_args:
+            return b""
+        from ..share.hostid import salt
+
+        with self._revision_lock:
+            if self._args_key is None:
+                self._args_key = bytes.fromhex(salt())
+            return self._args_key
 
     def revision(self) -> str | None:
         """BuildOptions.revision, a callable one asked once."""
@@ -270,7 +282,7 @@ class Builder:
         if base_id:
             labels[BASE_LABEL] = base_id
         if variant.name in self.targeted:
-            digest = build_args_digest(self.options.build_args)
+            digest = build_args_digest(self.options.build_args, self.args_key())
             if digest:
                 labels[ARGS_LABEL] = digest
             if self.options.target:

@@ -33,6 +33,12 @@ def fixture() -> Project:
     return Project.locate(FIXTURE / "variants.yaml")
 
 
+@pytest.fixture(autouse=True)
+def _host_salt(tmp_path, monkeypatch) -> None:
+    # The build-args label is keyed with the host's salt (share/hostid.py): a private one.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def fake() -> FakeEngine:
     engine = FakeEngine()
@@ -221,3 +227,23 @@ def test_engine_text_is_redacted_and_escaped_in_log_progress_and_failure(
     assert "RUN echo \\x1b]0;owned\\x07 \\x1b[2J \\u202egnp.exe" in shown
     for raw in ("\x1b", "\x07", "\u202e", "pa/ss", "w0rd", "hf_sekrit12"):
         assert raw not in shown, repr(raw)
+
+
+def test_build_args_label_names_them_and_cannot_be_guessed(fixture, fake, tmp_path,
+                                                           monkeypatch) -> None:
+    import hashlib
+    import json
+
+    args = {"HF_TOKEN": "hf_guessable", "DEBIAN_ARCHIVE": "http://deb.debian.org/debian"}
+    opts = {"build_args": args, "targeted": frozenset({"solo"})}
+    builder(fixture, fake, tmp_path, **opts).run(fixture.matrix.get("solo"), "fake", None)
+    label = fake.builds[-1].labels[ARGS_LABEL]
+    unsalted = hashlib.sha256(json.dumps(sorted(args.items()), separators=(",", ":"))
+                              .encode()).hexdigest()
+    assert label.startswith("DEBIAN_ARCHIVE,HF_TOKEN hmac-sha256:")
+    assert unsalted not in label and "hf_guessable" not in label
+    # Another host (another salt) keys the same values differently.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "other-host"))
+    builder(fixture, fake, tmp_path, force=frozenset({"solo"}), **opts).run(
+        fixture.matrix.get("solo"), "fake", None)
+    assert fake.builds[-1].labels[ARGS_LABEL] != label

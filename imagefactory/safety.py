@@ -217,10 +217,12 @@ def clean(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
 # --- writing ---------------------------------------------------------------------------------
 
 def write_atomic(path: Path, data: str | bytes, *,
-                 error: type[ImagefactoryError] = ImagefactoryError) -> Path:
-    """Write `path` whole or not at all (a reader never sees half a file); a folder that
-    cannot be made or written (read-only, /proc, a file in the way) is one line, not a
-    traceback."""
+                 error: type[ImagefactoryError] = ImagefactoryError, mode: int = 0o600
+                 ) -> Path:
+    """Write `path` whole or not at all (a reader never sees half a file), with `mode`
+    whatever the umask (0600 unless the file is meant to be shared: reports, rendered
+    files); a symlink at `path` is replaced, never written through; a folder that cannot be
+    made or written (read-only, /proc, a file in the way) is one line, not a traceback."""
     import tempfile
 
     tmp: str | None = None
@@ -228,6 +230,7 @@ def write_atomic(path: Path, data: str | bytes, *,
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode & 0o755)  # never group/world-writable
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
         tmp = None
@@ -237,3 +240,16 @@ def write_atomic(path: Path, data: str | bytes, *,
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def refuse_symlinks(path: Path, root: Path, *, error: type[ImagefactoryError]) -> None:
+    """One line (`error`) when `path`, or a folder between `root` and it, is a symlink: a
+    write there would land wherever the link points."""
+    here = path
+    while True:
+        if here.is_symlink():
+            raise error(clean(f"refusing to write {path}: {here} is a symlink (remove it, "
+                              "then run again)"))
+        if here == root or here.parent == here:
+            return
+        here = here.parent

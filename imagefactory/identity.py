@@ -13,6 +13,7 @@ Nothing here imports engine/ (engine/ imports this).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Mapping
@@ -74,12 +75,16 @@ def local_tag(matrix: Matrix, variant: Variant, target: str | None = None) -> st
     return f"{matrix.repository}:{variant.name}" + (f"-{target}" if target else "")
 
 
-def build_args_digest(build_args: Mapping[str, str]) -> str | None:
-    """A stable digest of build-arg values (None for none), for ARGS_LABEL."""
+def build_args_digest(build_args: Mapping[str, str], key: bytes) -> str | None:
+    """ARGS_LABEL's value (None for no build args): the names, and an HMAC of the values
+    under `key` (the host's secret salt, share/hostid.py). An unsalted hash of the values
+    would let anyone holding the image test guesses of a secret value offline; the names
+    alone would not tell an image built with other values from this one."""
     if not build_args:
         return None
     data = json.dumps(sorted(build_args.items()), separators=(",", ":")).encode()
-    return hashlib.sha256(data).hexdigest()
+    mac = hmac.new(b"imagefactory build-args v2\0" + key, data, hashlib.sha256).hexdigest()
+    return f"{','.join(sorted(build_args))} hmac-sha256:{mac}"
 
 
 # -- versions and published tags ------------------------------------------------------------

@@ -51,19 +51,56 @@ def setup(debug: bool) -> None:
 
 
 def write_crash_report(exc: BaseException, argv: list[str] | None = None) -> Path | None:
-    """The full traceback (and the command line) in a file of its own; its path, or None
-    when no file could be written."""
+    """The full traceback (and the command line's option names) in a file of its own, mode
+    0600; its path, or None when no file could be written.
+
+    Argument values are left out (`--build-arg HF_TOKEN=...`, an engine URL with a password,
+    a variant name are all values: only `--option` names are kept), the traceback goes
+    through safety.redact, and text that is not UTF-8 (argv is bytes on POSIX) is escaped,
+    so the handler of last resort cannot fail on what it reports."""
+    from .safety import redact
+
     directory = Paths().crashes  # per user: no project need be found first
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
     path = directory / f"crash-{stamp}-{os.getpid()}.txt"
+    args = sys.argv[1:] if argv is None else argv
+    body = f"imagefactory {' '.join(option_names(args))}\n\n{redact(text)}"
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"imagefactory {' '.join(sys.argv[1:] if argv is None else argv)}\n\n"
-                        f"{text}", encoding="utf-8")
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_CLOEXEC", 0), 0o600)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)  # whatever the umask
+            f.write(body.encode("utf-8", errors="backslashreplace"))
     except OSError:
         return None
     return path
+
+
+def option_names(args: list[str]) -> list[str]:
+    """argv with every value replaced: `--opt=value` -> `--opt=...`, a value -> `...`; the
+    command's name is kept (the first of the tool's command names)."""
+    import click
+
+    from .cli import cli
+
+    try:
+        commands = set(cli.list_commands(click.Context(cli)))
+    except Exception:  # the report must be written whatever else is broken
+        commands = set()
+    out = []
+    for arg in args:
+        if arg in commands:
+            out.append(arg)
+            commands = set()
+        elif arg.startswith("-") and arg != "-":
+            name, eq, _ = arg.partition("=")
+            name = name if name.isascii() and name.isprintable() else "--?"
+            out.append(name + ("=..." if eq else ""))
+        else:
+            out.append("...")
+    return out
 
 
 def one_line(exc: BaseException) -> str:

@@ -129,22 +129,77 @@ def json_dumps(data: Any, **kwargs: Any) -> str:
 
 # --- untrusted text in messages -------------------------------------------------------------
 
-# scheme://user:password@host -> scheme://***@host (any userinfo, a token alone included).
-# (A path made from a URL keeps one slash: https:/u:pw@h is caught too.)
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:/{1,3})[^/\s@]+@")
+# Credentials in URLs. A password may hold anything but a line break (`/`, `@`, spaces
+# included: people paste them unencoded), so the userinfo is what lies before the last `@`
+# that is followed by a host, back to the URL's scheme (scheme://user:password@host,
+# scheme://token@host) or, without one, to a `user:` (an engine address, a git remote);
+# never past a line break, the previous such `@` or _MAX_SECRET characters (which keeps the
+# scan linear: each character is looked at a bounded number of times).
+_MAX_SECRET = 1024
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+# @host[:port], not followed by more of a name: never `repo@sha256:<hex>`.
+_AT_HOST = re.compile(rf"@(?:\[[0-9A-Fa-f:.]+\]|{_LABEL}(?:\.{_LABEL})*)(?::[0-9]{{1,5}})?"
+                      r"(?![A-Za-z0-9]|:[A-Za-z0-9])")
+# A scheme, the userinfo after it: user:anything, or a token. (A path made from a URL keeps
+# one slash: https:/u:pw@h is caught too.)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/{1,3}")
+_SCHEME_USERINFO = re.compile(r"[^\s:/]*:.*|[^\s/]+", re.DOTALL)
+# user: with a password that does not start with a space ("note: see bob@host" is none).
+_BARE_USER = re.compile(r"(?<![\w.~%+-])[\w.~%+-]{1,256}:(?![\s/])")
 # Authorization: Basic <b64>, "auth": "<b64>" (docker config), Bearer tokens.
 _BASIC = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{8,}")
-_AUTH_FIELD = re.compile(r'(?i)("?(?:auth|password|identitytoken|registrytoken)"?\s*[:=]\s*)'
-                         r'("?)[^"\s,}]+')
+# "auth": "...", password=..., HF_TOKEN=..., --token x: a field named like a secret.
+_AUTH_FIELD = re.compile(r'(?i)("?(?<![\w-])(?:auth|identitytoken|registrytoken|api[_-]?key|'
+                         r'[\w-]{0,64}?(?:password|passwd|token|secret))"?\s*[:=]\s*)'
+                         r'(?:"(?:[^"\\\r\n]|\\.){0,1024}"|"?[^"\s,}]+)')
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
-    """Remove credentials from a message: URL userinfo, basic/bearer auth, and `secrets`."""
+    """Remove credentials from text: `secrets` (values known to be secret), URL userinfo
+    with or without a scheme, basic/bearer auth, fields named like secrets.
+
+    The one redaction of the tool: every writer of text that may carry text from a file,
+    an argument or an engine (the terminal, logs, crash reports, results, labels) goes
+    through it, usually by `clean`."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, "***")
-    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    text = _redact_userinfo(text)
     text = _BASIC.sub(lambda m: f"{m.group(1)} ***", text)
-    return _AUTH_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    return _AUTH_FIELD.sub(lambda m: m.group(1) + ('"***"' if m.group(0).endswith('"')
+                                                   else "***"), text)
+
+
+def _redact_userinfo(text: str) -> str:
+    out: list[str] = []
+    done = 0  # text[:done] is in out
+    floor = 0  # no userinfo reaches back before this (the previous @host)
+    cut: int | None = None  # where the last redacted userinfo began
+    for at in _AT_HOST.finditer(text):
+        here = at.start()
+        start = max(floor, here - _MAX_SECRET, text.rfind("\n", floor, here) + 1,
+                    text.rfind("\r", floor, here) + 1)
+        if cut is not None and start == floor and here - cut <= _MAX_SECRET \
+                and "://" not in text[floor:here]:
+            done = here  # user:a@b c@host: the password runs on to the last @host
+        else:
+            cut = _userinfo_start(text, start, here)
+            if cut is not None:
+                out += [text[done:cut], "***"]
+                done = here
+        floor = here + 1
+    return "".join(out) + text[done:] if out else text
+
+
+def _userinfo_start(text: str, start: int, end: int) -> int | None:
+    """Where the userinfo that ends at text[end] ("@") begins, if text[start:end] has one."""
+    last_url = start
+    for scheme in _SCHEME.finditer(text, start, end):
+        last_url = scheme.end()
+        rest = text[scheme.end():end]
+        if "://" not in rest and _SCHEME_USERINFO.fullmatch(rest):
+            return scheme.end()
+    user = _BARE_USER.search(text, last_url, end)
+    return user.end() if user else None
 
 
 def escape_control(text: str) -> str:
@@ -179,10 +234,12 @@ def clean(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
 # --- writing ---------------------------------------------------------------------------------
 
 def write_atomic(path: Path, data: str | bytes, *,
-                 error: type[ImagefactoryError] = ImagefactoryError) -> Path:
-    """Write `path` whole or not at all (a reader never sees half a file); a folder that
-    cannot be made or written (read-only, /proc, a file in the way) is one line, not a
-    traceback."""
+                 error: type[ImagefactoryError] = ImagefactoryError, mode: int = 0o600
+                 ) -> Path:
+    """Write `path` whole or not at all (a reader never sees half a file), with `mode`
+    whatever the umask (0600 unless the file is meant to be shared: reports, rendered
+    files); a symlink at `path` is replaced, never written through; a folder that cannot be
+    made or written (read-only, /proc, a file in the way) is one line, not a traceback."""
     import tempfile
 
     tmp: str | None = None
@@ -190,6 +247,7 @@ def write_atomic(path: Path, data: str | bytes, *,
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode & 0o755)  # never group/world-writable
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
         tmp = None
@@ -199,3 +257,16 @@ def write_atomic(path: Path, data: str | bytes, *,
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def refuse_symlinks(path: Path, root: Path, *, error: type[ImagefactoryError]) -> None:
+    """One line (`error`) when `path`, or a folder between `root` and it, is a symlink: a
+    write there would land wherever the link points."""
+    here = path
+    while True:
+        if here.is_symlink():
+            raise error(clean(f"refusing to write {path}: {here} is a symlink (remove it, "
+                              "then run again)"))
+        if here == root or here.parent == here:
+            return
+        here = here.parent

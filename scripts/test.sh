@@ -12,4 +12,6 @@ export IMAGEFACTORY_SUITE_VENV="$PWD/$venv"
 export IMAGEFACTORY_REQUIRE_DOCKER=1
 ruff check .
 mypy --strict imagefactory
+# The workflows: actions pinned by commit, no persisted credentials, least permissions.
+zizmor --offline .github
 exec python -m pytest -q "$@"

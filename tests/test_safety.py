@@ -58,3 +58,17 @@ def test_read_text_refuses_what_is_not_a_small_regular_utf8_file(tmp_path: Path)
         read_text(Path("/dev/zero"), 1000, error=JobError)
     with pytest.raises(ConfigError, match="a directory"):
         read_text(tmp_path, 1000)
+
+
+@pytest.mark.parametrize("engine", ["tcp://bob:pa/ss@127.0.0.1:1", "tcp://bob:p@ss@127.0.0.1:1",
+                                    "ssh://bob:pa ss@127.0.0.1", "bob:pa/ss@127.0.0.1:1"])
+def test_engine_password_is_never_shown_nor_a_crash(engine: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from imagefactory.cli import main
+
+    root = Path(__file__).parent.parent
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(root / "variants.yaml"), "build", "--engine", engine, "cpu"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "internal error" not in err, err
+    assert "pa/ss" not in err and "p@ss" not in err and "pa ss" not in err, err

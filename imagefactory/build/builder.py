@@ -40,6 +40,7 @@ from ..identity import (
 )
 from ..matrix.loader import Matrix, Variant
 from ..render.renderer import BuildContext
+from ..safety import clean
 
 __all__ = ["BASE_LABEL", "BuildOptions", "BuildResult", "Builder"]
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ REVISION_ARG = "IMAGEFACTORY_REVISION"
 TAIL_LINES = 15
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_SECRET_ARG = re.compile(r"(?i)token|secret|passw|key|auth|cred")
 
 # Outcomes: built and skipped leave a usable image; the others leave the tag as it was.
 BUILT, SKIPPED, FAILED, BLOCKED, CANCELLED = "built", "skipped", "failed", "blocked", "cancelled"
@@ -205,6 +207,24 @@ class Builder:
         self._revision: str | None = None
         self._logs: dict[tuple[str, str], Path] = {}  # the log of a build in progress
         self._client_kind: str | None = None
+        self._args_key: bytes | None = None
+
+    def shown(self, text: str) -> str:
+        """Engine text as it may be logged and printed: credentials (and the values of
+        build args named like secrets) redacted, terminal controls and bidi escaped."""
+        secrets = [v for k, v in self.options.build_args.items() if _SECRET_ARG.search(k)]
+        return clean(text, secrets)
+
+    def args_key(self) -> bytes:
+        """The key of the build-args label: this host's salt, asked only with build args."""
+        if not self.options.build_args:
+            return b""
+        from ..share.hostid import salt
+
+        with self._revision_lock:
+            if self._args_key is None:
+                self._args_key = bytes.fromhex(salt())
+            return self._args_key
 
     def revision(self) -> str | None:
         """BuildOptions.revision, a callable one asked once."""
@@ -262,7 +282,7 @@ class Builder:
         if base_id:
             labels[BASE_LABEL] = base_id
         if variant.name in self.targeted:
-            digest = build_args_digest(self.options.build_args)
+            digest = build_args_digest(self.options.build_args, self.args_key())
             if digest:
                 labels[ARGS_LABEL] = digest
             if self.options.target:
@@ -321,11 +341,11 @@ class Builder:
                 self._refuse_buildkit_syntax(variant)
             return self._build(variant, engine, tag, base_id)
         except (_Failed, ImagefactoryError) as exc:  # e.g. the engine could not be reached
-            error = str(exc)
+            error = self.shown(str(exc))
             log.debug("%s on %s: %s", variant.name, engine, error, exc_info=True)
             log_path = self._log_error(variant, engine, error, None)
         except Exception as exc:  # a bug must fail this variant, not hang the others
-            error = f"{type(exc).__name__}: {_one_line(exc)}"
+            error = self.shown(f"{type(exc).__name__}: {_one_line(exc)}")
             log.debug("%s on %s: unexpected error", variant.name, engine, exc_info=True)
             log_path = self._log_error(variant, engine, error, exc)
             error += f" (a bug; traceback in {log_path})" if log_path else " (a bug)"
@@ -401,6 +421,7 @@ class Builder:
                       + (f", target {target}" if target else "") + "\n")
 
             def on_line(text: str) -> None:
+                text = self.shown(text)  # the log, the progress view and the tail alike
                 out.write(f"{datetime.now():%H:%M:%S} {text}\n")
                 out.flush()
                 self.reporter.line(variant.name, text)
@@ -424,7 +445,7 @@ class Builder:
                  buildargs: dict[str, str], target: str | None,
                  on_line: Callable[[str], None]) -> BuildResult:
         """The build through the engine's own (classic) builder."""
-        stream = BuildStream(on_line, lambda s: self.reporter.step(variant.name, s))
+        stream = BuildStream(on_line, lambda s: self.reporter.step(variant.name, self._step(s)))
         try:
             for event in self.engines[engine].build(
                     data, target=target, build_args=buildargs, labels=labels,
@@ -443,6 +464,9 @@ class Builder:
                 step: Step | None, tail: tuple[str, ...]) -> BuildResult:
         """Tag a successful build (unless interrupted); either client's outcome."""
         duration = time.monotonic() - started
+        error = self.shown(error) if error else error
+        step = self._step(step) if step else None
+        tail = tuple(self.shown(line) for line in tail)
         if error or not image_id:
             if self.cancel.is_set():
                 log.write("# interrupted: not tagged\n")
@@ -461,6 +485,10 @@ class Builder:
         self.engines[engine].tag(image_id, repository, name)
         log.write(f"# tagged {tag} -> {image_id}\n")
         return BuildResult(variant.name, engine, BUILT, image_id, tag, duration, log_path)
+
+    def _step(self, step: Step) -> Step:
+        return Step(step.number, step.total, self.shown(step.instruction),
+                    self.shown(step.stage) if step.stage else None)
 
     def _discard(self, engine: str, image_id: str, log: TextIO) -> None:
         """Remove the image an interrupted build finished but must not tag, so nothing of it
@@ -483,7 +511,8 @@ class Builder:
         from ..engine import buildx
 
         def on_step(number: int, total: int, instruction: str, stage: str | None) -> None:
-            self.reporter.step(variant.name, Step(number, total, instruction, stage))
+            self.reporter.step(variant.name, self._step(Step(number, total, instruction,
+                                                             stage)))
 
         outcome = buildx.build(
             buildx.BuildxRequest(

@@ -133,7 +133,7 @@ def connect(address: str | None = None, timeout: int = 600) -> docker.DockerClie
             client.api._version = (  # type: ignore[attr-defined]
                 client.api._retrieve_server_version())  # type: ignore[attr-defined]
         client.ping()
-    except (DockerException, OSError) as exc:
+    except (DockerException, OSError, ValueError) as exc:  # ValueError: a URL's bad port
         reason = _reason(exc)
         raise EngineUnreachable("connect", reason, address=shown,
                                 message=f"cannot reach the Docker engine at {shown}: "

@@ -50,6 +50,7 @@ class FakeEngine(ContainerEngine):
     refs: dict[str, str] = field(default_factory=dict)  # "repo:tag" -> id
     containers: dict[str, ContainerInfo] = field(default_factory=dict)
     builds: list[BuildCall] = field(default_factory=list)
+    exec_output: bytes = b""  # what each exec prints (as one chunk)
     calls: list[str] = field(default_factory=list)
     unreachable: bool = False
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (container, path)
@@ -217,6 +218,8 @@ class FakeEngine(ContainerEngine):
     def exec(self, container: str, command: Sequence[str],
              on_output: Callable[[bytes], None] | None = None) -> int:
         self._check(f"exec {' '.join(command)}")
+        if on_output is not None and self.exec_output:
+            on_output(self.exec_output)
         return 0
 
     def read_file(self, container: str, path: str) -> bytes | None:

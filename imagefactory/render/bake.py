@@ -169,10 +169,13 @@ def write_bake(project: Project, contexts: Sequence[BuildContext]) -> bool:
     """Write the bake file; whether it changed."""
     path = bake_path(project)
     text = bake_text(project, contexts)
+    from ..errors import JobError, UsageError
+    from ..safety import refuse_symlinks, write_atomic
+
+    refuse_symlinks(path, project.output_dir.parent, error=UsageError)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, text, error=JobError, mode=0o644)
     return True
 
 

@@ -8,11 +8,12 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, JobError, UsageError
 from ..identity import HASH_LABEL, image_labels, local_tag
 from ..identity import declared_version as image_version
 from ..matrix.loader import Matrix, Variant
 from ..project import TEMPLATE_SUFFIX, Project
+from ..safety import refuse_symlinks, write_atomic
 from .rocm_apt import apt_suite_for
 
 if TYPE_CHECKING:
@@ -172,9 +173,9 @@ def write_rendered(project: Project, contexts: list[BuildContext]) -> list[Path]
     changed = []
     for ctx in contexts:
         path = project.dockerfile_path(ctx.variant)
+        refuse_symlinks(path, project.output_dir.parent, error=UsageError)
         if not path.is_file() or path.read_text(encoding="utf-8") != ctx.dockerfile:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(ctx.dockerfile, encoding="utf-8")
+            write_atomic(path, ctx.dockerfile, error=JobError, mode=0o644)
             changed.append(path)
     return changed
 

@@ -97,5 +97,5 @@ def pages(site: Site) -> dict[str, str]:
 
 def write(site: Site, out_dir: Path) -> list[Path]:
     """Write the site under out_dir, each file whole or not at all."""
-    return [write_atomic(out_dir / name, text, error=JobError)
+    return [write_atomic(out_dir / name, text, error=JobError, mode=0o644)
             for name, text in pages(site).items()]

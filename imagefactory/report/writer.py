@@ -372,10 +372,10 @@ def write(compat: Compatibility, out_dir: Path, png: bool = True,
     generated = _now()
     written = []
     path = write_atomic(out_dir / MARKDOWN, markdown(compat, PNG if png else None, generated,
-                                                     extra_md), error=JobError)
+                                                     extra_md), error=JobError, mode=0o644)
     written.append(path)
     path = write_atomic(out_dir / JSON, json_dumps(to_json(compat, generated, extra), indent=2)
-                        + "\n", error=JobError)
+                        + "\n", error=JobError, mode=0o644)
     written.append(path)
     if png:
         import io
@@ -385,5 +385,5 @@ def write(compat: Compatibility, out_dir: Path, png: bool = True,
         image, _ = render(compat)
         buf = io.BytesIO()
         image.save(buf, format="PNG", optimize=True)
-        written.append(write_atomic(out_dir / PNG, buf.getvalue(), error=JobError))
+        written.append(write_atomic(out_dir / PNG, buf.getvalue(), error=JobError, mode=0o644))
     return written

@@ -25,6 +25,7 @@ from ..host.gpuinfo import SysfsError, decode_gfx, read_sysfs
 from ..identity import MIOPEN_CACHE_LABEL, VARIANT_LABEL
 from ..matrix.loader import Matrix, Variant
 from ..paths import RESULTS_DIR
+from ..safety import clean
 from .manifest import Manifest
 from .manifest import collect as collect_manifest
 from .results import Check, ConvCase, TestResult, profile_label
@@ -137,7 +138,7 @@ class Tester:
         note = isa_mismatch(self.matrix, variant, self.host_archs,
                             profile.name if profile else None)
         if note:
-            self.echo(f"  note: {note}")
+            self.echo(clean(f"  note: {note}"))
         # The same run spec `imagefactory run` execs: devices, group ids and ROCm's flags.
         spec = GpuRunSpec(
             built.image_id, labels={VARIANT_LABEL: variant.name},
@@ -235,7 +236,7 @@ class Tester:
                   + f" -> {path}")
         for note in manifest.notes:
             # Shown, not hidden: tags and records carry the reported versions.
-            self.echo(f"  note: {note}")
+            self.echo(clean(f"  note: {note}"))
         return manifest
 
     def _echo_verdicts(self, conv: tuple[ConvCase, ...]) -> None:
@@ -247,7 +248,7 @@ class Tester:
             if c.verdict in marks:
                 mark, colour = marks[c.verdict]
                 why = f" ({c.known_reason}; {c.known_source})" if c.known_reason else ""
-                self.echo(f"  {self.style(mark, colour)}  {c.case}: {c.status}{why}")
+                self.echo(f"  {self.style(mark, colour)}  {clean(f'{c.case}: {c.status}{why}')}")
 
     @staticmethod
     def style(text: str, colour: str) -> str:
@@ -273,8 +274,8 @@ class Tester:
 
     def _echo_checks(self, checks: list[Check]) -> None:
         for c in checks:
-            self.echo(f"  {'ok  ' if c.passed else 'FAIL'}  {c.name}"
-                      + ("" if c.passed or not c.detail else f": {c.detail}"))
+            self.echo(clean(f"  {'ok  ' if c.passed else 'FAIL'}  {c.name}"
+                            + ("" if c.passed or not c.detail else f": {c.detail}")))
 
     # -- the GPU code audit (issue 13) ---------------------------------------------------
 
@@ -306,7 +307,7 @@ class Tester:
         check = Check("gpu code", result.passed, result.detail)
         self._echo_checks([check])
         for line in (*result.summary, *result.notes):
-            self.echo(f"  gpu code: {line}")
+            self.echo(clean(f"  gpu code: {line}"))
         self.echo(f"  gpu code: {inv.files_seen} files read in {seconds:.1f} s")
         out: dict[str, Any] = {"inventory": inv.brief(), "check": result.to_dict(),
                                "seconds": seconds}
@@ -341,10 +342,10 @@ class Tester:
                     wanted(loaded_isa(chip, override)), problems, source)
                 report = run_check(cos, source, chip, override, problems)
             except (GpuCodeError, EngineError) as exc:
-                self.echo(f"  gpu isa: {chip}: could not read the image: {exc}")
+                self.echo(clean(f"  gpu isa: {chip}: could not read the image: {exc}"))
                 continue
             for line in report.lines():
-                self.echo(f"  gpu isa: {line}")
+                self.echo(clean(f"  gpu isa: {line}"))
             reports.append(report)
         return reports
 
@@ -426,11 +427,12 @@ class Tester:
         def on_output(chunk: bytes) -> None:
             nonlocal tail
             for line in lines.feed(chunk):
+                line = clean(line)  # what the image printed: escapes, credentials
                 self.echo(f"  | {line}")
                 tail = [*tail[-9:], line]
 
         rc = self.engine.exec(container.id, cmd, on_output)
-        for line in lines.close():
+        for line in map(clean, lines.close()):
             self.echo(f"  | {line}")
             tail = [*tail[-9:], line]
         report = self.engine.read_file(container.id, CONV_JSON)

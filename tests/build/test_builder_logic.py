@@ -33,6 +33,12 @@ def fixture() -> Project:
     return Project.locate(FIXTURE / "variants.yaml")
 
 
+@pytest.fixture(autouse=True)
+def _host_salt(tmp_path, monkeypatch) -> None:
+    # The build-args label is keyed with the host's salt (share/hostid.py): a private one.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def fake() -> FakeEngine:
     engine = FakeEngine()
@@ -199,3 +205,45 @@ def test_an_interrupted_build_keeps_an_identical_tagged_image(fixture, fake, tmp
     assert result.status == CANCELLED
     assert fake.refs["iftest-build:solo"] == first.image_id
     assert first.image_id in fake.images
+
+
+def test_engine_text_is_redacted_and_escaped_in_log_progress_and_failure(
+        fixture, fake, tmp_path) -> None:
+    # Build output carries what the image's commands printed: OSC/CSI sequences, bidi
+    # overrides, URLs with credentials, a build arg named like a secret (issue #25).
+    hostile = ("RUN echo \x1b]0;owned\x07 \x1b[2J \u202egnp.exe "
+               "https://bob:pa/ss w0rd@ghcr.io/x hf_sekrit12\n")
+    r0 = builder(fixture, fake, tmp_path)
+    ctx = r0.contexts["solo"]
+    broken = replace(ctx, dockerfile=ctx.dockerfile + hostile + "RUN exit 5\n",
+                     inputs_hash="e" * 64)
+    out = io.StringIO()
+    b = builder(fixture, fake, tmp_path, contexts={"solo": broken},
+                build_args={"HF_TOKEN": "hf_sekrit12"})
+    b.reporter = PlainView(["solo"], out=out, err=out)
+    result = b.run(fixture.matrix.get("solo"), "fake", None)
+    assert result.status == FAILED and result.log_path is not None
+    shown = out.getvalue() + result.log_path.read_text() + "\n".join(result.log_tail)
+    assert "RUN echo \\x1b]0;owned\\x07 \\x1b[2J \\u202egnp.exe" in shown
+    for raw in ("\x1b", "\x07", "\u202e", "pa/ss", "w0rd", "hf_sekrit12"):
+        assert raw not in shown, repr(raw)
+
+
+def test_build_args_label_names_them_and_cannot_be_guessed(fixture, fake, tmp_path,
+                                                           monkeypatch) -> None:
+    import hashlib
+    import json
+
+    args = {"HF_TOKEN": "hf_guessable", "DEBIAN_ARCHIVE": "http://deb.debian.org/debian"}
+    opts = {"build_args": args, "targeted": frozenset({"solo"})}
+    builder(fixture, fake, tmp_path, **opts).run(fixture.matrix.get("solo"), "fake", None)
+    label = fake.builds[-1].labels[ARGS_LABEL]
+    unsalted = hashlib.sha256(json.dumps(sorted(args.items()), separators=(",", ":"))
+                              .encode()).hexdigest()
+    assert label.startswith("DEBIAN_ARCHIVE,HF_TOKEN hmac-sha256:")
+    assert unsalted not in label and "hf_guessable" not in label
+    # Another host (another salt) keys the same values differently.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "other-host"))
+    builder(fixture, fake, tmp_path, force=frozenset({"solo"}), **opts).run(
+        fixture.matrix.get("solo"), "fake", None)
+    assert fake.builds[-1].labels[ARGS_LABEL] != label

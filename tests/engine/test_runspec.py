@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fuzzing import NASTY
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -126,3 +127,61 @@ def test_the_cli_line_and_the_engine_start_the_same_container(docker_client, eng
     mounts = [[(m["Type"], m["Source"], m["Destination"]) for m in c["Mounts"]]
               for c in (by_cli, by_engine)]
     assert mounts[0] == mounts[1] == [("bind", str(tmp_path / "w,x"), "/work")]
+
+
+def go_csv_record(line: str) -> list[str]:
+    """One record as Go's encoding/csv Reader (LazyQuotes off, docker's --mount parser)
+    reads it, stricter than Python's csv: a quote inside an unquoted field is an error
+    ("bare quote"), so is anything but a comma or the end after a closing quote."""
+    fields: list[str] = []
+    i = 0
+    while True:
+        if line[i:i + 1] == '"':
+            i += 1
+            value = []
+            while True:
+                if i >= len(line):
+                    raise ValueError("extraneous or missing \" in quoted-field")
+                if line[i] == '"':
+                    if line[i + 1:i + 2] == '"':
+                        value.append('"')
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                value.append(line[i])
+                i += 1
+            fields.append("".join(value))
+            if i < len(line) and line[i] != ",":
+                raise ValueError('extraneous or missing " in quoted-field')
+        else:
+            end = line.find(",", i)
+            end = len(line) if end < 0 else end
+            if '"' in line[i:end]:
+                raise ValueError('bare " in non-quoted-field')
+            fields.append(line[i:end])
+            i = end
+        if i >= len(line):
+            return fields
+        i += 1  # the comma
+
+
+PIECES = [*NASTY, ",", "=", '"', '""', ",source=/etc", " ", "readonly", "type=volume"]
+PATHS = st.lists(st.one_of(st.sampled_from(PIECES),
+                           st.text(max_size=8)), max_size=6).map(lambda p: "/" + "".join(p))
+
+
+@given(source=PATHS, target=PATHS, readonly=st.booleans())
+def test_any_path_round_trips_through_docker_csv_or_is_refused(source: str, target: str,
+                                                               readonly: bool) -> None:
+    mount = Mount(source, target, readonly=readonly)
+    try:
+        value = mount_arg(mount)
+    except UsageError as exc:
+        assert any(c in source + target for c in "\r\n\0"), exc
+        return
+    record = go_csv_record(value)
+    fields = dict(item.partition("=")[::2] for item in record)
+    assert len(fields) == len(record)  # no field given twice
+    assert fields == {"type": "bind", "source": source, "target": target,
+                      **({"readonly": ""} if readonly else {})}

@@ -158,3 +158,42 @@ def test_hidden_files_and_caches_are_not_inputs(project_copy: Path) -> None:
     after = Renderer(project).render(cpu)
     assert after.inputs_hash == before.inputs_hash
     assert after.files == before.files
+
+
+@pytest.mark.parametrize("link", ["dockerfiles/cpu/Dockerfile", "dockerfiles/docker-bake.json",
+                                  "dockerfiles/cpu"])
+def test_render_refuses_to_write_through_a_symlink(project_copy: Path, link: str,
+                                                   capsys) -> None:
+    # A symlinked rendered file or folder would make render write wherever it points (#25).
+    outside = project_copy / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_text("precious\n")
+    path = project_copy / link
+    if path.is_dir():
+        shutil.rmtree(path)
+        path.symlink_to(outside, target_is_directory=True)
+        victim = outside / "Dockerfile"
+    else:
+        path.unlink()
+        path.symlink_to(victim)
+    code, _, err = cli(["--config", str(project_copy / "variants.yaml"), "render"], capsys)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "is a symlink" in err and "Traceback" not in err
+    assert not victim.exists() or victim.read_text() == "precious\n"
+
+
+def test_rendered_files_are_shareable_whatever_the_umask(project_copy: Path, capsys) -> None:
+    import os
+    import stat
+
+    (project_copy / "dockerfiles" / "cpu" / "Dockerfile").unlink()
+    (project_copy / "dockerfiles" / "docker-bake.json").unlink()
+    old = os.umask(0o000)
+    try:
+        assert cli(["--config", str(project_copy / "variants.yaml"), "render"], capsys)[0] == 0
+    finally:
+        os.umask(old)
+    for name in ("cpu/Dockerfile", "docker-bake.json"):
+        mode = stat.S_IMODE((project_copy / "dockerfiles" / name).stat().st_mode)
+        assert mode == 0o644, (name, oct(mode))

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from fuzzing import examples
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imagefactory.cli import main
 from imagefactory.report import writer as report
@@ -65,3 +68,50 @@ def test_heatmap_size_is_bounded_whatever_the_input() -> None:
     compat = report.Compatibility(rows, tuple(c.case for c in conv), ())
     image, _ = render(compat)
     assert image.width <= MAX_WIDTH and image.height <= MAX_HEIGHT, image.size
+
+
+def test_report_files_are_0644_and_a_symlink_is_replaced_not_followed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import stat
+
+    r = TestResult("cpu", IMAGE, True, (), (ConvCase("c", "ok"),), None, None)
+    (tmp_path / "cpu.json").write_text(r.to_json())
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / report.MARKDOWN).symlink_to(victim)
+    old = os.umask(0)
+    try:
+        code, err = _report(tmp_path, capsys)
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert victim.read_text() == "precious\n"
+    for name in (report.MARKDOWN, report.JSON, report.PNG):
+        path = tmp_path / name
+        assert not path.is_symlink()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, name  # shareable, not writable
+
+
+@examples(15)
+@given(cases=st.integers(0, 400), name_len=st.integers(0, 3000), gpu_len=st.integers(0, 3000),
+       variants=st.integers(1, 6))
+def test_report_output_is_bounded_by_its_input(cases: int, name_len: int, gpu_len: int,
+                                               variants: int) -> None:
+    # Huge or many cases: the Markdown and JSON grow at most linearly with the text they
+    # carry, the heatmap stays within its pixel bounds.
+    import tempfile
+
+    from imagefactory.report.heatmap import render
+
+    conv = tuple(ConvCase(f"c{i}-" + "x" * name_len, "ok", 0.5) for i in range(cases))
+    rows = tuple(report.Row(TestResult(f"v{i}", IMAGE, True, (), conv, "gfx1010", None,
+                                       gpu="G" * gpu_len), f"v{i}") for i in range(variants))
+    compat = report.Compatibility(rows, tuple(c.case for c in conv), ())
+    carried = sum(len(c.case) for c in conv) * variants + gpu_len * variants + 1
+    with tempfile.TemporaryDirectory() as out:
+        written = report.write(compat, Path(out), png=False)
+        size = sum(p.stat().st_size for p in written)
+    assert size <= 20 * carried + 200_000, (size, carried)
+    image, _ = render(compat)
+    assert image.width <= MAX_WIDTH and image.height <= MAX_HEIGHT

@@ -274,3 +274,22 @@ def test_interrupted_run_removes_its_container(docker_client, cpu_image, tmp_pat
     assert "PASSED" not in out and "FAILED" not in out
     assert _ours(docker_client, run_id) == []
     assert not list((tmp_path / "res").glob("cpu*.json"))
+
+
+def test_container_output_is_escaped_and_redacted_before_it_is_shown(project) -> None:
+    # What the image prints during the conv check is shown as it streams (issue #25): OSC
+    # and CSI sequences, bidi overrides and credentials must not reach the terminal raw.
+    from imagefactory.engine.base import ContainerInfo
+    from imagefactory.engine.fake import FakeEngine
+
+    engine = FakeEngine(exec_output=b"\x1b]0;owned\x07 \x1b[2J \xe2\x80\xae x "
+                                    b"https://bob:pa/ss w0rd@ghcr.io/x\nlast \x1b[31m")
+    shown: list[str] = []
+    tester = Tester(engine, project.matrix, GpuAccess((), ()), TestOptions(quick=True),
+                    echo=shown.append)
+    container = ContainerInfo("c" * 64, "n", "img", "running")
+    tester._run_conv(container, project.matrix.get("cpu"), None)
+    text = "\n".join(shown)
+    assert "  | \\x1b]0;owned\\x07 \\x1b[2J \\u202e x https://***@ghcr.io/x" in text
+    for raw in ("\x1b", "\x07", "\u202e", "pa/ss", "w0rd"):
+        assert raw not in text, repr(raw)

@@ -19,16 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..safety import clean, read_bytes
-from .bundle import (
-    CONFIG_NAME,
-    PREDICATE_TYPE,
-    RESULTS,
-    SCHEMA,
-    SCHEMA_ID,
-    STATEMENT_TYPE,
-    SUBJECT_KINDS,
-)
-from .schema import (
+from ..schema import (
     Arr,
     Bool,
     Enum,
@@ -41,6 +32,15 @@ from .schema import (
     SchemaError,
     Str,
     document,
+)
+from .bundle import (
+    CONFIG_NAME,
+    PREDICATE_TYPE,
+    RESULTS,
+    SCHEMA,
+    SCHEMA_ID,
+    STATEMENT_TYPE,
+    SUBJECT_KINDS,
 )
 
 MAX_BUNDLE_BYTES = 2 << 20  # a full conv check bundle is ~60 KiB

@@ -80,6 +80,17 @@ def therock_index(channel: str, rocm: str | None) -> str:
                else THEROCK_INDEXES)
     return indexes[channel]
 
+# The ROCm runtime reports the GPU as this version instead (10.3.0: gfx1030, RDNA2), so the
+# image's gfx1030 code runs on an RDNA1 card. Whether a variant runs under it is decided by
+# Variant.override / override_in, nowhere else.
+OVERRIDE_KEY = "HSA_OVERRIDE_GFX_VERSION"
+
+
+def override_in(env: Mapping[str, str]) -> str | None:
+    """The GFX version an environment makes the runtime report, or None (unset or empty)."""
+    return env.get(OVERRIDE_KEY) or None
+
+
 TOP_KEYS = ("repository", "source", "profiles", "variants")
 PROFILE_KEYS = ("description", "env")
 VARIANT_KEYS = (
@@ -203,6 +214,21 @@ class Variant:
         if chosen:
             env.update(chosen.env)
         return env
+
+    def override(self, profile: str | None = None) -> str | None:
+        """The GFX version the image runs as under `profile` (None: its default), when that
+        environment sets the override; else None (its code runs as its gfx_targets)."""
+        return override_in(self.runtime_env(profile))
+
+    def uses_override(self, profile: str | None = None) -> bool:
+        return self.override(profile) is not None
+
+    @property
+    def offers_override(self) -> bool:
+        """Whether some way of running it (a profile it offers, or its own env) is under
+        the override."""
+        return override_in(self.env) is not None or any(
+            override_in(p.env) is not None for p in self.profiles)
 
 
 @dataclass(frozen=True)

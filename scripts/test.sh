@@ -10,4 +10,6 @@ export PATH="$PWD/$venv/bin:$PATH"
 export IMAGEFACTORY_REQUIRE_DOCKER=1
 ruff check .
 mypy --strict imagefactory
+# the layer rules of pyproject.toml [tool.importlinter] (#26)
+lint-imports --no-cache
 exec python -m pytest -q "$@"

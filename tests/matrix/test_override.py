@@ -33,7 +33,8 @@ MATRIX = textwrap.dedent("""\
       by-default: {extends: common, description: d, profiles: [override, tuning, unset],
                    default_profile: override}
       offered: {extends: common, description: d, profiles: [tuning, override]}
-      in-env: {extends: common, description: d, profiles: [tuning], env: {HSA_OVERRIDE_GFX_VERSION: "10.3.0"}}
+      in-env: {extends: common, description: d, profiles: [tuning],
+               env: {HSA_OVERRIDE_GFX_VERSION: "10.3.0"}}
       native: {extends: common, description: d, profiles: [tuning]}
     """)
 

@@ -14,4 +14,6 @@ ruff check .
 mypy --strict imagefactory
 # The workflows: actions pinned by commit, no persisted credentials, least permissions.
 zizmor --offline .github
+# the layer rules of pyproject.toml [tool.importlinter] (#26)
+lint-imports --no-cache
 exec python -m pytest -q "$@"

@@ -357,7 +357,7 @@ class Builder:
     def _refuse_buildkit_syntax(self, variant: Variant) -> None:
         """The classic builder would fail at the first BuildKit-only line after building
         everything above it (hours for a source variant): refuse before starting."""
-        from ..engine.buildx import buildkit_syntax
+        from ..render.dockerfile import buildkit_syntax
 
         found = buildkit_syntax(self.contexts[variant.name].dockerfile)
         if found:

@@ -17,6 +17,7 @@ from ..errors import UsageError
 from ..matrix.loader import Variant
 from ..paths import Paths
 from ..project import Project
+from ..render.dockerfile import stage_names
 from ..render.renderer import BuildContext, Renderer
 from .builder import AUTO, BUILDX, FAILED, USABLE, Builder, BuildOptions, BuildResult, Reporter
 from .schedule import Scheduler, plan
@@ -25,7 +26,6 @@ from .schedule import Scheduler, plan
 Opener = Callable[[str], ContainerEngine]
 
 _ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-_STAGE = re.compile(r"(?im)^[ \t]*FROM[ \t]+\S+[ \t]+AS[ \t]+([A-Za-z0-9][A-Za-z0-9_.-]*)[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,6 @@ def parse_build_args(raw: tuple[str, ...] | list[str]) -> dict[str, str]:
     return out
 
 
-def dockerfile_stages(dockerfile: str) -> list[str]:
-    """The named stages (`FROM image AS name`), in order; Docker's lines end at \\n only."""
-    return _STAGE.findall(dockerfile.replace("\r\n", "\n"))
-
-
 def _docker_opener(address: str) -> ContainerEngine:
     from ..engine.docker_engine import open_engine
 
@@ -138,7 +133,7 @@ def build_variants(project: Project, selected: Sequence[Variant], settings: Buil
         if len(order) != 1:
             raise UsageError(f"--target {target}: name one variant built FROM an external base "
                              f"(this build takes {', '.join(v.name for v in order)})")
-        stages = dockerfile_stages(contexts[order[0].name].dockerfile)
+        stages = stage_names(contexts[order[0].name].dockerfile)
         if target not in stages:
             raise UsageError(f"--target {target}: {order[0].name} has no such stage "
                              f"(it has: {', '.join(stages) or 'no named stage'})")

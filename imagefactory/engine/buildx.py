@@ -41,50 +41,8 @@ TAIL_LINES = 15
 # `[stage-1 3/7] RUN make`, `[builder 2/5] COPY ...`, `[2/4] RUN ...` (single stage, old
 # frontends); bake prefixes the target: `[cpu runtime 3/7] ...`.
 _STEP = re.compile(r"^\[(?:(?P<stage>[^\]]+?) )?(?P<n>\d+)/(?P<total>\d+)\] (?P<instr>.*)$")
-# What the classic builder cannot parse (it fails with "Unknown flag: mount" and the like).
-_BUILDKIT_FLAGS = re.compile(
-    r"^\s*(?:RUN\s+(?:--\S+\s+)*--(?:mount|network|security)\b"
-    r"|(?:COPY|ADD)\s+(?:--\S+\s+)*--(?:link|chmod|parents|exclude)\b)", re.IGNORECASE)
-_SYNTAX = re.compile(r"^#\s*syntax\s*=", re.IGNORECASE)
-_HEREDOC = re.compile(r"^\s*(?:RUN|COPY|ADD)\s.*<<-?\s*['\"]?[A-Za-z_]\w*['\"]?\s*$",
-                      re.IGNORECASE)
-
 OnLine = Callable[[str], None]
 OnStep = Callable[[int, int, str, "str | None"], None]
-
-
-def buildkit_syntax(dockerfile: str) -> tuple[int, str] | None:
-    """(line number, what) of the first line only BuildKit builds, or None.
-
-    A family whose Dockerfile uses cache or secret mounts cannot go through the classic
-    builder: it would fail at that line after building everything above it.
-    """
-    lines = dockerfile.splitlines()
-    joined: list[tuple[int, str]] = []
-    start, parts = 0, list[str]()  # continuation lines joined, numbered by their first line
-    for number, text in enumerate(lines, 1):
-        if not parts:
-            start = number
-        if text.rstrip().endswith("\\"):
-            parts.append(text.rstrip()[:-1])
-            continue
-        parts.append(text)
-        joined.append((start, " ".join(parts)))
-        parts = []
-    if parts:
-        joined.append((start, " ".join(parts)))
-    for number, text in joined:
-        if number == 1 and _SYNTAX.match(text):
-            return number, "a `# syntax=` directive"
-        m = _BUILDKIT_FLAGS.match(text)
-        if m:
-            flag = re.search(r"--(mount|network|security|link|chmod|parents|exclude)\b",
-                             text, re.IGNORECASE)
-            what = flag.group(0) if flag else "a BuildKit flag"
-            return number, f"{text.split()[0].upper()} {what}"
-        if _HEREDOC.match(text):
-            return number, "a here-document"
-    return None
 
 
 def buildx_version(docker: str = "docker", address: str | None = None,
@@ -458,53 +416,3 @@ def _watch(proc: subprocess.Popen[bytes], cancel: threading.Event) -> None:
             log.debug("cancelling buildx (pid %d)", proc.pid)
             _interrupt(proc)
             return
-
-
-# Event kinds of the engine interface's build stream (engine/base.py on the arch2 branch:
-# OUTPUT, IMAGE, ERROR), so a ContainerEngine.build for buildx is `yield from events(...)`.
-OUTPUT, IMAGE, ERROR = "output", "image", "error"
-
-
-def events(request: BuildxRequest) -> Iterator[tuple[str, str]]:
-    """The build as a stream of (kind, text): OUTPUT lines (newline-terminated) as they come,
-    then IMAGE (the image id) or ERROR (one line). Closing the generator early (the consumer
-    was interrupted) cancels the build."""
-    import queue
-
-    items: queue.Queue[tuple[str, str] | None] = queue.Queue()
-    cancel = threading.Event()
-
-    def run() -> None:
-        try:
-            outcome = build(request, on_line=lambda line: items.put((OUTPUT, line + "\n")),
-                            cancel=cancel)
-            if outcome.error or not (outcome.image_id or request.push):
-                items.put((ERROR, outcome.error or "the build was interrupted"))
-            else:
-                items.put((IMAGE, outcome.image_id or ""))
-        except Exception as exc:  # a worker must always end the stream
-            items.put((ERROR, f"buildx: {type(exc).__name__}: {exc}"))
-        finally:
-            items.put(None)
-
-    worker = threading.Thread(target=run, name="buildx-events", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = items.get()
-            if item is None:
-                return
-            yield item
-    finally:
-        cancel.set()  # a no-op once the build ended; otherwise it stops buildx
-        worker.join(timeout=30)
-
-
-def step_of(line: str) -> tuple[int, int, str, str | None] | None:
-    """(number, total, instruction, stage) of a `#N [stage i/n] INSTR` progress line."""
-    m = re.match(r"^#\d+ (\[.*)$", line.rstrip("\n"))
-    if not m:
-        return None
-    s = _STEP.match(m.group(1))
-    return (int(s.group("n")), int(s.group("total")), s.group("instr"),
-            s.group("stage")) if s else None

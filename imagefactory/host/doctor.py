@@ -245,16 +245,12 @@ def _version(v: Variant) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _uses_override(v: Variant) -> bool:
-    return bool(v.default_profile and "HSA_OVERRIDE_GFX_VERSION" in v.default_profile.env)
-
-
 def _rank(v: Variant) -> tuple[bool, tuple[int, ...], bool, tuple[int, ...]]:
     # Native code for the card first (no override to fault on), the newest ROCm first among
     # it (TheRock's wheels carry gfx101X code on the newest stack: the recommended start);
     # then the override images, source-built PyTorch first, then the newer ROCm.
     newer = tuple(-x for x in _version(v))
-    override = _uses_override(v)
+    override = v.uses_override()
     return (override, () if override else newer, v.torch.source != "source", newer)
 
 
@@ -289,7 +285,7 @@ def recommend(matrix: Matrix, gpus: Iterable[Gpu],
             native = sorted((v for v in matrix.variants if arch in v.gfx_targets), key=_rank)
             for v in _by_results(native, results, arch):
                 how = ("runs it as gfx1030 through the `override` profile"
-                       if _uses_override(v) else f"carries {arch} code, no override")
+                       if v.uses_override() else f"carries {arch} code, no override")
                 out.append(Recommendation(
                     v.name, f"{how}: {v.description}{_tested(results, v.name, arch)}", arch))
             # The override makes the card ask for gfx1030 code: only images whose PyTorch
@@ -297,10 +293,10 @@ def recommend(matrix: Matrix, gpus: Iterable[Gpu],
             # After the native images, as the alternatives they are.
             override = sorted((v for v in matrix.variants
                                if v.rocm and v.torch.source == "wheel" and v not in native
-                               and any("HSA_OVERRIDE_GFX_VERSION" in p.env for p in v.profiles)),
+                               and v.offers_override),
                               key=_rank)
             for v in _by_results(override, results, arch):
-                flag = "" if _uses_override(v) else " --profile override"
+                flag = "" if v.uses_override() else " --profile override"
                 lead = "an alternative" if native else f"no image carries {arch} code"
                 out.append(Recommendation(
                     v.name, f"{lead}; `imagefactory run {v.name}{flag}` "

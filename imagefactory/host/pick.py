@@ -16,14 +16,6 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from ..matrix.loader import Matrix, Variant, suggest
 
-OVERRIDE_KEY = "HSA_OVERRIDE_GFX_VERSION"
-
-
-def uses_override(variant: Variant, profile: str | None = None) -> bool:
-    """Whether the image runs as gfx1030 (its chosen or default profile sets the override)."""
-    chosen = variant.profile(profile)
-    return OVERRIDE_KEY in variant.env or bool(chosen and OVERRIDE_KEY in chosen.env)
-
 
 @dataclass(frozen=True)
 class Pick:
@@ -65,7 +57,7 @@ def isa_mismatch(matrix: Matrix, variant: Variant, host_isas: Sequence[str],
                  profile: str | None = None) -> str | None:
     """One line when `variant` carries code only for other ISAs than the card's and runs
     without the override; names the variant built for the card if there is one."""
-    if not host_isas or not variant.gfx_targets or uses_override(variant, profile):
+    if not host_isas or not variant.gfx_targets or variant.uses_override(profile):
         return None
     isa = host_isas[0]
     if isa in variant.gfx_targets:
@@ -73,7 +65,7 @@ def isa_mismatch(matrix: Matrix, variant: Variant, host_isas: Sequence[str],
     better = [v.name for v in matrix.variants
               if isa in v.gfx_targets and v.family == variant.family]
     better = better or [v.name for v in matrix.variants
-                        if isa in v.gfx_targets and not uses_override(v)]
+                        if isa in v.gfx_targets and not v.uses_override()]
     hint = f": use {better[0]}" if better else ""
     return (f"{variant.name} carries {', '.join(variant.gfx_targets)} code only and this card "
             f"is {isa}; expect 'no-kernel' failures{hint}")

@@ -55,7 +55,7 @@ _ABS_PATH = re.compile(r"(/(?!\.{1,2}(?:/|$))[A-Za-z0-9._+-]+){1,32}")
 _TORCH_SOURCES = ("wheel", "source", "debian")
 # Conv check case ids are lowercase words, digits and dashes; a glob adds * ? [ ].
 _CASE_GLOB = re.compile(r"[a-z0-9*?\[\]!._-]{1,80}")
-_PUBLIC_URL = re.compile(r"https://[^\s\"'\\$`]+")
+_PUBLIC_URL = re.compile("https://[^\\s\"'\\\\$`]+")  # no identity escapes: ECMA-262 too
 # TheRock's multi-arch wheel indexes: the release channel is the default, nightly is only
 # ever the user's explicit choice (recipe.channel). Legacy multi-arch locations per
 # ROCm/TheRock docs/packaging/legacy_multi_arch_releases.md (1a70157f2c26).
@@ -79,6 +79,17 @@ def therock_index(channel: str, rocm: str | None) -> str:
     indexes = (THEROCK_INDEXES_NEXT if major.isdigit() and int(major) >= THEROCK_NEXT_FROM
                else THEROCK_INDEXES)
     return indexes[channel]
+
+# The ROCm runtime reports the GPU as this version instead (10.3.0: gfx1030, RDNA2), so the
+# image's gfx1030 code runs on an RDNA1 card. Whether a variant runs under it is decided by
+# Variant.override / override_in, nowhere else.
+OVERRIDE_KEY = "HSA_OVERRIDE_GFX_VERSION"
+
+
+def override_in(env: Mapping[str, str]) -> str | None:
+    """The GFX version an environment makes the runtime report, or None (unset or empty)."""
+    return env.get(OVERRIDE_KEY) or None
+
 
 TOP_KEYS = ("repository", "source", "profiles", "variants")
 PROFILE_KEYS = ("description", "env")
@@ -203,6 +214,21 @@ class Variant:
         if chosen:
             env.update(chosen.env)
         return env
+
+    def override(self, profile: str | None = None) -> str | None:
+        """The GFX version the image runs as under `profile` (None: its default), when that
+        environment sets the override; else None (its code runs as its gfx_targets)."""
+        return override_in(self.runtime_env(profile))
+
+    def uses_override(self, profile: str | None = None) -> bool:
+        return self.override(profile) is not None
+
+    @property
+    def offers_override(self) -> bool:
+        """Whether some way of running it (a profile it offers, or its own env) is under
+        the override."""
+        return override_in(self.env) is not None or any(
+            override_in(p.env) is not None for p in self.profiles)
 
 
 @dataclass(frozen=True)
@@ -341,7 +367,7 @@ def parse_matrix(text: str, file: str, path: Path | None = None,
     except ReferenceError as exc:
         raise r.fail(("repository",), str(exc)) from None
     source = r.opt_text(top.get("source"), ("source",), _URL, "URL")
-    profiles = _profiles(r, top.get("profiles") or {})
+    profiles = _profiles(r, {} if top.get("profiles") is None else top["profiles"])
     raw_variants = top["variants"]
     if not isinstance(raw_variants, dict) or not raw_variants:
         raise r.fail(("variants",), "expected a non-empty mapping of variant name to settings")
@@ -352,6 +378,11 @@ def parse_matrix(text: str, file: str, path: Path | None = None,
             raise r.fail(("variants", name), f"'{name}' is a name the tool uses for its own "
                                              "files and folders; choose another")
         r.keys(raw_variants[name], ("variants", name), VARIANT_KEYS)
+        # Read before `extends` is resolved: a non-boolean (`abstract: "no"`) would be
+        # taken as true and the entry skipped unchecked.
+        if not isinstance(raw_variants[name].get("abstract", False), bool):
+            raise r.fail(("variants", name, "abstract"), "expected true or false, got "
+                         f"{_kind(raw_variants[name]['abstract'])}")
     family_set = set(families) if families is not None else None
     variants = []
     for name in raw_variants:
@@ -430,8 +461,6 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
     for key in REQUIRED_VARIANT_KEYS:
         if key not in raw:
             raise r.fail(path, f"missing required field '{key}'")
-    if not isinstance(raw.get("abstract", False), bool):
-        raise r.fail((*path, "abstract"), f"expected true or false, got {_kind(raw['abstract'])}")
     family = r.text(raw["family"], (*path, "family"), _NAME, "family name")
     if families is not None and family not in families:
         raise r.fail((*path, "family"),

@@ -38,11 +38,11 @@ from ..errors import ConfigError
 from ..identity import BUILT_BY_LABEL, local_tag
 from ..matrix.loader import Matrix, Variant
 from ..project import Project
+from .dockerfile import stages as dockerfile_stages
 from .renderer import BuildContext
 
 BAKE_FILE = "docker-bake.json"
 REVISION_ARG = "IMAGEFACTORY_REVISION"  # the build argument the builder passes (builder.py)
-_FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
 _TARGET = re.compile(r"[A-Za-z0-9_-]+")
 STAGE_SEPARATOR = "--"
 
@@ -61,19 +61,10 @@ def bake_path(project: Project) -> Path:
 
 def stages(dockerfile: str) -> list[str]:
     """Named stages in order, the last (the image) excluded."""
-    names: list[str] = []
-    froms = 0
-    for line in dockerfile.splitlines():
-        m = _FROM.match(line)
-        if m:
-            froms += 1
-            if m.group(2):
-                names.append(m.group(2))
-            else:
-                names.append("")
-    if froms < 2:
+    found = dockerfile_stages(dockerfile)
+    if len(found) < 2:
         return []
-    return [n for n in names[:-1] if n]
+    return [s.name for s in found[:-1] if s.name]
 
 
 def target_name(variant: Variant, matrix: Matrix) -> str:

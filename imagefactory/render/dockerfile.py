@@ -47,27 +47,29 @@ def _lines(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in out]
 
 
-def instructions(text: str) -> list[Instruction]:
-    """Every instruction of a Dockerfile, joined across continuations as Docker joins them."""
+def directives(text: str) -> dict[str, str]:
+    """The parser directives (`# syntax=...`, `# escape=...`) at the top, by lowercase name."""
     lines = _lines(text)
-    escape = "\\"
-    i = 0
-    # Parser directives: only at the very top, each at most once.
-    seen: set[str] = set()
-    while i < len(lines):
-        m = _DIRECTIVE.match(lines[i])
+    seen: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        m = _DIRECTIVE.match(line)
         if not m:
             break
         key = m.group(1).lower()
         if key in seen:
             raise DockerfileError(f"line {i + 1}: parser directive '{key}' given twice")
-        seen.add(key)
-        if key == "escape":
-            if m.group(2) not in ("\\", "`"):
-                raise DockerfileError(f"line {i + 1}: invalid escape character "
-                                      f"{m.group(2)!r}")
-            escape = m.group(2)
-        i += 1
+        if key == "escape" and m.group(2) not in ("\\", "`"):
+            raise DockerfileError(f"line {i + 1}: invalid escape character {m.group(2)!r}")
+        seen[key] = m.group(2)
+    return seen
+
+
+def instructions(text: str) -> list[Instruction]:
+    """Every instruction of a Dockerfile, joined across continuations as Docker joins them."""
+    lines = _lines(text)
+    found = directives(text)
+    escape = found.get("escape", "\\")
+    i = len(found)  # directives are the first lines, one each
     continuation = re.compile(re.escape(escape) + r"[ \t]*$")
     out: list[Instruction] = []
     while i < len(lines):
@@ -126,6 +128,72 @@ def _node(line: str, number: int) -> Instruction:
 def _split_first(text: str) -> tuple[str, str, str]:
     parts = _WS.split(text, maxsplit=1)
     return parts[0], " ", parts[1] if len(parts) > 1 else ""
+
+
+# What the classic builder cannot parse (it fails with "Unknown flag: mount" and the like).
+_BUILDKIT_FLAGS = {"run": ("mount", "network", "security"),
+                   "copy": ("link", "chmod", "parents", "exclude"),
+                   "add": ("link", "chmod", "parents", "exclude")}
+_HEREDOC = re.compile(r"<<-?['\"]?[A-Za-z_][A-Za-z0-9_]*['\"]?")
+
+
+def buildkit_syntax(text: str) -> tuple[int, str] | None:
+    """(line, what) of the first thing only BuildKit builds, or None.
+
+    A family whose Dockerfile uses cache or secret mounts cannot go through the classic
+    builder: it would fail at that line after building everything above it. A Dockerfile
+    this reader refuses is left to the engine to refuse (None).
+    """
+    try:
+        if "syntax" in directives(text):
+            return 1, "a `# syntax=` directive"
+        found = instructions(text)
+    except DockerfileError:
+        return None
+    for ins in found:
+        for flag in ins.flags:
+            name = flag[2:].split("=", 1)[0].lower()
+            if name in _BUILDKIT_FLAGS.get(ins.name, ()):
+                return ins.line, f"{ins.name.upper()} --{name}"
+        if ins.name in _BUILDKIT_FLAGS and ins.args and _HEREDOC.fullmatch(ins.args[-1]):
+            return ins.line, "a here-document"
+    return None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One `FROM [--platform=P] image [AS name]` of a Dockerfile."""
+
+    line: int
+    image: str
+    name: str | None  # as written (Docker compares stage names case-insensitively)
+    platform: str | None
+
+
+def stages(text: str) -> list[Stage]:
+    """Every FROM in order, read as Docker reads it (continuations, comments, lowercase
+    `as`, `--platform`): the one reader of stages for build --target, bake and ghmatrix."""
+    out = []
+    for ins in instructions(text):
+        if ins.name != "from":
+            continue
+        if not ins.args:
+            raise DockerfileError(f"line {ins.line}: FROM needs an image")
+        name = None
+        if len(ins.args) == 3 and ins.args[1].lower() == "as":
+            name = ins.args[2]
+        elif len(ins.args) != 1:
+            raise DockerfileError(f"line {ins.line}: FROM takes an image and optionally "
+                                  "AS name")
+        platform = next((f.split("=", 1)[1] for f in ins.flags
+                         if f.lower().startswith("--platform=")), None)
+        out.append(Stage(ins.line, ins.args[0], name, platform))
+    return out
+
+
+def stage_names(text: str) -> list[str]:
+    """The named stages (`--target` values), in order."""
+    return [s.name for s in stages(text) if s.name is not None]
 
 
 def context_sources(text: str) -> list[tuple[int, str]]:

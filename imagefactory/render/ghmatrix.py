@@ -38,6 +38,7 @@ class Job:
 def compiles(project: Project, variant: Variant) -> bool:
     """Does building `variant` (or a variant it is built FROM) compile from source? Builder
     stages (more than one FROM) are where the templates compile; torch.source says the rest."""
+    from .dockerfile import stages
     from .renderer import Renderer
 
     renderer = Renderer(project)
@@ -45,9 +46,7 @@ def compiles(project: Project, variant: Variant) -> bool:
     v: Variant | None = variant
     while v is not None and v.name not in seen:
         seen.add(v.name)
-        froms = [line for line in renderer.render(v).dockerfile.splitlines()
-                 if line.upper().startswith("FROM ")]
-        if v.torch.source == "source" or len(froms) > 1:
+        if v.torch.source == "source" or len(stages(renderer.render(v).dockerfile)) > 1:
             return True
         v = project.matrix.get(v.base_variant) if v.base_variant else None
     return False

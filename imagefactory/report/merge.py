@@ -20,8 +20,8 @@ from typing import Any
 
 from ..errors import JobError
 from ..safety import MAX_RESULT_BYTES, clean, json_loads, read_text
+from ..schema import Any_, Arr, Bool, Enum, Int, Map, Node, Obj, Str, document
 from ..share import reader
-from ..share.schema import Any_, Arr, Bool, Enum, Int, Map, Node, Obj, Str, document
 from ..verify.results import TestResult, stored_results
 
 SCHEMA_ID = "https://github.com/imagefactory/imagefactory/schemas/compatibility.v1.json"

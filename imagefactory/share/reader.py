@@ -19,16 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..safety import clean, read_bytes
-from .bundle import (
-    CONFIG_NAME,
-    PREDICATE_TYPE,
-    RESULTS,
-    SCHEMA,
-    SCHEMA_ID,
-    STATEMENT_TYPE,
-    SUBJECT_KINDS,
-)
-from .schema import (
+from ..schema import (
     Arr,
     Bool,
     Enum,
@@ -41,6 +32,15 @@ from .schema import (
     SchemaError,
     Str,
     document,
+)
+from .bundle import (
+    CONFIG_NAME,
+    PREDICATE_TYPE,
+    RESULTS,
+    SCHEMA,
+    SCHEMA_ID,
+    STATEMENT_TYPE,
+    SUBJECT_KINDS,
 )
 
 MAX_BUNDLE_BYTES = 2 << 20  # a full conv check bundle is ~60 KiB
@@ -142,7 +142,7 @@ def _one_config(predicate: dict[str, Any], where: str) -> None:
 
 PREDICATE = Obj({
     "result": Enum(RESULTS),
-    "configuration": Arr(CONFIGURATION, 1),
+    "configuration": Arr(CONFIGURATION, 1, min=1),
     "passedTests": Arr(TEST_NAME, 10_000),
     "warnedTests": Arr(TEST_NAME, 10_000),
     "failedTests": Arr(TEST_NAME, 10_000),
@@ -161,7 +161,7 @@ def _image_subject(statement: dict[str, Any], where: str) -> None:
 
 BUNDLE: Node = Obj({
     "_type": Enum((STATEMENT_TYPE,)),
-    "subject": Arr(SUBJECT, 1),
+    "subject": Arr(SUBJECT, 1, min=1),
     "predicateType": Enum((PREDICATE_TYPE,)),
     "predicate": PREDICATE,
 }, also=_image_subject)

@@ -23,7 +23,7 @@ from ..errors import JobError
 from ..host.devices import GpuAccess
 from ..host.gpuinfo import SysfsError, decode_gfx, read_sysfs
 from ..identity import MIOPEN_CACHE_LABEL, VARIANT_LABEL
-from ..matrix.loader import Matrix, Variant
+from ..matrix.loader import Matrix, Variant, override_in
 from ..paths import RESULTS_DIR
 from ..safety import clean
 from .manifest import Manifest
@@ -326,7 +326,7 @@ class Tester:
         """Under the override, can the real chips the variant is for (gfx1010...) decode the
         gfx1030 code they will load? One more export, streamed; the disassembly runs on
         this host (Debian's llvm-objdump). Skipped, never passed, without llvm-objdump."""
-        override = env.get("HSA_OVERRIDE_GFX_VERSION")
+        override = override_in(env)
         from .gpucode import codeobjects
         from .gpucode.errors import GpuCodeError
         from .gpucode.isa import CHIPS, loaded_isa, run_check, wanted

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagefactory.build.run import dockerfile_stages, parse_build_args
+from imagefactory.build.run import parse_build_args
 from imagefactory.errors import UsageError
+from imagefactory.render.dockerfile import stage_names
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +42,7 @@ def test_refused_in_one_line_before_any_engine(args: list[str], message: str) ->
 
 def test_stages_are_docker_s_named_stages() -> None:
     text = "FROM a AS one\nRUN x\nfrom b as Two\n# FROM c AS three\nFROM d\n"
-    assert dockerfile_stages(text) == ["one", "Two"]
+    assert stage_names(text) == ["one", "Two"]
 
 
 @settings(max_examples=60, deadline=None)

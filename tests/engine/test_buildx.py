@@ -90,47 +90,6 @@ def test_malformed_objects_come_back_as_text() -> None:
         progress.feed(item)  # a non-list "logs" is ignored, not a crash
 
 
-# -- unit: which Dockerfiles need BuildKit ---------------------------------------------------
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("FROM a\nRUN --mount=type=cache,target=/root/.ccache make\n", (2, "RUN --mount")),
-    ("FROM a\nRUN --network=none \\\n    --mount=type=secret,id=x true\n", (2, "RUN --network")),
-    ("FROM a\nCOPY --link x /x\n", (2, "COPY --link")),
-    ("FROM a\nCOPY --chown=1:1 --chmod=755 x /x\n", (2, "COPY --chmod")),
-    ("# syntax=docker/dockerfile:1.4\nFROM a\n", (1, "a `# syntax=` directive")),
-    ("FROM a\nRUN <<EOF\necho hi\nEOF\n", (2, "a here-document")),
-])
-def test_buildkit_only_lines_are_found(text: str, expected: tuple[int, str]) -> None:
-    assert buildx.buildkit_syntax(text) == expected
-
-
-@pytest.mark.parametrize("text", [
-    "FROM a\nRUN echo --mount=type=cache\n",  # an argument, not a RUN flag
-    "FROM a\nCOPY --chown=1:1 --from=b /x /x\n",
-    "FROM a\n# RUN --mount=type=cache true\n",
-    "FROM a AS b\nRUN make \\\n  && make install\n",
-])
-def test_classic_dockerfiles_pass(text: str) -> None:
-    assert buildx.buildkit_syntax(text) is None
-
-
-def test_rendered_dockerfiles_are_checked(project) -> None:
-    from imagefactory.render.renderer import Renderer
-
-    renderer = Renderer(project)
-    for variant in project.matrix.variants:
-        found = buildx.buildkit_syntax(renderer.render(variant).dockerfile)
-        # Whatever the templates use, the check must name a real line of them.
-        assert found is None or found[0] >= 1
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.text(max_size=300))
-def test_buildkit_syntax_never_raises(text: str) -> None:
-    found = buildx.buildkit_syntax(text)
-    assert found is None or 1 <= found[0] <= max(1, len(text.splitlines()))
-
-
 def test_argv_loads_and_never_tags_a_plain_build(tmp_path: Path) -> None:
     request = buildx.BuildxRequest(b"", labels={"b": "2", "a": "1"}, build_args={"X": "y"},
                                    no_cache=True, pull=True, builder="fleet",
@@ -377,67 +336,6 @@ def test_explicit_buildx_without_the_plugin_is_one_line(matrix: Matrix, tmp_path
     assert auto.returncode == 0, auto.stderr
     assert "Step 1/" in auto.stdout  # the classic builder's own progress lines
     assert any("classic builder" in p.read_text() for p in matrix.logs.glob("solo-*.log"))
-
-
-def test_step_lines_parse_back() -> None:
-    assert buildx.step_of("#7 [stage-1 3/7] RUN make -j8\n") == (3, 7, "RUN make -j8",
-                                                                  "stage-1")
-    assert buildx.step_of("#4 [2/4] COPY a /a") == (2, 4, "COPY a /a", None)
-    assert buildx.step_of("#1 [internal] load build definition") is None
-    assert buildx.step_of("make: *** [all] Error 2") is None
-
-
-@pytest.mark.docker
-@needs_buildx
-def test_event_stream_for_the_engine_interface(docker_client) -> None:
-    token = uuid.uuid4().hex[:8]
-    ok = list(buildx.events(buildx.BuildxRequest(_tar(f"FROM debian:bookworm-slim\n"
-                                                      f"RUN echo event {token}\n"))))
-    kinds = [k for k, _ in ok]
-    assert kinds[-1] == buildx.IMAGE and set(kinds[:-1]) == {buildx.OUTPUT}
-    assert (buildx.OUTPUT, f"event {token}\n") in ok
-    assert any(buildx.step_of(text) == (2, 2, f"RUN echo event {token}", None)
-               for _, text in ok)
-    image = ok[-1][1]
-    try:
-        assert docker_client.images.get(image).id == image
-    finally:
-        docker_client.images.remove(image)
-    bad = list(buildx.events(buildx.BuildxRequest(_tar("FROM debian:bookworm-slim\n"
-                                                       "RUN exit 5\n"))))
-    assert bad[-1] == (buildx.ERROR, "executor failed running [/bin/sh -c exit 5]: exit "
-                                     "code: 5")
-
-
-@pytest.mark.docker
-@needs_buildx
-def test_closing_the_event_stream_cancels_the_build() -> None:
-    seconds = 500 + uuid.uuid4().int % 200
-    stream = buildx.events(buildx.BuildxRequest(_tar(
-        f"FROM debian:bookworm-slim\nRUN echo started && sleep {seconds}\n")))
-    for kind, text in stream:
-        assert kind == buildx.OUTPUT
-        if text == "started\n":
-            break
-    assert _sleepers(f"sleep {seconds}")
-    stream.close()
-    deadline = time.monotonic() + 30
-    while _sleepers(f"sleep {seconds}") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not _sleepers(f"sleep {seconds}")
-
-
-def _tar(dockerfile: str) -> bytes:
-    import io
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.mark.docker

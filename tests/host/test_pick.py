@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagefactory.errors import ImagefactoryError, UsageError
-from imagefactory.host.pick import isa_mismatch, resolve, uses_override
+from imagefactory.host.pick import isa_mismatch, resolve
 from imagefactory.project import Project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_no_note_when_the_code_fits_or_the_override_is_on(matrix) -> None:
     assert isa_mismatch(matrix, matrix.get("therock-gfx1010"), []) is None
     # The override runs the card as gfx1030: the wheel's gfx1030 code serves both ISAs.
     patched = matrix.get("rocm62-patched")
-    assert uses_override(patched)
+    assert patched.uses_override()
     assert isa_mismatch(matrix, patched, ["gfx1012"]) is None
     assert isa_mismatch(matrix, matrix.get("cpu"), ["gfx1012"]) is None
 

@@ -144,9 +144,16 @@ def test_fuzz_reference_in_the_grammar_parses(ref: tuple[str, str, str, str | No
     assert base is not None and str(base) == text
 
 
+def _double_tag_colon(ref: str) -> str:
+    """`name::tag`: the tag's colon, not the first one (an IPv6 domain's `[::1]` has more)."""
+    head, at, digest = ref.partition("@")
+    name, _, tag = head.rpartition(":")
+    return f"{name}::{tag}{at}{digest}"
+
+
 # Each turns a valid reference into one outside the grammar.
 _BREAK = [
-    lambda r: r + "\n", lambda r: r.replace(":", "::", 1), lambda r: r.replace("/", "//", 1)
+    lambda r: r + "\n", _double_tag_colon, lambda r: r.replace("/", "//", 1)
     if "/" in r else "/" + r, lambda r: "-" + r, lambda r: r.split(":")[0] + "-:x",
     lambda r: r.split(":")[0] + "..a:x", lambda r: r.split(":")[0] + "/:x",
     lambda r: "a" * 256 + r, lambda r: r.split("@")[0] + ":x" * 2,

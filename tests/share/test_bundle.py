@@ -156,7 +156,7 @@ def test_host_torch_subject(tmp_path: Path) -> None:
 def test_committed_schema_is_the_readers() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     assert reader.schema_document() == SCHEMA, \
-        "schemas/result-bundle.v1.json is stale: python -m imagefactory.share.schema"
+        "schemas/result-bundle.v1.json is stale: python -m imagefactory.schemafiles"
 
 
 def _cli(args: list[str], cwd: Path) -> tuple[int, str]:

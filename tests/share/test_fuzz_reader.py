@@ -60,6 +60,17 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
 
 
+@pytest.mark.parametrize("field", ["subject", "configuration"])
+def test_an_empty_subject_or_configuration_list_is_refused(valid: dict[str, Any],
+                                                          field: str) -> None:
+    """Found by the fuzz below: `Arr(.., 1)` bounded the lists at one item but not at
+    least one, and the cross-field check then indexed an empty list (a traceback)."""
+    doc = copy.deepcopy(valid)
+    (doc if field == "subject" else doc["predicate"])[field] = []
+    assert _refused_in_one_line(json.dumps(doc)) is None
+    assert not VALIDATOR.is_valid(doc)
+
+
 @given(data=st.data())
 def test_any_field_replaced(valid: dict[str, Any], data: st.DataObject) -> None:
     paths = _paths(valid)[1:]

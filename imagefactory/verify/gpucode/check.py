@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ...matrix.loader import override_in
 from .errors import AuditUsageError
 from .model import Inventory
 from .targets import as_target
@@ -32,7 +33,7 @@ def isa_from_override(value: str) -> str:
 def runtime_isas(gfx_targets: Sequence[str], env: Mapping[str, str]) -> tuple[str, ...]:
     """The ISAs a variant's code must run as: the override's (gfx1030) when its environment
     sets HSA_OVERRIDE_GFX_VERSION, else its gfx_targets."""
-    override = env.get("HSA_OVERRIDE_GFX_VERSION")
+    override = override_in(env)
     if override:
         return (isa_from_override(override),)
     for t in gfx_targets:

@@ -1,10 +1,12 @@
-"""One description of a JSON document, two uses: the strict reader checks input against it,
-and the published JSON Schema (schemas/*.v1.json) is rendered from it, so the two cannot
-drift. The reader is the stricter of the two where JSON Schema cannot say a thing (no
+"""One description of a document read from outside, two uses: the strict reader checks input
+against it, and the published JSON Schema (schemas/*.json) is rendered from it, so the two
+cannot drift. The reader is the stricter of the two where JSON Schema cannot say a thing (no
 control or bidi characters anywhere, whole numbers that are JSON integers, bounded
 numbers); whatever the reader accepts, the schema accepts (tests/share check both ways).
 
-`python -m imagefactory.share.schema` rewrites the files under schemas/.
+The result bundle and compatibility.json are read with `Node.check`; variants.yaml is read
+by matrix/loader.py (file:line errors) and its schema is rendered from the recipes and the
+loader's keys (matrix/schema.py). `python -m imagefactory.schemafiles` rewrites schemas/.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..safety import escape_control, first_control
+from .safety import escape_control, first_control
 
 MAX_NUMBER = 1e15  # seconds, errors, sizes: anything larger is not a measurement
 
@@ -114,7 +116,8 @@ class Enum(Node):
     values: tuple[Any, ...]
 
     def check(self, value: Any, where: str) -> Any:
-        if type(value) not in (str, int) or value not in self.values:
+        # Typed as JSON Schema compares: true is not 1.
+        if not any(type(value) is type(v) and value == v for v in self.values):
             shown = escape_control(str(value))[:40] if isinstance(value, str) else kind(value)
             raise SchemaError(where, f"{shown!r} is not one of "
                                      f"{', '.join(map(str, self.values))}")
@@ -142,16 +145,22 @@ class Opt(Node):
 class Arr(Node):
     item: Node
     max: int = 10_000
+    min: int = 0
 
     def check(self, value: Any, where: str) -> Any:
         if type(value) is not list:
             raise SchemaError(where, f"expected a list, got {kind(value)}")
         if len(value) > self.max:
             raise SchemaError(where, f"more than {self.max} items")
+        if len(value) < self.min:
+            raise SchemaError(where, f"needs at least {self.min} item(s)")
         return [self.item.check(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "array", "items": self.item.schema(), "maxItems": self.max}
+        out = {"type": "array", "items": self.item.schema(), "maxItems": self.max}
+        if self.min:
+            out["minItems"] = self.min
+        return out
 
 
 @dataclass(frozen=True)
@@ -161,23 +170,29 @@ class Map(Node):
     value: Node
     key: str = r"[A-Za-z_][A-Za-z0-9_.-]{0,63}"
     max: int = 200
+    min: int = 0
 
     def check(self, value: Any, where: str) -> Any:
         if type(value) is not dict:
             raise SchemaError(where, f"expected an object, got {kind(value)}")
         if len(value) > self.max:
             raise SchemaError(where, f"more than {self.max} keys")
+        if len(value) < self.min:
+            raise SchemaError(where, f"needs at least {self.min} key(s)")
         out = {}
         for k, v in value.items():
-            if not re.fullmatch(self.key, k):
+            if type(k) is not str or not re.fullmatch(self.key, k):
                 raise SchemaError(where, f"key {escape_control(k)[:40]!r} is not of the form "
                                          f"{self.key}")
             out[k] = self.value.check(v, f"{where}.{k}")
         return out
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "object", "propertyNames": {"pattern": f"^(?:{self.key})$"},
-                "additionalProperties": self.value.schema(), "maxProperties": self.max}
+        out = {"type": "object", "propertyNames": {"pattern": f"^(?:{self.key})$"},
+               "additionalProperties": self.value.schema(), "maxProperties": self.max}
+        if self.min:
+            out["minProperties"] = self.min
+        return out
 
 
 @dataclass(frozen=True)
@@ -225,6 +240,86 @@ class Obj(Node):
                 "additionalProperties": self.extra}
 
 
+# --- combinations: a document whose shape depends on its own fields (variants.yaml) ----------
+
+
+@dataclass(frozen=True)
+class AllOf(Node):
+    """Every node holds; the value is the first node's reading."""
+
+    nodes: tuple[Node, ...]
+
+    def check(self, value: Any, where: str) -> Any:
+        out = [node.check(value, where) for node in self.nodes]
+        return out[0] if out else value
+
+    def schema(self) -> dict[str, Any]:
+        return {"allOf": [node.schema() for node in self.nodes]}
+
+
+@dataclass(frozen=True)
+class AnyOf(Node):
+    """At least one node holds (the first that does reads the value)."""
+
+    nodes: tuple[Node, ...]
+
+    def check(self, value: Any, where: str) -> Any:
+        problems = []
+        for node in self.nodes:
+            try:
+                return node.check(value, where)
+            except SchemaError as exc:
+                problems.append(str(exc).removeprefix(f"{where or '(top)'}: "))
+        raise SchemaError(where, " or ".join(dict.fromkeys(problems)))
+
+    def schema(self) -> dict[str, Any]:
+        return {"anyOf": [node.schema() for node in self.nodes]}
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    node: Node
+    message: str  # what is wrong when `node` holds
+
+    def check(self, value: Any, where: str) -> Any:
+        try:
+            self.node.check(value, where)
+        except SchemaError:
+            return value
+        raise SchemaError(where, self.message)
+
+    def schema(self) -> dict[str, Any]:
+        return {"not": self.node.schema()}
+
+
+@dataclass(frozen=True)
+class When(Node):
+    """Where `condition` holds (it reads the value without error), `then` must too."""
+
+    condition: Node
+    then: Node
+
+    def check(self, value: Any, where: str) -> Any:
+        try:
+            self.condition.check(value, where)
+        except SchemaError:
+            return value
+        return self.then.check(value, where)
+
+    def schema(self) -> dict[str, Any]:
+        return {"if": self.condition.schema(), "then": self.then.schema()}
+
+
+def has(*keys: str, **values: Node) -> Obj:
+    """An object with these keys (any value) and these keys' values: for conditions."""
+    return Obj({**dict.fromkeys(keys, Any_()), **values}, extra=True)
+
+
+def where_set(**values: Node) -> Obj:
+    """An object whose keys, where present, have these values."""
+    return Obj({}, values, extra=True)
+
+
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
@@ -232,22 +327,3 @@ def _join(where: str, key: str) -> str:
 def document(node: Node, schema_id: str, title: str, description: str) -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": schema_id,
             "title": title, "description": description, **node.schema()}
-
-
-def main() -> None:  # pragma: no cover - a maintainer's tool, checked by the schema tests
-    from pathlib import Path
-
-    from ..report.merge import schema_document as compatibility_schema
-    from ..safety import json_dumps
-    from .reader import schema_document as bundle_schema
-
-    out = Path("schemas")
-    out.mkdir(exist_ok=True)
-    for name, doc in (("result-bundle.v1.json", bundle_schema()),
-                      ("compatibility.v1.json", compatibility_schema())):
-        (out / name).write_text(json_dumps(doc, indent=2) + "\n")
-        print(f"written: {out / name}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

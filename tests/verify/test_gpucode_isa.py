@@ -311,7 +311,7 @@ def test_a_listing_may_end_inside_the_others_last_instruction() -> None:
     assert found.error == "the two listings end at different places"
     # the other way round: three words of its own target are one instruction for the chip
     found = ObjectFindings("x", "lib", "gfx1030")
-    compare_listings(chip, own[:2] + [b"\tv_long_op v0 // 000000000004: 0 0 0\n"], found)
+    compare_listings(chip, [*own[:2], b"\tv_long_op v0 // 000000000004: 0 0 0\n"], found)
     assert found.error is None
 
 

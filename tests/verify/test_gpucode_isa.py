@@ -148,6 +148,18 @@ def test_identical_code_objects_are_counted_under_each_name(tmp_path: Path, objd
                                                      str(lib / "b_gfx1030.co")}
 
 
+def test_a_code_object_the_disassembler_refuses_is_incomplete_not_fail(tmp_path: Path,
+                                                                        objdump: str) -> None:
+    data = assemble(tmp_path, "plain", PLAIN).read_bytes()
+    (tmp_path / "plain.co").write_bytes(data[:200])  # the ELF header, no sections
+    r = check(tmp_path, "gfx1010")
+    assert r.status == "incomplete" and not r.to_dict()["passed"], r.lines()
+    assert "incomplete: 1 code object could not be disassembled" in r.summary()
+    assert r.failures() and "llvm-objdump" in r.failures()[0]
+    res = audit("--chip", "gfx1010", "--override", "10.3.0", str(tmp_path))
+    assert res.returncode == 1, res.stdout + res.stderr
+
+
 def test_clean_kernel_passes(tmp_path: Path, objdump: str) -> None:
     r = check(assemble(tmp_path, "plain", PLAIN), "gfx1010")
     assert r.status == "pass", r.lines()

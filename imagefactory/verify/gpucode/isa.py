@@ -445,12 +445,17 @@ class IsaReport:
 
     @property
     def status(self) -> str:
-        """"skipped", "fail", "pass" — never "pass" for a check that did not read code."""
+        """"skipped", "fail", "incomplete", "pass" — never "pass" for a check that did not
+        read code. "fail": a word the chip cannot decode, or no code object read at all;
+        "incomplete": none found, but llvm-objdump failed on some code object, which says
+        nothing about the card (`imagefactory test` does not fail on it; `audit` exits 1)."""
         if self.skipped:
             return "skipped"
-        if not self.libraries or any(lib.undecodable or lib.errors
-                                     for lib in self.libraries.values()):
+        libs = self.libraries.values()
+        if not self.libraries or any(lib.undecodable for lib in libs):
             return "fail"
+        if any(lib.errors for lib in libs):
+            return "incomplete"
         return "pass"
 
     @property
@@ -550,6 +555,10 @@ class IsaReport:
             return f"{head}: {', '.join(bad)} use instructions {self.chip} lacks"
         if not self.libraries:
             return f"{head}: no {self.loaded} code object read"
+        broken = sum(len(lib.errors) for lib in self.libraries.values())
+        if broken:
+            return (f"{head}: incomplete: {broken:,} code object{'s' if broken != 1 else ''} "
+                    "could not be disassembled; no undecodable word in the rest")
         n = sum(lib.symbols for lib in self.libraries.values())
         return f"{head}: all {n:,} kernels decode on {self.chip}"
 

@@ -66,7 +66,6 @@ LACKS_FROM_GFX1030: dict[str, tuple[str, ...]] = {
 
 # `\tv_dot2c_f32_f16_e32 v0, v1, v2      // 000000000000: 04000501`
 _INSN = re.compile(rb"^\t(\S+)([^\n]*?)\s*// ([0-9A-Fa-f]+):")
-_SYMBOL = re.compile(rb"^[0-9a-fA-F]+ <(.*)>:$")
 _SYMBOLS = re.compile(rb"^[0-9a-fA-F]+ <(.*)>:$", re.M)
 _SUFFIX = re.compile(r"_(?:e32|e64|sdwa|dpp8?|e64_dpp)$")
 _CHUNK = 1 << 20  # pipe size asked for and read size: fewer wake-ups per MB of listing
@@ -279,7 +278,7 @@ def compare_listings(own: Iterable[bytes], chip: Iterable[bytes], found: ObjectF
             if la[:1] == b"\t":
                 found.instructions += 1
             else:
-                sym.block(la.rstrip(b"\r\n") + b"\n")
+                sym.block(la)  # the same bytes the fast path would read
             la = lb = None
             continue
         pa, pb = _parse(la), _parse(lb)
@@ -516,8 +515,8 @@ class IsaReport:
             out.extend(f"  {lib.name}: error: {e}" for e in lib.errors[:3])
         lacks = LACKS_FROM_GFX1030.get(self.chip, ()) if self.loaded == "gfx1030" else ()
         if lacks and not any(lib.undecodable for lib in self.libraries.values()):
-            out.append(f"  {self.chip} lacks these features of gfx1030 ({', '.join(lacks)}); "
-                       "no word of this code needs one that fails to decode")
+            out.append(f"  gfx1030 features {self.chip} lacks: {', '.join(lacks)}; every word "
+                       f"of this code decoded on {self.chip} all the same")
         bugs = self.missing_workarounds
         out.append("  not checked: how the code runs (only the card shows that)")
         out.append("  necessary, not sufficient: " + (

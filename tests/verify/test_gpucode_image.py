@@ -458,3 +458,43 @@ def test_imagefactory_test_records_the_instruction_check(
     capsys.readouterr()
     md = (tmp_path / writer.MARKDOWN).read_text()
     assert f"instructions (fail): {isa['summary']}" in md, md
+
+
+DOT_KERNELS = "imagefactory-test/gpucode:dot-kernels"
+
+
+def test_instruction_check_on_a_compiled_dot_kernel(docker_client, kernels_image: str,  # type: ignore[no-untyped-def]
+                                                   tmp_path: Path) -> None:
+    """A HIP kernel using __builtin_amdgcn_fdot2, compiled by Debian's hipcc for gfx1030
+    (plain and in a compressed bundle), is flagged for gfx1010 and not for gfx1012; the same
+    toolchain's kernel without it (plain-gfx1030) is clean on both."""
+    build(docker_client, "dot-kernels", DOT_KERNELS)
+    ct = docker_client.containers.create(DOT_KERNELS, "true")
+    try:
+        stream, _stat = ct.get_archive("/opt/gpucode-dot")
+        with tarfile.open(fileobj=chunk_stream(stream), mode="r|") as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp_path, filter="data")
+            else:
+                tar.extractall(tmp_path)
+    finally:
+        ct.remove(force=True)
+    folder = tmp_path / "gpucode-dot"
+    proc = _isa_audit(str(folder), "--chip", "gfx1010", "--override", "10.3.0", "--json")
+    assert proc.returncode == 1, proc.stderr
+    libs = json.loads(proc.stdout)["instructions"][0]["libraries"]
+    assert set(libs) == {"fdot2-gfx1030", "fdot2-ccob-gfx1030", "plain-gfx1030"}
+    for name in ("fdot2-gfx1030", "fdot2-ccob-gfx1030"):
+        lib = libs[name]
+        assert (lib["kernels"], lib["kernels_flagged"]) == (1, 1), lib
+        (insn,) = lib["undecodable"]
+        assert insn.startswith("v_dot2"), lib  # v_dot2c_f32_f16 or v_dot2_f32_f16
+        assert lib["kernels_using"][insn]["names"] == ["_Z5fdot2PKDv2_DF16_S1_Pfi"]
+    assert libs["plain-gfx1030"]["undecodable"] == {}
+    assert libs["plain-gfx1030"]["kernels"] == 1
+    proc = _isa_audit(str(folder), "--chip", "gfx1012", "--override", "10.3.0", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)["instructions"][0]
+    assert data["status"] == "pass"
+    assert all(not lib["undecodable"] and lib["kernels"] == 1
+               for lib in data["libraries"].values())

@@ -128,7 +128,7 @@ def test_kernel_named_by_its_symbol_table_not_its_label(tmp_path: Path, objdump:
                                    "v_dot4c_i32_i8": {"kernels": 1, "names": ["k"]}}
     text = "\n".join(r.lines())
     assert "    v_dot2c_f32_f16 in 1 kernel:\n      k\n" in text, text
-    assert "v_dot2c_f32_f16 in 1 kernels" in r.failures()[0]
+    assert "v_dot2c_f32_f16 in 1 kernel," in r.failures()[0]
 
 
 def test_identical_code_objects_are_counted_under_each_name(tmp_path: Path, objdump: str

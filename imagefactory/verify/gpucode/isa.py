@@ -535,7 +535,8 @@ class IsaReport:
         for lib in self.libraries.values():
             if lib.undecodable:
                 first = "; ".join([e for e in lib.examples if "does not decode" in e][:2])
-                used = ", ".join(f"{m} in {lib.users[m]:,} kernels"
+                used = ", ".join(f"{m} in {lib.users[m]:,} kernel"
+                                 f"{'s' if lib.users[m] != 1 else ''}"
                                  for m, _ in lib.undecodable.most_common(4))
                 out.append(f"{lib.name}: {lib.flagged:,} of {lib.symbols:,} kernels use "
                            f"instructions {self.chip} lacks ({used}); first: {first}")

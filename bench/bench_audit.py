@@ -12,8 +12,12 @@ Three ways the audit reads a file:
           every timed run, so cat and the audit both read from the disk.
 - image:  --image IMAGE times `docker export` of a container of IMAGE into /dev/null and into
           audit_tar (the `imagefactory` path for a built image).
+- isa:    --isa CHIP (e.g. gfx1010) times the instruction check of the library's gfx1030 code
+          (`audit --chip CHIP --override 10.3.0`) against, in the same run, llvm-objdump alone
+          making the same two listings per code object into /dev/null with the same
+          parallelism, and against the plain audit of the file (best of --isa-runs).
 Usage: python3 bench/bench_audit.py LIBRARY [--copies 3] [--runs 3] [--scratch DIR] [--cold]
-       [--image IMAGE]
+       [--image IMAGE] [--isa CHIP] [--isa-runs 1] [--jobs N]
 e.g. LIBRARY = librocblas.so.4.4 copied out of Debian sid's librocblas4 (1.0 GB, .hip_fatbin
 0.97 GB, 66 bundles x 10 targets).
 """
@@ -83,6 +87,11 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=None)
     parser.add_argument("--cold", action="store_true")
     parser.add_argument("--image", default=None)
+    parser.add_argument("--isa", default=None, metavar="CHIP")
+    parser.add_argument("--isa-runs", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--skip-stream", action="store_true",
+                        help="only the plain audit and --isa / --image")
     args = parser.parse_args()
     lib: Path = args.library
     size = lib.stat().st_size
@@ -95,8 +104,14 @@ def main() -> None:
     how = "cold" if args.cold else "warm"
     cat_s = best(lambda: cat(lib), args.runs, lcold)
     line(f"cat > /dev/null ({how})", cat_s, size, cat_s)
-    line(f"audit, file path (seeks, {how})", best(lambda: audit_file(lib), args.runs, lcold),
-         size, cat_s)
+    plain_s = best(lambda: audit_file(lib), args.runs, lcold)
+    line(f"audit, file path (seeks, {how})", plain_s, size, cat_s)
+    if args.isa:
+        bench_isa(lib, args.isa, args.isa_runs, args.jobs, plain_s, args.scratch)
+    if args.skip_stream:
+        if args.image:
+            bench_image(args.image, args.runs)
+        return
     line(f"audit, stream path ({how})", best(lambda: stream_audit(lib), args.runs, lcold), size,
          cat_s)
 
@@ -119,6 +134,65 @@ def main() -> None:
         shutil.rmtree(scratch)
     if args.image:
         bench_image(args.image, args.runs)
+
+
+def bench_isa(lib: Path, chip: str, runs: int, jobs: int | None, plain_s: float,
+              scratch_dir: Path | None) -> None:
+    """The instruction check against llvm-objdump alone on the same code objects."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imagefactory.verify.gpucode import codeobjects
+    from imagefactory.verify.gpucode.isa import find_objdump, loaded_isa, run_check, wanted
+
+    tool = find_objdump()
+    if tool is None:
+        sys.exit("bench_audit: --isa needs llvm-objdump (apt-get install llvm-19)")
+    jobs = jobs or os.cpu_count() or 1
+    want = wanted(loaded_isa(chip, "10.3.0"))
+    problems: list[str] = []
+    cos = list(codeobjects.in_path(lib, want, problems))
+    scratch = Path(tempfile.mkdtemp(prefix="bench-isa-", dir=scratch_dir))
+    try:
+        files = []
+        for i, co in enumerate(cos):
+            f = scratch / f"{i}.co"
+            f.write_bytes(co.data or b"")
+            files.append(f)
+        code = sum(f.stat().st_size for f in files)
+        print(f"{lib.name}: {len(cos)} gfx1030 code objects, {code / 1e6:.0f} MB of code; "
+              f"{jobs} jobs")
+
+        def both(f: Path) -> None:  # the two listings the check makes, side by side
+            procs = [subprocess.Popen([tool, "-d", "--no-show-raw-insn", f"--mcpu={m}", str(f)],
+                                      stdout=subprocess.DEVNULL) for m in ("gfx1030", chip)]
+            for p in procs:
+                p.wait()
+
+        def objdump_alone() -> None:
+            with ThreadPoolExecutor(jobs) as pool:
+                list(pool.map(both, files))
+
+        result: list[object] = []
+
+        def isa() -> None:
+            result[:] = [run_check(codeobjects.in_path(lib, want, []), str(lib), chip,
+                                   "10.3.0", jobs=jobs, tool=tool)]
+
+        # Interleaved, so load from elsewhere on the machine hits both alike.
+        od, ia = [], []
+        for _ in range(runs):
+            od.append(best(objdump_alone, 1))
+            ia.append(best(isa, 1))
+        od_s, isa_s = min(od), min(ia)
+        r = result[0]
+        print(f"{'plain audit (audit_file)':34} {plain_s:7.2f} s")
+        print(f"{'llvm-objdump alone (2 listings)':34} {od_s:7.2f} s")
+        print(f"{'instruction check (' + chip + ')':34} {isa_s:7.2f} s  "
+              f"ratio to llvm-objdump {isa_s / od_s:5.2f}  to the plain audit "
+              f"{isa_s / plain_s:7.1f}")
+        print("  " + r.summary())  # type: ignore[attr-defined]
+    finally:
+        shutil.rmtree(scratch)
 
 
 def bench_image(image: str, runs: int) -> None:

@@ -276,7 +276,10 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
     if any(found for _, found in gpu_lines):
         lines += ["", "## GPU code", "",
                   "What the image's libraries carry code for (the GPU code audit, read from "
-                  "the files; no GPU needed). A missing target means `no-kernel` at run time.",
+                  "the files; no GPU needed). A missing target means `no-kernel` at run time. "
+                  "Under the override, `instructions` says whether the chip can decode the "
+                  "gfx1030 code it loads (necessary, not sufficient: only the card shows how "
+                  "it runs).",
                   ""]
         for row, found in gpu_lines:
             if found:
@@ -298,16 +301,23 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
 
 
 def _gpu_code_lines(r: TestResult) -> list[str]:
-    """The GPU code check's summary and failures from a result (verify/gpucode), [] without."""
-    check = r.gpu_code.get("check") if isinstance(r.gpu_code, dict) else None
-    if not isinstance(check, dict):
-        return []
-    # Each key may hold any JSON value in a hostile file: only lists are read.
+    """The GPU code check's summary and failures from a result (verify/gpucode), then one
+    line per instruction check (`gpu_code.isa`, override variants); [] without."""
+    gpu = r.gpu_code if isinstance(r.gpu_code, dict) else {}
+    check = gpu.get("check")
+    # Each key may hold any JSON value in a hostile file: only lists and strings are read.
     out: list[str] = []
-    for key in ("summary", "failures", "notes"):
-        value = check.get(key)
-        if isinstance(value, list):
-            out += [str(x) for x in value]
+    if isinstance(check, dict):
+        for key in ("summary", "failures", "notes"):
+            value = check.get(key)
+            if isinstance(value, list):
+                out += [str(x) for x in value]
+    isa = gpu.get("isa")
+    for item in isa if isinstance(isa, list) else ():
+        if isinstance(item, dict) and isinstance(item.get("summary"), str):
+            status = item.get("status")
+            out.append(f"instructions ({status if isinstance(status, str) else '?'}): "
+                       f"{item['summary']}")
     return out[:20]
 
 

@@ -57,6 +57,27 @@ def test_gpu_code_summary_of_any_json_type(tmp_path: Path, capsys: pytest.Captur
     assert lines == [*expected, "n"]
 
 
+@pytest.mark.parametrize("isa", [5, "x", [1, {"summary": 3}, {"summary": "s", "status": 7}]])
+def test_instruction_check_line_from_any_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              isa: object) -> None:
+    doc = json.loads(TestResult("cpu", IMAGE, True, (), (ConvCase("c", "ok"),), None,
+                                None).to_json())
+    real = {"status": "fail", "summary": "override 10.3.0 on gfx1010: rocblas 167 of 167 "
+            "kernels use instructions gfx1010 lacks"}
+    doc["gpu_code"] = {"check": {"summary": ["rocblas yes"]},
+                       "isa": [real, *isa] if isinstance(isa, list) else isa}
+    (tmp_path / "cpu.json").write_text(json.dumps(doc))
+    code, err = _report(tmp_path, capsys)
+    assert code == 0, err
+    lines = json.loads((tmp_path / report.JSON).read_text())["rows"][0]["gpu_code"]
+    want = ["rocblas yes"] + ([f"instructions (fail): {real['summary']}", "instructions (?): s"]
+                              if isinstance(isa, list) else [])
+    assert lines == want
+    md = (tmp_path / report.MARKDOWN).read_text()
+    if isinstance(isa, list):
+        assert "instructions (fail): override 10.3.0 on gfx1010: rocblas 167 of 167" in md
+
+
 def test_heatmap_size_is_bounded_whatever_the_input() -> None:
     from imagefactory.report.heatmap import render
 

@@ -5,10 +5,13 @@ tests/fixtures/gpucode/Dockerfile on a sid base made with debootstrap (no regist
 
 Cost on the 2-core test machine: sid base 57 s (debootstrap 52 s + import), stage `kernels`
 (hipcc, clang-21/llvm-21: ~300 MB download, 1.27 GB image) 3.5 min, stage `libs` (librocblas4
-+ libhipblaslt1 + libmiopen1: ~445 MB download, 6.6 GB image) 1.7-2.8 min more."""
++ libhipblaslt1 + libmiopen1: ~445 MB download, 6.6 GB image) 1.7-2.8 min more.
+Stages for the instruction check (#23), from those: `isa-subset` (two of rocBLAS's gfx1030
+Tensile code objects on the base) seconds, `dot-kernels` (one hipcc kernel) about 30 s."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -339,3 +342,161 @@ def test_audit_command_on_an_image(kernels_image: str) -> None:
     files = {Path(f["path"]).name: f for lib in data["inventory"]["libraries"]
              for f in lib["files"]}
     assert files["ccob3-gfx1010-gfx1030"]["compressed"] == ["zstd:v3"]
+
+
+# -- #23: the instruction check on Debian's rocBLAS as shipped -----------------------------
+
+ISA_SUBSET = "imagefactory-test/gpucode:isa-subset"
+
+
+@pytest.fixture(scope="module")
+def isa_subset_image(docker_client, libs_image: str) -> str:  # type: ignore[no-untyped-def]
+    """Two of Debian's rocBLAS gfx1030 Tensile code objects (fp16 and int8 GEMMs, 4 MB) on the
+    sid base, copied from the `libs` stage (Dockerfile stage isa-subset)."""
+    build(docker_client, "isa-subset", ISA_SUBSET)
+    return ISA_SUBSET
+
+
+def _isa_audit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imagefactory", "audit", *args],
+                          capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[2])
+
+
+def test_instruction_check_on_debian_rocblas(isa_subset_image: str, tmp_path: Path,
+                                            docker_client) -> None:  # type: ignore[no-untyped-def]
+    """Under the override a gfx1010 loads rocBLAS's gfx1030 code: it cannot decode the dot
+    instructions, and the audit names them and the kernels that use them (exit 1); gfx1012
+    has them (LLVM's FeatureISAVersion10_1_2): no undecodable word, exit 0, and it says what
+    it could not check. Read from the image (the tar path) and from a folder (the file path)."""
+    from imagefactory.verify.gpucode.isa import find_objdump
+
+    if find_objdump() is None:
+        pytest.fail("llvm-objdump is missing; scripts/setup-test-env.sh installs llvm-19")
+    proc = _isa_audit(isa_subset_image, "--chip", "gfx1010", "--override", "10.3.0")
+    out = proc.stdout
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    m = re.search(r"rocblas: ([\d,]+) of ([\d,]+) kernels use instructions gfx1010 lacks "
+                  r"\(([\d,]+) words in 2 code objects\): (.*)", out)
+    assert m, out
+    flagged, kernels = (int(g.replace(",", "")) for g in m.groups()[:2])
+    assert 0 < flagged <= kernels
+    assert "v_dot2c_f32_f16 x" in m.group(4) and "v_dot4c_i32_i8 x" in m.group(4)
+    for insn in ("v_dot2c_f32_f16", "v_dot4c_i32_i8"):  # each with the kernels using it
+        k = re.search(rf"\n    {insn} in ([\d,]+) kernels:\n      (Cijk_\S+)\n", out)
+        assert k, out
+        assert int(k.group(1).replace(",", "")) <= flagged
+    assert "compiled without gfx1010's hardware-bug workarounds (lds-misaligned-bug" in out
+    err = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(err) == 1 and "v_dot2c_f32_f16 in" in err[0] and "kernels" in err[0], err
+
+    proc = _isa_audit(isa_subset_image, "--chip", "gfx1012", "--override", "10.3.0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"rocblas: 0 of {kernels:,} kernels use instructions gfx1012 lacks" in proc.stdout
+    assert "not checked: how the code runs" in proc.stdout
+    assert "necessary, not sufficient: the code was compiled without gfx1012's" in proc.stdout
+
+    ct = docker_client.containers.create(isa_subset_image, "true")
+    try:
+        stream, _stat = ct.get_archive("/usr/lib/x86_64-linux-gnu/rocblas")
+        with tarfile.open(fileobj=chunk_stream(stream), mode="r|") as tar:
+            if hasattr(tarfile, "data_filter"):  # as in kernels_dir
+                tar.extractall(tmp_path, filter="data")
+            else:
+                tar.extractall(tmp_path)
+    finally:
+        ct.remove(force=True)
+    proc = _isa_audit(str(tmp_path / "rocblas"), "--chip", "gfx1010", "--override", "10.3.0",
+                      "--json")
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)["instructions"][0]
+    lib = data["libraries"]["rocblas"]
+    assert (lib["kernels"], lib["kernels_flagged"]) == (kernels, flagged)
+    using = lib["kernels_using"]["v_dot2c_f32_f16"]
+    assert 0 < len(using["names"]) <= 10 and using["kernels"] >= len(using["names"])
+    assert all(n.startswith("Cijk_") for n in using["names"])
+
+
+def test_imagefactory_test_records_the_instruction_check(
+        engine, isa_subset_image: str, project, tmp_path: Path,  # type: ignore[no-untyped-def]
+        session_volumes: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tester.run (what `imagefactory test` runs per variant) on Debian's rocBLAS gfx1030 code
+    as the shipped override variant rocm52-torch113 (profile override, gfx_targets gfx1010):
+    the gpu code check fails naming rocBLAS's dot instructions, the result JSON carries
+    gpu_code["isa"], and the report prints the instruction line."""
+    from imagefactory.cli import main
+    from imagefactory.engine.images import BuiltImage
+    from imagefactory.host.devices import GpuAccess
+    from imagefactory.report import writer
+    from imagefactory.verify.results import TestResult
+    from imagefactory.verify.tester import Tester, TestOptions
+
+    variant = project.matrix.get("rocm52-torch113")
+    assert variant.runtime_env(None)["HSA_OVERRIDE_GFX_VERSION"] == "10.3.0"
+    info = engine.inspect_image(isa_subset_image)
+    assert info is not None
+    built = BuiltImage(variant, info.id, isa_subset_image, None, info)
+    lines: list[str] = []
+    opts = TestOptions(quick=True, results_dir=tmp_path, gpu_libraries=("rocblas",))
+    result = Tester(engine, project.matrix, GpuAccess((), ()), opts,
+                    echo=lines.append).run(built)
+    check = next(c for c in result.checks if c.name == "gpu code")
+    assert not check.passed
+    assert "override 10.3.0 on gfx1010: rocblas" in check.detail
+    assert "v_dot2c_f32_f16 in" in check.detail and "v_dot4c_i32_i8 in" in check.detail
+    out = "\n".join(lines)
+    assert "  gpu isa: instructions: override 10.3.0 on gfx1010 (code loaded: gfx1030):" in out
+    assert result.gpu_code is not None
+    (isa,) = result.gpu_code["isa"]
+    assert (isa["status"], isa["chip"], isa["loaded"]) == ("fail", "gfx1010", "gfx1030")
+    assert isa["libraries"]["rocblas"]["code_objects"] == 2
+    assert result.save(tmp_path)
+    back = TestResult.load(tmp_path, variant.name, result.scope)
+    assert back is not None and back.gpu_code is not None
+    assert back.gpu_code["isa"] == json.loads(json.dumps(result.gpu_code["isa"]))
+    with contextlib.suppress(SystemExit):
+        main(["--config", str(Path(__file__).resolve().parents[2] / "variants.yaml"),
+              "report", "--results", str(tmp_path)])
+    capsys.readouterr()
+    md = (tmp_path / writer.MARKDOWN).read_text()
+    assert f"instructions (fail): {isa['summary']}" in md, md
+
+
+DOT_KERNELS = "imagefactory-test/gpucode:dot-kernels"
+
+
+def test_instruction_check_on_a_compiled_dot_kernel(docker_client, kernels_image: str,  # type: ignore[no-untyped-def]
+                                                   tmp_path: Path) -> None:
+    """A HIP kernel using __builtin_amdgcn_fdot2, compiled by Debian's hipcc for gfx1030
+    (plain and in a compressed bundle), is flagged for gfx1010 and not for gfx1012; the same
+    toolchain's kernel without it (plain-gfx1030) is clean on both."""
+    build(docker_client, "dot-kernels", DOT_KERNELS)
+    ct = docker_client.containers.create(DOT_KERNELS, "true")
+    try:
+        stream, _stat = ct.get_archive("/opt/gpucode-dot")
+        with tarfile.open(fileobj=chunk_stream(stream), mode="r|") as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp_path, filter="data")
+            else:
+                tar.extractall(tmp_path)
+    finally:
+        ct.remove(force=True)
+    folder = tmp_path / "gpucode-dot"
+    proc = _isa_audit(str(folder), "--chip", "gfx1010", "--override", "10.3.0", "--json")
+    assert proc.returncode == 1, proc.stderr
+    libs = json.loads(proc.stdout)["instructions"][0]["libraries"]
+    assert set(libs) == {"fdot2-gfx1030", "fdot2-ccob-gfx1030", "plain-gfx1030"}
+    for name in ("fdot2-gfx1030", "fdot2-ccob-gfx1030"):
+        lib = libs[name]
+        assert (lib["kernels"], lib["kernels_flagged"]) == (1, 1), lib
+        (insn,) = lib["undecodable"]
+        assert insn.startswith("v_dot2"), lib  # v_dot2c_f32_f16 or v_dot2_f32_f16
+        assert lib["kernels_using"][insn]["names"] == ["_Z5fdot2PKDv2_DF16_S1_Pfi"]
+    assert libs["plain-gfx1030"]["undecodable"] == {}
+    assert libs["plain-gfx1030"]["kernels"] == 1
+    proc = _isa_audit(str(folder), "--chip", "gfx1012", "--override", "10.3.0", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)["instructions"][0]
+    assert data["status"] == "pass"
+    assert all(not lib["undecodable"] and lib["kernels"] == 1
+               for lib in data["libraries"].values())

@@ -28,7 +28,7 @@ from imagefactory.verify.gpucode.isa import (
     ObjectFindings,
     compare_listings,
     find_objdump,
-    kernel_names,
+    kernel_table,
     loaded_isa,
     run_check,
     wanted,
@@ -112,6 +112,52 @@ def test_dot_instructions_flagged_on_gfx1010_not_gfx1012(tmp_path: Path, objdump
     r12 = check(co, "gfx1012")
     assert r12.status == "pass" and not next(iter(r12.libraries.values())).undecodable
     assert "all 1 kernels decode on gfx1012" in r12.summary()
+
+
+def test_kernel_named_by_its_symbol_table_not_its_label(tmp_path: Path, objdump: str) -> None:
+    """Tensile puts a local `NAME_preloaded` label on each kernel's first word, and the listing
+    names the address by that label: the kernel is found by address in the symbol table."""
+    co = assemble(tmp_path, "alias", "k_preloaded:\n" + DOT)
+    listing = subprocess.run([objdump, "-d", "--mcpu=gfx1030", str(co)], capture_output=True,
+                             check=True).stdout
+    assert b"<k_preloaded>:" in listing and b"<k>:" not in listing
+    r = check(co, "gfx1010")
+    lib = next(iter(r.libraries.values()))
+    assert (lib.flagged, lib.symbols) == (1, 1)
+    assert lib.kernels_using() == {"v_dot2c_f32_f16": {"kernels": 1, "names": ["k"]},
+                                   "v_dot4c_i32_i8": {"kernels": 1, "names": ["k"]}}
+    text = "\n".join(r.lines())
+    assert "    v_dot2c_f32_f16 in 1 kernel:\n      k\n" in text, text
+    assert "v_dot2c_f32_f16 in 1 kernel," in r.failures()[0]
+
+
+def test_identical_code_objects_are_counted_under_each_name(tmp_path: Path, objdump: str
+                                                            ) -> None:
+    dot = assemble(tmp_path, "dot", DOT).read_bytes()
+    lib = tmp_path / "rocblas" / "library"
+    lib.mkdir(parents=True)
+    for name in ("a_gfx1030.co", "b_gfx1030.co"):
+        (lib / name).write_bytes(dot)
+    (tmp_path / "dot.co").unlink()
+    r = check(tmp_path, "gfx1010")
+    assert list(r.libraries) == ["rocblas"]
+    rb = r.libraries["rocblas"]
+    assert (rb.code_objects, rb.symbols, rb.flagged) == (2, 2, 2)
+    assert rb.undecodable == {"v_dot2c_f32_f16": 2, "v_dot4c_i32_i8": 2}
+    assert {e.split(":")[0] for e in rb.examples} == {str(lib / "a_gfx1030.co"),
+                                                     str(lib / "b_gfx1030.co")}
+
+
+def test_a_code_object_the_disassembler_refuses_is_incomplete_not_fail(tmp_path: Path,
+                                                                        objdump: str) -> None:
+    data = assemble(tmp_path, "plain", PLAIN).read_bytes()
+    (tmp_path / "plain.co").write_bytes(data[:200])  # the ELF header, no sections
+    r = check(tmp_path, "gfx1010")
+    assert r.status == "incomplete" and not r.to_dict()["passed"], r.lines()
+    assert "incomplete: 1 code object could not be disassembled" in r.summary()
+    assert r.failures() and "llvm-objdump" in r.failures()[0]
+    res = audit("--chip", "gfx1010", "--override", "10.3.0", str(tmp_path))
+    assert res.returncode == 1, res.stdout + res.stderr
 
 
 def test_clean_kernel_passes(tmp_path: Path, objdump: str) -> None:
@@ -232,9 +278,53 @@ line = st.one_of(insn, st.binary(max_size=120),
 @given(st.lists(line, max_size=60), st.lists(line, max_size=60))
 def test_compare_listings_takes_any_lines(own: list[bytes], chip: list[bytes]) -> None:
     found = ObjectFindings("x", "lib", "gfx1030")
-    compare_listings(own, chip, found, kernel_names(own))
-    assert sum(found.undecodable.values()) + sum(found.different.values()) <= len(own)
+    compare_listings(own, chip, found, kernel_table(own))
+    lines = b"".join(own).count(b"\n") + 1
+    assert sum(found.undecodable.values()) + sum(found.different.values()) <= lines
     assert found.flagged <= {f"k{i}" for i in range(5)} | {"<none>"}
+
+
+def _findings(found: ObjectFindings) -> tuple[object, ...]:
+    return (found.instructions, found.symbols, found.flagged, found.differing,
+            found.undecodable, found.different, found.users, found.examples, found.error)
+
+
+@SETTINGS
+@given(st.lists(line, max_size=60), st.lists(line, max_size=60), st.data())
+def test_findings_do_not_depend_on_how_the_listings_are_read(
+        own: list[bytes], chip: list[bytes], data: st.DataObject) -> None:
+    """Pipe reads cut a listing anywhere: one chunk, its lines or random cuts give the
+    same findings (the fast path and the line path agree)."""
+    def cuts(lines: list[bytes]) -> list[bytes]:
+        whole = b"".join(lines)
+        at = sorted(data.draw(st.lists(st.integers(0, len(whole)), max_size=8)))
+        return [whole[i:j] for i, j in zip([0, *at], [*at, len(whole)], strict=True)]
+
+    results = []
+    for a, b in ((own, chip), ([b"".join(own)], [b"".join(chip)]), (cuts(own), cuts(chip))):
+        found = ObjectFindings("x", "lib", "gfx1030")
+        compare_listings(iter(a), iter(b), found)
+        results.append(_findings(found))
+    assert results[0] == results[1] == results[2]
+
+
+def test_a_listing_may_end_inside_the_others_last_instruction() -> None:
+    own = [b"0000000000000000 <k>:\n",
+           b"\tv_add_f32_e32 v0, v1, v2 // 000000000000: 06000501\n",
+           b"\tv_fma_f32 v0, v1, v2, 0x3f800000 // 000000000004: D54B0000 03FE0501 3F800000\n"]
+    chip = [*own[:2], b"\t.long 0xd54b0000 // 000000000004: D54B0000\n",
+            b"\t.long 0x03fe0501 // 000000000008: 03FE0501\n",
+            b"\t.long 0x3f800000 // 00000000000C: 3F800000\n"]
+    found = ObjectFindings("x", "lib", "gfx1030")
+    compare_listings(own, chip, found)
+    assert found.error is None and found.undecodable == {"v_fma_f32": 1}
+    found = ObjectFindings("x", "lib", "gfx1030")
+    compare_listings(own, [*chip, b"\ts_nop 0 // 000000000040: BF800000\n"], found)
+    assert found.error == "the two listings end at different places"
+    # the other way round: three words of its own target are one instruction for the chip
+    found = ObjectFindings("x", "lib", "gfx1030")
+    compare_listings(chip, [*own[:2], b"\tv_long_op v0 // 000000000004: 0 0 0\n"], found)
+    assert found.error is None
 
 
 @SETTINGS

@@ -113,7 +113,7 @@ def _entries(bundle: Bundle, f: IO[bytes], end: int, want: Want, path: str, libr
         entries, _extent = read_plain_header(_Bytes(plain), len(plain))
         for e in entries:
             if e.target is not None and e.size and want(e.target):
-                yield CodeObject(library, f"{path} [{e.entry_id}]", e.target,
+                yield CodeObject(library, f"{path} @0x{bundle.offset:x} [{e.entry_id}]", e.target,
                                  data=plain[e.offset:e.offset + e.size])
         return
     for e in bundle.entries:
@@ -124,7 +124,8 @@ def _entries(bundle: Bundle, f: IO[bytes], end: int, want: Want, path: str, libr
             data = f.read(e.size)
             if len(data) != e.size:
                 raise MalformedInput(f"bundle entry {e.entry_id} is truncated")
-            yield CodeObject(library, f"{path} [{e.entry_id}]", e.target, data=data)
+            yield CodeObject(library, f"{path} @0x{bundle.offset:x} [{e.entry_id}]",
+                             e.target, data=data)
 
 
 def _bundles(f: IO[bytes], start: int, end: int) -> list[Bundle]:

@@ -12,7 +12,11 @@ workarounds listed in BUG_FEATURES, which no disassembly can show."""
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import fcntl
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -20,8 +24,8 @@ import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from .codeobjects import CodeObject
@@ -32,28 +36,42 @@ OBJDUMP_ENV = "IMAGEFACTORY_LLVM_OBJDUMP"
 INSTALL_HINT = "apt-get install llvm-19 (Debian's LLVM; llvm-objdump with the AMDGPU target)"
 CHIPS = ("gfx1010", "gfx1011", "gfx1012", "gfx1013")
 EXAMPLES = 5  # first differing instructions kept per code object
+KERNEL_NAMES = 10  # kernel names kept per mnemonic and library (the count is always whole)
 
-# LLVM's gfx10.1 hardware-bug features (llvm/lib/Target/AMDGPU/AMDGPU.td, the
-# FeatureISAVersion10_1_* sets, -mattr names as `llc -mattr=help` prints them): on a gfx10.1
-# target the compiler works around these; gfx10.3 targets have none of them set, so gfx1030
-# code is compiled without the workarounds.
-_GFX10_1_BUGS = ("vcmpx-permlane-hazard", "vmem-to-scalar-write-hazard",
+# From LLVM's llvm/lib/Target/AMDGPU/AMDGPU.td (llvm-project 001c38d03e77) and
+# GCNProcessors.td, which gives gfx101N the set FeatureISAVersion10_1_N:
+# - FeatureISAVersion10_1_Common (all of gfx1010..gfx1013, and gfx10-1-generic) carries
+#   lds-misaligned-bug and the eleven "gfx101x bugs"; FeatureISAVersion10_3_0 (gfx1030) carries
+#   none of them, so gfx1030 code is compiled without these workarounds.
+# - 10_1_1 and 10_1_2 (gfx1011, gfx1012) add dot1, dot2, dot5, dot6, dot7 and dot10-insts:
+#   the same dot set as 10_3_0. 10_1_0 (gfx1010) adds nothing and 10_1_3 (gfx1013) only the
+#   GFX10_A encoding, so neither has a dot instruction.
+# The names are the -mattr spellings (`llc -mattr=help`).
+_GFX10_1_BUGS = ("lds-misaligned-bug", "vcmpx-permlane-hazard", "vmem-to-scalar-write-hazard",
                  "smem-to-vector-write-hazard", "inst-fwd-prefetch-bug",
                  "vcmpx-exec-war-hazard", "lds-branch-vmem-war-hazard", "nsa-to-vmem-bug",
                  "nsa-clause-bug", "offset-3f-bug", "flat-segment-offset-bug",
                  "negative-unaligned-scratch-offset-bug")
 BUG_FEATURES: dict[str, tuple[str, ...]] = {
-    "gfx1010": (*_GFX10_1_BUGS, "lds-misaligned-bug"),
-    "gfx1011": (*_GFX10_1_BUGS, "lds-misaligned-bug"),
-    "gfx1012": (*_GFX10_1_BUGS, "lds-misaligned-bug"),
-    "gfx1013": _GFX10_1_BUGS,
+    chip: _GFX10_1_BUGS for chip in (*CHIPS, "gfx10-1-generic")}
+_GFX1030_DOT = ("dot1-insts", "dot2-insts", "dot5-insts", "dot6-insts", "dot7-insts",
+                "dot10-insts")
+# The instruction features gfx1030 code may use and the chip lacks (10_3_0 less 10_1_N).
+LACKS_FROM_GFX1030: dict[str, tuple[str, ...]] = {
+    "gfx1010": (*_GFX1030_DOT, "gfx10-3-insts", "gfx10_a-encoding", "gfx10_b-encoding"),
+    "gfx1011": ("gfx10-3-insts", "gfx10_a-encoding", "gfx10_b-encoding"),
+    "gfx1012": ("gfx10-3-insts", "gfx10_a-encoding", "gfx10_b-encoding"),
+    "gfx1013": (*_GFX1030_DOT, "gfx10-3-insts", "gfx10_b-encoding"),
 }
-BUG_FEATURES["gfx10-1-generic"] = tuple(sorted(set().union(*BUG_FEATURES.values())))
 
 # `\tv_dot2c_f32_f16_e32 v0, v1, v2      // 000000000000: 04000501`
 _INSN = re.compile(rb"^\t(\S+)([^\n]*?)\s*// ([0-9A-Fa-f]+):")
-_SYMBOL = re.compile(rb"^[0-9a-fA-F]+ <(.*)>:$")
+_SYMBOLS = re.compile(rb"^[0-9a-fA-F]+ <(.*)>:$", re.M)
 _SUFFIX = re.compile(r"_(?:e32|e64|sdwa|dpp8?|e64_dpp)$")
+_CHUNK = 1 << 20  # pipe size asked for and read size: fewer wake-ups per MB of listing
+_MAX_INSN = 12  # bytes: the longest gfx10 instruction (8-byte encoding + literal)
+_LOW = 1 << 18  # read on when less than this is buffered (each read copies what is left)
+_F_SETPIPE_SZ = 1031  # Linux fcntl
 
 
 def find_objdump() -> str | None:
@@ -97,6 +115,7 @@ class ObjectFindings:
     differing: set[str] = field(default_factory=set)  # symbols with differing decodes
     undecodable: Counter[str] = field(default_factory=Counter)  # own mnemonic -> words
     different: Counter[str] = field(default_factory=Counter)  # "own -> chip" -> count
+    users: dict[str, set[str]] = field(default_factory=dict)  # undecodable mnemonic -> kernels
     examples: list[str] = field(default_factory=list)
     instructions: int = 0
     error: str | None = None
@@ -113,57 +132,193 @@ def _parse(line: bytes) -> tuple[int, bytes, bytes] | None:
     return int(m.group(3), 16), m.group(1), m.group(2).strip()
 
 
-def kernel_names(table: Iterable[bytes]) -> frozenset[bytes]:
-    """The kernels in an `llvm-objdump -t` listing: each has a `NAME.kd` descriptor symbol
-    (Tensile's code also carries thousands of local labels, which are not kernels)."""
-    out = set()
+def kernel_table(table: Iterable[bytes]) -> dict[int, str]:
+    """The kernels in an `llvm-objdump -t` listing, by start address: the function symbols
+    with a `NAME.kd` descriptor. By address, since the listing names an address by one of its
+    symbols only (Tensile puts a local `NAME_preloaded` label on each kernel's first word),
+    and Tensile's thousands of local labels are not kernels."""
+    funcs: list[tuple[int, bytes]] = []
+    descriptors = set()
     for line in table:
-        name = line.rstrip(b"\r\n").rsplit(None, 1)[-1] if line.strip() else b""
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        name = parts[-1]
         if name.endswith(b".kd"):
-            out.add(name[:-3])
-    return frozenset(out)
+            descriptors.add(name[:-3])
+        elif b".text" in parts[1:-1]:
+            try:
+                funcs.append((int(parts[0], 16), name))
+            except ValueError:
+                continue
+    return {addr: name.decode("utf-8", "replace") for addr, name in funcs
+            if name in descriptors}
+
+
+class _Listing:
+    """One listing read in chunks of any size (pipe reads, or a test's lines): whole lines
+    for the careful path, the buffer itself for the fast one."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self.buf = b""
+        self.pos = 0
+        self.eof = False
+
+    def avail(self) -> int:
+        return len(self.buf) - self.pos
+
+    def more(self) -> bool:
+        """Append the next non-empty chunk; False at the end."""
+        while not self.eof:
+            chunk = next(self._it, None)
+            if chunk is None:
+                self.eof = True
+            elif chunk:
+                self.buf = self.buf[self.pos:] + chunk
+                self.pos = 0
+                return True
+        return False
+
+    def line(self) -> bytes | None:
+        while True:
+            j = self.buf.find(b"\n", self.pos)
+            if j >= 0:
+                out = self.buf[self.pos:j + 1]
+                self.pos = j + 1
+                return out
+            if not self.more():
+                if self.pos < len(self.buf):
+                    out = self.buf[self.pos:]
+                    self.pos = len(self.buf)
+                    return out
+                return None
+
+
+def _common(a: _Listing, b: _Listing) -> list[bytes]:
+    """Skip the longest run of whole lines both listings have from here on, and return it.
+    Compared in C, a slice at a time, growing while they agree: where words differ every
+    few lines the first small slice already fails, and agreeing megabytes cost memcmp."""
+    out: list[bytes] = []
+    while True:
+        for s in (a, b):
+            if s.avail() < _LOW:
+                s.more()
+        n = min(a.avail(), b.avail())
+        if n == 0:
+            return out
+        ab, bb, pa, pb = a.buf, b.buf, a.pos, b.pos
+        k, step = 0, 256
+        while k < n:
+            m = min(step, n - k)
+            if ab[pa + k:pa + k + m] != bb[pb + k:pb + k + m]:
+                break
+            k += m
+            step = min(step * 4, 1 << 16)
+        cut = ab.rfind(b"\n", pa, pa + k)
+        if cut < 0:
+            return out
+        out.append(ab[pa:cut + 1])
+        a.pos = cut + 1
+        b.pos = pb + (cut + 1 - pa)
+        if k < n:
+            return out
+
+
+class _Symbols:
+    """Which kernel an address lies in: from the symbol table when it has kernels, else the
+    listing's own symbol lines (the last one seen)."""
+
+    def __init__(self, kernels: dict[int, str] | None) -> None:
+        self.table = dict(sorted((kernels or {}).items()))
+        self.starts = list(self.table)
+        self.names = list(self.table.values())
+        self.current = "<none>"
+        self.seen = 0
+
+    def block(self, data: bytes) -> None:
+        if not self.table and b">:" in data:
+            names = _SYMBOLS.findall(data)
+            if names:
+                self.seen += len(names)
+                self.current = names[-1].decode("utf-8", "replace")
+
+    def at(self, addr: int) -> str:
+        if not self.table:
+            return self.current
+        i = bisect.bisect_right(self.starts, addr) - 1
+        return self.names[i] if i >= 0 else "<none>"
 
 
 def compare_listings(own: Iterable[bytes], chip: Iterable[bytes], found: ObjectFindings,
-                     kernels: frozenset[bytes] | None = None) -> None:
-    """Compare two llvm-objdump listings of one code object, line by line, into `found`.
+                     kernels: dict[int, str] | None = None) -> None:
+    """Compare two llvm-objdump listings of one code object (as chunks of bytes) into `found`.
 
-    Equal lines are the rule and cost one comparison; where they differ, the lines are
-    parsed and matched by address: the chip's `.long` is a word it cannot decode; another
-    mnemonic (or operands) is a word it decodes differently; an own instruction the chip's
-    listing skips lies inside a longer instruction the chip decoded instead."""
-    a, b = iter(own), iter(chip)
-    la, lb = next(a, None), next(b, None)
-    symbol = "<none>"
-    while la is not None and lb is not None:
+    Equal stretches are the rule and are skipped in C (`_common`); where the lines differ,
+    they are parsed and matched by address: the chip's `.long` is a word it cannot decode;
+    another mnemonic (or operands) is a word it decodes differently; an own instruction the
+    chip's listing skips lies inside a longer instruction the chip decoded instead."""
+    a, b = _Listing(own), _Listing(chip)
+    sym = _Symbols(kernels)
+    la: bytes | None = None
+    lb: bytes | None = None
+    last_own = last_chip = -1  # the last instruction address each listing gave
+    while True:
+        if la is None and lb is None:
+            for block in _common(a, b):
+                found.instructions += block.count(b"\n\t") + (block[:1] == b"\t")
+                sym.block(block)
+            la, lb = a.line(), b.line()
+        else:
+            la = a.line() if la is None else la
+            lb = b.line() if lb is None else lb
+        if la is None or lb is None:
+            break
         if la == lb:
             if la[:1] == b"\t":
                 found.instructions += 1
-            elif (m := _SYMBOL.match(la.rstrip(b"\r\n"))) is not None and (
-                    not kernels or m.group(1) in kernels):
-                symbol = m.group(1).decode("utf-8", "replace")
-                found.symbols += 1
-            la, lb = next(a, None), next(b, None)
+            else:
+                sym.block(la)  # the same bytes the fast path would read
+            la = lb = None
             continue
         pa, pb = _parse(la), _parse(lb)
         if pa is None and pb is None:  # headers that differ (never seen): keep going
-            la, lb = next(a, None), next(b, None)
+            la = lb = None
             continue
         if pb is None or (pa is not None and pa[0] < pb[0]):
             if pa is not None:  # own instruction with no chip line at its address
                 found.instructions += 1
-                _record(found, symbol, pa, None)
-            la = next(a, None)
+                last_own = pa[0]
+                _record(found, sym.at(pa[0]), pa, None)
+            la = None
             continue
         if pa is None or pb[0] < pa[0]:  # chip words inside an instruction already counted
-            lb = next(b, None)
+            last_chip = pb[0]
+            lb = None
             continue
         found.instructions += 1
-        _record(found, symbol, pa, pb)
-        la, lb = next(a, None), next(b, None)
-    for rest in (a, b):  # a listing cut short: say so rather than pass
-        if (la if rest is a else lb) is not None or next(rest, None) is not None:
+        last_own = last_chip = pa[0]
+        _record(found, sym.at(pa[0]), pa, pb)
+        la = lb = None
+    found.symbols = len(sym.table) if sym.table else sym.seen
+    # One listing may end inside the other's last instruction (a 12-byte instruction read
+    # as three words, or three words read as one): that is the end of both. Anything else
+    # left over was never compared, and is no pass.
+    while la is not None:
+        pa = _parse(la)
+        if pa is not None:
+            if pa[0] >= last_chip + _MAX_INSN:
+                found.error = found.error or "the two listings end at different places"
+                break
+            found.instructions += 1
+            _record(found, sym.at(pa[0]), pa, None)
+        la = a.line()
+    while lb is not None:
+        pb = _parse(lb)
+        if pb is not None and pb[0] >= last_own + _MAX_INSN:
             found.error = found.error or "the two listings end at different places"
+            break
+        lb = b.line()
 
 
 def _record(found: ObjectFindings, symbol: str, own: tuple[int, bytes, bytes],
@@ -174,6 +329,7 @@ def _record(found: ObjectFindings, symbol: str, own: tuple[int, bytes, bytes],
     if chip is not None and chip[1] == b".long":
         found.undecodable[name] += 1
         found.flagged.add(symbol)
+        found.users.setdefault(name, set()).add(symbol)
         what = "does not decode"
     else:
         other = "(inside another instruction)" if chip is None else _mnemonic(chip[1])
@@ -186,8 +342,12 @@ def _record(found: ObjectFindings, symbol: str, own: tuple[int, bytes, bytes],
         found.examples.append(f"{symbol}+0x{own[0]:x}: {name} {what}")
 
 
-def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-    yield from stream
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    with contextlib.suppress(OSError):  # a bigger pipe is a speed-up, not a need
+        fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, _CHUNK)
+    read = getattr(stream, "read1", stream.read)
+    while chunk := read(_CHUNK):
+        yield chunk
 
 
 def disassemble_compare(tool: str, co: CodeObject, chip: str) -> ObjectFindings:
@@ -202,16 +362,16 @@ def disassemble_compare(tool: str, co: CodeObject, chip: str) -> ObjectFindings:
                 f.write(co.data or b"")
             path = tmp
         table = subprocess.run([tool, "-t", path], capture_output=True, check=False).stdout
-        kernels = kernel_names(table.splitlines())
+        kernels = kernel_table(table.splitlines())
         cmd = [tool, "-d", "--no-show-raw-insn"]
         # stderr to files: a full stderr pipe nobody reads would stall the listing
         with tempfile.TemporaryFile() as e1, tempfile.TemporaryFile() as e2:
             own = subprocess.Popen([*cmd, f"--mcpu={co.target.processor}", path],
-                                   stdout=subprocess.PIPE, stderr=e1, bufsize=1 << 20)
+                                   stdout=subprocess.PIPE, stderr=e1, bufsize=0)
             other = subprocess.Popen([*cmd, f"--mcpu={chip}", path],
-                                     stdout=subprocess.PIPE, stderr=e2, bufsize=1 << 20)
+                                     stdout=subprocess.PIPE, stderr=e2, bufsize=0)
             assert own.stdout is not None and other.stdout is not None
-            compare_listings(_lines(own.stdout), _lines(other.stdout), found, kernels)
+            compare_listings(_chunks(own.stdout), _chunks(other.stdout), found, kernels)
             for p, e in ((own, e1), (other, e2)):
                 assert p.stdout is not None
                 p.stdout.read()
@@ -259,8 +419,14 @@ class LibraryIsa:
     instructions: int = 0
     undecodable: Counter[str] = field(default_factory=Counter)
     different: Counter[str] = field(default_factory=Counter)
+    users: Counter[str] = field(default_factory=Counter)  # mnemonic -> kernels using it
+    user_names: dict[str, list[str]] = field(default_factory=dict)  # the first KERNEL_NAMES
     examples: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+    def kernels_using(self) -> dict[str, dict[str, Any]]:
+        return {m: {"kernels": n, "names": self.user_names.get(m, [])}
+                for m, n in self.users.most_common()}
 
 
 @dataclass
@@ -278,12 +444,17 @@ class IsaReport:
 
     @property
     def status(self) -> str:
-        """"skipped", "fail", "pass" — never "pass" for a check that did not read code."""
+        """"skipped", "fail", "incomplete", "pass" — never "pass" for a check that did not
+        read code. "fail": a word the chip cannot decode, or no code object read at all;
+        "incomplete": none found, but llvm-objdump failed on some code object, which says
+        nothing about the card (`imagefactory test` does not fail on it; `audit` exits 1)."""
         if self.skipped:
             return "skipped"
-        if not self.libraries or any(lib.undecodable or lib.errors
-                                     for lib in self.libraries.values()):
+        libs = self.libraries.values()
+        if not self.libraries or any(lib.undecodable for lib in libs):
             return "fail"
+        if any(lib.errors for lib in libs):
+            return "incomplete"
         return "pass"
 
     @property
@@ -305,6 +476,10 @@ class IsaReport:
         lib.instructions += f.instructions
         lib.undecodable.update(f.undecodable)
         lib.different.update(f.different)
+        for m, kernels in f.users.items():
+            lib.users[m] += len(kernels)
+            names = lib.user_names.setdefault(m, [])
+            names.extend(sorted(kernels)[:KERNEL_NAMES - len(names)])
         lib.examples.extend(f"{f.where}: {e}" for e in f.examples[:EXAMPLES - len(lib.examples)])
         if f.error:
             lib.errors.append(f"{f.where}: {f.error}")
@@ -324,6 +499,13 @@ class IsaReport:
             if lib.undecodable:
                 line += ": " + ", ".join(f"{m} x{n:,}" for m, n in lib.undecodable.most_common(8))
             out.append(line)
+            for m, n in lib.users.most_common(4):
+                names = lib.user_names.get(m, [])
+                out.append(f"    {m} in {n:,} kernel{'s' if n != 1 else ''}:")
+                out.extend(f"      {k}" for k in names[:3])
+                if n > 3:
+                    out.append(f"      ... and {n - 3:,} more (--json lists the first "
+                               f"{len(names)})")
             if lib.different:
                 out.append(f"  {lib.name}: {sum(lib.different.values()):,} words decode as "
                            f"another instruction on {self.chip} (in {lib.differing:,} more "
@@ -331,7 +513,12 @@ class IsaReport:
                                f"{m} x{n:,}" for m, n in lib.different.most_common(6)))
             out.extend(f"    first: {e}" for e in lib.examples[:3])
             out.extend(f"  {lib.name}: error: {e}" for e in lib.errors[:3])
+        lacks = LACKS_FROM_GFX1030.get(self.chip, ()) if self.loaded == "gfx1030" else ()
+        if lacks and not any(lib.undecodable for lib in self.libraries.values()):
+            out.append(f"  gfx1030 features {self.chip} lacks: {', '.join(lacks)}; every word "
+                       f"of this code decoded on {self.chip} all the same")
         bugs = self.missing_workarounds
+        out.append("  not checked: how the code runs (only the card shows that)")
         out.append("  necessary, not sufficient: " + (
             f"the code was compiled without {self.chip}'s hardware-bug workarounds "
             f"({', '.join(bugs)})" if bugs else "timing and memory behaviour are not checked"))
@@ -348,10 +535,11 @@ class IsaReport:
         for lib in self.libraries.values():
             if lib.undecodable:
                 first = "; ".join([e for e in lib.examples if "does not decode" in e][:2])
+                used = ", ".join(f"{m} in {lib.users[m]:,} kernel"
+                                 f"{'s' if lib.users[m] != 1 else ''}"
+                                 for m, _ in lib.undecodable.most_common(4))
                 out.append(f"{lib.name}: {lib.flagged:,} of {lib.symbols:,} kernels use "
-                           f"instructions {self.chip} lacks "
-                           f"({', '.join(m for m, _ in lib.undecodable.most_common(4))}); "
-                           f"first: {first}")
+                           f"instructions {self.chip} lacks ({used}); first: {first}")
             out.extend(f"{lib.name}: {e}" for e in lib.errors[:1])
         return out
 
@@ -367,6 +555,10 @@ class IsaReport:
             return f"{head}: {', '.join(bad)} use instructions {self.chip} lacks"
         if not self.libraries:
             return f"{head}: no {self.loaded} code object read"
+        broken = sum(len(lib.errors) for lib in self.libraries.values())
+        if broken:
+            return (f"{head}: incomplete: {broken:,} code object{'s' if broken != 1 else ''} "
+                    "could not be disassembled; no undecodable word in the rest")
         n = sum(lib.symbols for lib in self.libraries.values())
         return f"{head}: all {n:,} kernels decode on {self.chip}"
 
@@ -376,16 +568,40 @@ class IsaReport:
             "profile": self.profile, "loaded": self.loaded, "skipped": self.skipped,
             "summary": self.summary(), "failures": self.failures(),
             "missing_workarounds": list(self.missing_workarounds),
+            "chip_lacks": list(LACKS_FROM_GFX1030.get(self.chip, ())
+                               if self.loaded == "gfx1030" else ()),
             "libraries": {n: {"code_objects": lib.code_objects, "kernels": lib.symbols,
                               "kernels_flagged": lib.flagged,
                               "kernels_differing": lib.differing,
                               "instructions": lib.instructions,
                               "undecodable": dict(lib.undecodable.most_common()),
                               "different": dict(lib.different.most_common()),
+                              "kernels_using": lib.kernels_using(),
                               "first": lib.examples, "errors": lib.errors}
                           for n, lib in self.libraries.items()},
             "problems": self.problems, "seconds": self.seconds,
         }
+
+
+def _digest(co: CodeObject) -> bytes | None:
+    h = hashlib.sha256()
+    if co.data is not None:
+        h.update(co.data)
+    elif co.file is not None:
+        try:
+            with open(co.file, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+        except OSError:
+            return None  # disassemble_compare says what is wrong with it
+    return h.digest()
+
+
+def _as(fut: Future[ObjectFindings], co: CodeObject) -> ObjectFindings:
+    found = fut.result()
+    if (found.where, found.library) == (co.where, co.library):
+        return found
+    return replace(found, where=co.where, library=co.library)
 
 
 def run_check(code_objects: Iterable[CodeObject], source: str, chip: str,
@@ -404,14 +620,23 @@ def run_check(code_objects: Iterable[CodeObject], source: str, chip: str,
         report.skipped = f"llvm-objdump not found; {INSTALL_HINT}"
         return report
     jobs = jobs or max(1, (os.cpu_count() or 1))
+    # A code object seen before (byte for byte: a library shipped twice, a bundle entry
+    # repeated) is disassembled once; its findings are counted again under its own name.
+    done: dict[bytes, Future[ObjectFindings]] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        pending = []
+        pending: list[tuple[Future[ObjectFindings], CodeObject]] = []
         for co in code_objects:
-            pending.append(pool.submit(disassemble_compare, tool, co, chip))
+            key = _digest(co)
+            fut = done.get(key) if key is not None else None
+            if fut is None:
+                fut = pool.submit(disassemble_compare, tool, co, chip)
+                if key is not None:
+                    done[key] = fut
+            pending.append((fut, co))
             while len(pending) > 2 * jobs:  # bounded memory: cut-out code objects wait here
-                report.add(pending.pop(0).result())
-        for fut in pending:
-            report.add(fut.result())
+                report.add(_as(*pending.pop(0)))
+        for fut, co in pending:
+            report.add(_as(fut, co))
     report.problems.extend(problems or ())
     report.libraries = dict(sorted(report.libraries.items()))
     report.seconds = round(time.monotonic() - t, 3)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prepare a Debian or Ubuntu machine (as root) for imagefactory: a Docker engine, the tools
-# the integration tests drive (debootstrap, docker-registry, htpasswd), the base images made
-# locally with debootstrap (Docker Hub may not be reachable), and the Python package in a
-# virtual environment at .venv built on the distribution's own Python: stock Debian 12/13
-# and Ubuntu 22.04/24.04 refuse `pip install` into /usr (PEP 668), so nothing goes there.
+# the integration tests drive (debootstrap, docker-registry, htpasswd, cosign), the base
+# images made locally with debootstrap (Docker Hub may not be reachable), and the Python
+# package in a virtual environment at .venv built on the distribution's own Python: stock
+# Debian 12/13 and Ubuntu 22.04/24.04 refuse `pip install` into /usr (PEP 668), so nothing
+# goes there.
 # Idempotent: whatever is already there is kept.
 #
 # Leaves running: dockerd, when this script had to start it (its pid and how to stop it are
@@ -54,30 +55,49 @@ if [ -z "$venv_only" ] && ! docker info >/dev/null 2>&1; then
     echo "setup: started dockerd (pid $(cat /var/run/docker.pid 2>/dev/null || echo '?'), log /var/log/imagefactory-dockerd.log); it keeps running: stop it with kill \$(cat /var/run/docker.pid)"
 fi
 
+# A Debian package the system's suites lack (bookworm), installed from Debian trixie through a
+# private apt state: trixie never enters the system's sources or preferences, so nothing
+# else on the machine is upgraded from it. Only for Go binaries that need no more than
+# bookworm's libc (dpkg refuses the .deb otherwise).
+from_trixie() {  # from_trixie PACKAGE
+    echo "setup: installing $1 from Debian trixie"
+    local tmp
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
+    printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: trixie' \
+        'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+        > "$tmp/trixie.sources"
+    local trixie=(-o "Dir::Etc::SourceList=$tmp/trixie.sources" -o Dir::Etc::SourceParts=/dev/null
+                  -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache"
+                  -o APT::Sandbox::User=root)
+    apt-get "${trixie[@]}" update -qq
+    (cd "$tmp" && apt-get "${trixie[@]}" download -qq "$1")
+    dpkg -i "$tmp"/"$1"_*.deb >/dev/null
+    rm -rf "$tmp"
+}
+# The system's own package where its suites have one (trixie, sid), else trixie's.
+install_or_trixie() {  # install_or_trixie PACKAGE
+    if apt-cache show "$1" >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "$1" >/dev/null
+    else
+        from_trixie "$1"
+    fi
+}
+
 # BuildKit for `imagefactory build` (--builder auto picks it) and `docker buildx bake`:
 # Debian's docker-buildx (trixie and later; bookworm has none) is a docker CLI plugin in
 # /usr/libexec/docker/cli-plugins, found by Debian's and Docker's CLIs. It needs only
-# libc6 >= 2.34, so on bookworm the .deb comes from trixie through a private apt state:
-# trixie never enters the system's sources.
+# libc6 >= 2.34.
 if [ -z "$venv_only" ] && ! docker buildx version >/dev/null 2>&1; then
-    if apt-cache show docker-buildx >/dev/null 2>&1; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            docker-buildx >/dev/null
-    else
-        echo "setup: installing docker-buildx from Debian trixie"
-        tmp=$(mktemp -d)
-        mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
-        printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: trixie' \
-            'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
-            > "$tmp/trixie.sources"
-        trixie=(-o "Dir::Etc::SourceList=$tmp/trixie.sources" -o Dir::Etc::SourceParts=/dev/null
-                -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache"
-                -o APT::Sandbox::User=root)
-        apt-get "${trixie[@]}" update -qq
-        (cd "$tmp" && apt-get "${trixie[@]}" download -qq docker-buildx)
-        dpkg -i "$tmp"/docker-buildx_*.deb >/dev/null
-        rm -rf "$tmp"
-    fi
+    install_or_trixie docker-buildx
+fi
+
+# cosign attaches and verifies signed result bundles (`imagefactory share --attest/--verify`,
+# imagefactory/share/attest.py): Debian's package (trixie 2.5, sid 3.x; bookworm has none),
+# a static Go binary that needs only libc6 >= 2.34.
+if [ -z "$venv_only" ] && ! command -v cosign >/dev/null 2>&1; then
+    install_or_trixie cosign
 fi
 
 # Base images made with debootstrap when the engine lacks them: the same Dockerfiles pull

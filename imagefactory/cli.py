@@ -121,7 +121,11 @@ def main(argv: list[str] | None = None) -> None:
 def _crash(exc: BaseException, argv: list[str] | None) -> NoReturn:
     from . import log
 
-    path = log.write_crash_report(exc, argv)
+    try:
+        names: list[str] = cli.list_commands(click.Context(cli))
+    except Exception:  # the report must be written whatever else is broken
+        names = []
+    path = log.write_crash_report(exc, argv, names)
     if log.debug_requested(argv):
         import traceback
 

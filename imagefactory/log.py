@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -50,7 +51,8 @@ def setup(debug: bool) -> None:
         root.setLevel(logging.DEBUG)
 
 
-def write_crash_report(exc: BaseException, argv: list[str] | None = None) -> Path | None:
+def write_crash_report(exc: BaseException, argv: list[str] | None = None,
+                       commands: Iterable[str] = ()) -> Path | None:
     """The full traceback (and the command line's option names) in a file of its own, mode
     0600; its path, or None when no file could be written.
 
@@ -65,7 +67,7 @@ def write_crash_report(exc: BaseException, argv: list[str] | None = None) -> Pat
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
     path = directory / f"crash-{stamp}-{os.getpid()}.txt"
     args = sys.argv[1:] if argv is None else argv
-    body = f"imagefactory {' '.join(option_names(args))}\n\n{redact(text)}"
+    body = f"imagefactory {' '.join(option_names(args, commands))}\n\n{redact(text)}"
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -78,22 +80,16 @@ def write_crash_report(exc: BaseException, argv: list[str] | None = None) -> Pat
     return path
 
 
-def option_names(args: list[str]) -> list[str]:
+def option_names(args: list[str], commands: Iterable[str] = ()) -> list[str]:
     """argv with every value replaced: `--opt=value` -> `--opt=...`, a value -> `...`; the
-    command's name is kept (the first of the tool's command names)."""
-    import click
-
-    from .cli import cli
-
-    try:
-        commands = set(cli.list_commands(click.Context(cli)))
-    except Exception:  # the report must be written whatever else is broken
-        commands = set()
+    command's name is kept (the first of `commands`, the tool's command names, that appears;
+    the CLI passes them, so this module needs nothing above it)."""
+    names = set(commands)
     out = []
     for arg in args:
-        if arg in commands:
+        if arg in names:
             out.append(arg)
-            commands = set()
+            names = set()
         elif arg.startswith("-") and arg != "-":
             name, eq, _ = arg.partition("=")
             name = name if name.isascii() and name.isprintable() else "--?"

@@ -50,7 +50,7 @@ def command(state: AppState, target: str, results_dir: Path, out: Path | None, s
     predicate, every case, and this host's hardware facts (no hostname, user, path or
     serial). Nothing is sent: the command says how to send it. A maintainer's runner signs
     bundles of published images into the registry with --attest; --verify reads them back."""
-    from ..share import attest as attesting
+    from ..publish import attest as attesting
     from ..share import bundle as bundles
     from ..share import reader
     from ..share.run import make_for

@@ -246,7 +246,7 @@ def test_attest_needs_the_password_in_the_environment(setup: dict, published: di
 
 # A bug planted after cosign signed: the crash report must not carry the password.
 BUGGY = ("import sys\n"
-         "import imagefactory.share.attest as a\n"
+         "import imagefactory.publish.attest as a\n"
          "real = a._run\n"
          "def run(*args, **kw):\n    real(*args, **kw)\n    raise RuntimeError('planted')\n"
          "a._run = run\n"
@@ -264,7 +264,7 @@ def test_the_password_appears_nowhere(setup: dict, attested: dict) -> None:
                   str(attested["pub"])]):
         proc = cli(setup, *argv)
         assert proc.returncode == 0, proc.stderr
-        assert "DEBUG: imagefactory.share.attest: running " in proc.stderr
+        assert "DEBUG: imagefactory.publish.attest: running " in proc.stderr
     crashed = subprocess.run(
         [sys.executable, "-c", BUGGY, "--config", str(setup["config"]), "share",
          str(attested["bundle"]), "--attest", "--key", str(attested["key"])],

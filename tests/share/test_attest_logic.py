@@ -21,9 +21,10 @@ from share_host import Host
 
 from imagefactory.cli import main
 from imagefactory.errors import JobError, UsageError
+from imagefactory.publish import attest
 from imagefactory.publish.registry import Target
-from imagefactory.share import attest, reader
 from imagefactory.share import bundle as bundles
+from imagefactory.share import reader
 from imagefactory.share.run import make_for
 from imagefactory.verify.results import TestResult
 

@@ -180,7 +180,8 @@ def test_share_command_writes_prints_and_checks(host: Host, tmp_path: Path) -> N
     (results / "rocm62-patched.json").write_bytes((RESULTS / "rocm62-patched.json").read_bytes())
     code, out = _cli(["share", "rocm62-patched", "--results", str(results), "--print"], ROOT)
     assert code == 0, out
-    path = results / "bundles" / "rocm62-patched.json"
+    # The fixture predates `scope` and says quick: true: a quick run, named so.
+    path = results / "bundles" / "rocm62-patched.quick.json"
     assert json.loads(path.read_text())["predicate"]["result"] == "FAILED"
     assert '"predicateType": "https://in-toto.io/attestation/test-result/v0.1"' in out
     assert "issues/new?template=result-bundle.yml" in out

@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JobError, UsageError
-from ..publish.registry import RegistryError, Target, manifest_digest
 from ..safety import escape_control, json_dumps, redact
-from .bundle import PREDICATE_TYPE, STATEMENT_TYPE
-from .reader import Bundle, BundleError, from_text, parse
+from ..share.bundle import PREDICATE_TYPE, STATEMENT_TYPE
+from ..share.reader import Bundle, BundleError, from_text, parse
+from .registry import RegistryError, Target, manifest_digest
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _insecure(image: Image) -> bool:
 
 def check_published(image: Image, source: str) -> None:
     """The registry serves `image.digest` in its repository, else one line."""
-    from ..publish.credentials import from_docker_config
+    from .credentials import from_docker_config
 
     try:
         creds = from_docker_config(image.target)

@@ -29,10 +29,11 @@ done
 # The GPU code audit's instruction check (`audit --chip`) disassembles with Debian's LLVM:
 # llvm-19 (bookworm and sid both carry it) gives llvm-objdump-19 and llvm-mc-19 with the
 # AMDGPU target; the newest versioned one found is used.
-command -v llvm-objdump-19 >/dev/null 2>&1 || [ -x /usr/lib/llvm-19/bin/llvm-objdump ] \
-    || need+=(llvm-19)
+# (Test tools, like the engine's: not for the venv-only set-up.)
+[ -n "$venv_only" ] || command -v llvm-objdump-19 >/dev/null 2>&1 \
+    || [ -x /usr/lib/llvm-19/bin/llvm-objdump ] || need+=(llvm-19)
 # Debian's PCI ID list: result bundles name the GPU from it (imagefactory/share/facts.py).
-[ -f /usr/share/misc/pci.ids ] || need+=(pci.ids)
+[ -n "$venv_only" ] || [ -f /usr/share/misc/pci.ids ] || need+=(pci.ids)
 # Debian and Ubuntu ship venv (ensurepip) apart from python3; a venv without it has no pip.
 if [ -x "$python" ] && ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     need+=(python3-venv)

@@ -268,10 +268,7 @@ def audit_tar(fileobj: IO[bytes], source: str = "<tar>") -> Inventory:
                 if not member.isreg():
                     continue
                 seen += 1
-                name = member.name
-                while name.startswith("./"):
-                    name = name[2:]
-                path = "/" + name.lstrip("/")
+                path = member_path(member.name)
                 data = tar.extractfile(member)
                 if data is None:
                     continue
@@ -287,3 +284,11 @@ def audit_tar(fileobj: IO[bytes], source: str = "<tar>") -> Inventory:
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise GpuCodeError(f"{source}: unreadable tar stream: {exc}") from None
     return _group(source, files, problems, seen, nbytes)
+
+
+def member_path(name: str) -> str:
+    """An exported tar member's path in the image: `./usr/lib/x` and `usr/lib/x` are
+    `/usr/lib/x`."""
+    while name.startswith("./"):
+        name = name[2:]
+    return "/" + name.lstrip("/")

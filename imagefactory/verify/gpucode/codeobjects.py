@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from . import elf
-from .audit import KNOWN_LIBRARIES, is_tensile, library_of, regular_files
+from .audit import KNOWN_LIBRARIES, is_tensile, library_of, member_path, regular_files
 from .bundle import _HEADER_SIZES, _METHODS, BUNDLE_MAGIC, CCOB_MAGIC, Bundle, read_plain_header
 from .errors import GpuCodeError, MalformedInput
 from .model import CODE_OBJECT, FATBIN, TENSILE
@@ -193,10 +193,7 @@ def in_tar(fileobj: IO[bytes], want: Want, problems: list[str], source: str = "<
             for member in tar:
                 if not member.isreg() or member.size < elf.EHDR_SIZE:
                     continue
-                name = member.name
-                while name.startswith("./"):
-                    name = name[2:]
-                path = "/" + name.lstrip("/")
+                path = member_path(member.name)
                 data = tar.extractfile(member)
                 if data is None:
                     continue

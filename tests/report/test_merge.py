@@ -160,3 +160,13 @@ def test_hostile_bundles_each_one_line(tmp_path: Path, files: list[bytes]) -> No
     jsonschema.Draft202012Validator(SCHEMA).validate(
         {"schema": 1, "generated_at": "now", "classes": {}, "verdicts": {}, "cases": [],
          "rows": [], **merge.to_json(merged)})
+
+
+def test_bundle_without_subject_is_kept_out(two_hosts: tuple[Path, Path]) -> None:
+    # Found by the reader's fuzz test: "subject": [] raised IndexError and crashed report.
+    results, reports = two_hosts
+    data = json.loads((reports / "b1.json").read_text())
+    data["subject"] = []
+    (reports / "nosubject.json").write_text(json.dumps(data))
+    kept = merge.collect([results], [reports]).kept_out
+    assert any("nosubject.json: kept out: " in k and "exactly one subject" in k for k in kept)

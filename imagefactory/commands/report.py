@@ -26,7 +26,8 @@ if TYPE_CHECKING:
               default=None,
               help="Where COMPATIBILITY.md, compatibility.json and compatibility.png go. "
                    "Default: the (first) results folder, beside the results it reads.")
-@click.option("--reports", "reports_dirs", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--reports", "reports_dirs",
+              type=click.Path(path_type=Path, file_okay=False, exists=True),
               multiple=True, metavar="DIR",
               help="Folder of result bundles from other hosts (repeatable). Default: "
                    "reports/ when there is one.")
@@ -52,14 +53,16 @@ def command(state: AppState, results_dirs: tuple[Path, ...], out_dir: Path | Non
     compat = report.load(dirs, order)
     out = out_dir or dirs[0]
     reports = list(reports_dirs) or ([REPORTS_DIR] if REPORTS_DIR.is_dir() else [])
-    merged = merge.to_json(merge.collect(dirs, reports))
+    counted = merge.collect(dirs, reports)
+    merged = merge.to_json(counted)
     for path in report.write(compat, out, png=not no_png, extra=merged,
                              extra_md=merge.markdown(merged)):
         click.echo(escape_control(f"written: {path}"))
     if not no_site:
         from ..report import site
 
-        written = site.build_and_write(compat, out / site.SITE_DIR, report.now(), matrix)
+        written = site.build_and_write(compat, out / site.SITE_DIR, report.now(), matrix,
+                                       counted)
         click.echo(escape_control(f"written: {out / site.SITE_DIR / 'index.html'} "
                                   f"({len(written)} files)"))
     for row in compat.rows:  # text from result files: no terminal control gets through

@@ -12,6 +12,7 @@ of a run already counted. Linear in the number of bundles (bench/bench_merge.py)
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,33 +20,70 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JobError
-from ..safety import MAX_RESULT_BYTES, clean, json_loads, read_text
-from ..schema import Any_, Arr, Bool, Enum, Int, Map, Node, Obj, Str, document
+from ..safety import MAX_RESULT_BYTES, clean, escape_control, json_loads, read_text
+from ..schema import Any_, Arr, Bool, Enum, Int, Map, Node, Obj, Opt, Str, document
 from ..share import reader
-from ..verify.results import TestResult, stored_results
+from ..share.bundle import bundle_path
+from ..verify.results import Check, ConvCase, TestResult, stored_results
+from .writer import Compatibility, _md_escape
 
 SCHEMA_ID = "https://github.com/imagefactory/imagefactory/schemas/compatibility.v1.json"
 
 
+# What a string may be in compatibility.json (its schema's bounds): text from result files
+# and bundles is escaped and cut, so a hostile local result cannot make the file invalid.
+def _text(value: str | None, limit: int) -> str:
+    return escape_control(value or "")[:limit]
+
+
 @dataclass(frozen=True)
 class Run:
-    """One test run of one variant on one host."""
+    """One test run of one variant on one host: the result (a local one, or one rebuilt from
+    a bundle), and what it is counted by."""
 
-    variant: str
-    digest: str  # sha256:... the published digest, else the image id
+    result: TestResult
+    digest: str  # sha256:... the published digest, else the image id (a host torch's hash)
     published: bool
     gpu: str
     host_id: str
-    profile: str | None
-    finished_at: str
-    cases: dict[str, tuple[bool, str, str]]  # case -> (passed, status, area)
+    host: str  # how the site names the host: the results folder, or "host <id>" of a bundle
     source: str
+
+    @property
+    def variant(self) -> str:
+        return self.result.variant
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        r = self.result
+        return (self.host_id, r.variant, self.digest, r.profile or "", r.scope, r.finished_at)
 
 
 @dataclass
 class Merged:
     runs: list[Run] = field(default_factory=list)
     kept_out: list[str] = field(default_factory=list)
+    _seen: set[tuple[str, ...]] = field(default_factory=set, repr=False)
+
+    def add(self, run: Run) -> bool:
+        """Count `run`, unless a run with the same host, variant, digest, profile, scope and
+        time is counted already (the same result twice: a bundle copied from a results
+        folder, or submitted again)."""
+        if run.key in self._seen:
+            self.kept_out.append(_line(f"{run.source}: kept out: a duplicate of a run already "
+                                       f"counted (host {run.host_id[:12]}, "
+                                       f"{run.result.finished_at or 'no time'})"))
+            return False
+        self._seen.add(run.key)
+        self.runs.append(run)
+        return True
+
+
+def _line(text: str) -> str:
+    return clean(text)[:KEPT_OUT_CHARS]
+
+
+KEPT_OUT_CHARS = 2000
 
 
 def published_digests(results_dirs: Iterable[Path]) -> dict[str, str]:
@@ -53,7 +91,7 @@ def published_digests(results_dirs: Iterable[Path]) -> dict[str, str]:
     itself too (a bundle names the digest, a local result the image id)."""
     out: dict[str, str] = {}
     for d in results_dirs:
-        for path in sorted(d.glob("*.publish.json")):
+        for path in sorted(d.glob("*.publish.json")) if d.is_dir() else ():
             try:
                 record = json_loads(read_text(path, MAX_RESULT_BYTES, error=JobError))
             except (JobError, ValueError, RecursionError):
@@ -61,138 +99,231 @@ def published_digests(results_dirs: Iterable[Path]) -> dict[str, str]:
             if not isinstance(record, dict) or record.get("stale"):
                 continue
             digest, image_id = record.get("digest"), record.get("image_id")
-            if isinstance(digest, str) and digest.startswith("sha256:"):
+            if isinstance(digest, str) and _DIGEST.fullmatch(digest):
                 out[digest] = digest
-                if isinstance(image_id, str):
+                if isinstance(image_id, str) and _DIGEST.fullmatch(image_id):
                     out[image_id] = digest
     return out
 
 
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def gpu_label(gpu: str | None, isa: str | None, device: str) -> str:
+    """The GPU model a run counts under, from what torch reported (the same fields in a local
+    result and in a bundle, so one card from either source is one group)."""
+    if isa:
+        return _text(f"{gpu or 'AMD GPU'} ({isa})", 300)
+    if gpu:
+        return _text(gpu, 300)
+    return "CPU (no AMD GPU)" if device == "cpu" else _text(device, 300)
+
+
 def _gpu_of_bundle(ours: dict[str, Any]) -> str:
-    isa = ours["reported"]["isa"]
-    gpus = ours["host"]["gpus"]
-    chosen = next((g for g in gpus if g["gfx"] == isa), gpus[0] if gpus else None)
-    if chosen is not None:
-        name = chosen["name"] or f"PCI {chosen['pci']['vendor']}:{chosen['pci']['device']}"
-        return f"{name} ({chosen['gfx'] or isa or 'unknown ISA'})"
-    if ours["reported"]["device"] == "cuda" and ours["reported"]["gpu"]:
-        return str(ours["reported"]["gpu"])
-    return "CPU (no AMD GPU)"
+    reported = ours["reported"]
+    gpu, isa = reported["gpu"], reported["isa"]
+    if gpu is None and isa is not None:  # torch named no GPU: the host facts' name for it
+        chosen = next((g for g in ours["host"]["gpus"] if g["gfx"] == isa), None)
+        if chosen is not None:
+            gpu = chosen["name"] or f"PCI {chosen['pci']['vendor']}:{chosen['pci']['device']}"
+    return gpu_label(gpu, isa, reported["device"])
 
 
-def _gpu_of_result(r: TestResult) -> str:
-    if r.host:
-        return f"{r.gpu or 'AMD GPU'} ({r.host})"
-    return r.gpu or ("CPU (no AMD GPU)" if r.device == "cpu" else r.device)
+def result_of_bundle(b: reader.Bundle) -> TestResult:
+    """The bundle as a TestResult, so the report and the site show it as they show a local
+    result (what a bundle does not carry, such as the GPU code audit, stays empty)."""
+    ours = b.ours
+    conv = tuple(ConvCase(c["case"], c["status"], c["seconds"], max_abs_err=c["max_abs_err"],
+                          detail=c["detail"], verdict=c["verdict"],
+                          compile_seconds=c["compile_seconds"], run_seconds=c["run_seconds"],
+                          area=c["area"], dtype=c["dtype"]) for c in ours["cases"])
+    reported = ours["reported"]
+    if b.kind == "image-digest":
+        tag = f"{b.subject['name']}@{b.digest}"  # what to pull: the tested image exactly
+    elif b.kind == "host-torch":
+        tag = str(b.subject["name"])
+    else:
+        tag = f"{b.subject['name']}:{ours['variant']}"
+    return TestResult(
+        variant=ours["variant"], image_id=ours["image_id"], passed=b.result != "FAILED",
+        checks=tuple(Check(c["name"], c["passed"], c["detail"]) for c in ours["checks"]),
+        conv=conv, host=reported["isa"], profile=ours["profile"], image_tag=tag,
+        device=reported["device"], quick=ours["scope"] == "quick", scope=ours["scope"],
+        torch=reported["torch"], hip=reported["hip"], rocm=reported["rocm"],
+        gpu=reported["gpu"], started_at=ours["started_at"], finished_at=ours["finished_at"],
+        conv_works=works(conv))
+
+
+def works(conv: Sequence[ConvCase]) -> dict[str, dict[str, Any]]:
+    """Per area, what the conv check's own summary says (convcheck/runner.py works(), which
+    a bundle does not carry): yes, no, partly (ok/ran) or not checked."""
+    out: dict[str, dict[str, Any]] = {}
+    for area in dict.fromkeys(c.area for c in conv if c.area):
+        mine = [c for c in conv if c.area == area]
+        ok = sum(c.status == "ok" for c in mine)
+        unchecked = sum(c.status in ("skipped", "not-run") for c in mine)
+        failed = len(mine) - ok - unchecked
+        verdict = ("not checked" if ok + failed == 0 else "yes" if failed == 0
+                   else "no" if ok == 0 else f"partly ({ok}/{ok + failed})")
+        out[area] = {"verdict": verdict, "ok": ok, "failed": failed, "unchecked": unchecked,
+                     "classes": sorted({c.status for c in mine} - {"ok", "skipped", "not-run"})}
+    return out
+
+
+def folder_host_id(results_dir: Path) -> str:
+    """The host id of a results folder without bundles: each folder one host, as
+    `report --results` documents."""
+    try:
+        where = str(results_dir.resolve())
+    except (OSError, ValueError):  # a name no file system takes (a NUL): the name itself
+        where = str(results_dir)
+    return "local-" + hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:26]
 
 
 def _local_host(results_dir: Path, r: TestResult) -> str:
-    """The host id of a local result: its bundle's (written by the same test run), else one
-    per results folder (each folder one host, as `report --results` documents)."""
-    path = results_dir / "bundles" / (f"{r.variant}.json" if r.scope == "full"
-                                      else f"{r.variant}.{r.scope}.json")
+    """The host id of a local result: its bundle's (written by the same test run), else the
+    folder's."""
     try:
-        b = reader.load(path)
-        if b.ours["image_id"] == r.image_id:
+        b = reader.load(bundle_path(results_dir, r.variant, r.scope))
+        if b.ours["image_id"] == r.image_id and b.ours["finished_at"] == r.finished_at:
             return b.host_id
     except reader.BundleError:
         pass
-    return "local-" + hashlib.sha256(str(results_dir.resolve()).encode()).hexdigest()[:26]
+    return folder_host_id(results_dir)
+
+
+def local_run(results_dir: Path, path: Path, r: TestResult,
+              published: dict[str, str]) -> Run:
+    digest = published.get(r.image_id, r.image_id)
+    return Run(r, digest, digest != r.image_id, gpu_label(r.gpu, r.host, r.device),
+               _local_host(results_dir, r), results_dir.name or str(results_dir), str(path))
+
+
+def of_rows(compat: Compatibility) -> Merged:
+    """The report's local results as runs, one host per results folder (the site of a report
+    built without collect(), as the tests and older callers do)."""
+    merged = Merged()
+    sources = list(compat.sources) + [""] * (len(compat.rows) - len(compat.sources))
+    for i, (row, src) in enumerate(zip(compat.rows, sources, strict=False)):
+        r = row.result
+        folder = Path(src).parent if src else None
+        merged.add(Run(r, r.image_id, False, gpu_label(r.gpu, r.host, r.device),
+                       folder_host_id(folder) if folder else f"local-row-{i}",
+                       (folder.name or str(folder)) if folder else "this host",
+                       src or f"(row {i})"))
+    return merged
 
 
 def collect(results_dirs: Sequence[Path], reports_dirs: Sequence[Path]) -> Merged:
     merged = Merged()
     published = published_digests(results_dirs)
-    seen: set[tuple[str, ...]] = set()
-
-    def add(run: Run) -> None:
-        key = (run.host_id, run.variant, run.digest, run.profile or "", run.finished_at)
-        if key in seen:
-            merged.kept_out.append(clean(f"{run.source}: kept out: a duplicate of a run "
-                                         f"already counted (host {run.host_id[:12]}, "
-                                         f"{run.finished_at or 'no time'})"))
-            return
-        seen.add(key)
-        merged.runs.append(run)
-
     for d in results_dirs:
         if not d.is_dir():
             continue
         for path, variant, _scope in stored_results(d):
             r = TestResult.load_path(path, variant)
-            if r is None:
-                continue
-            digest = published.get(r.image_id, r.image_id)
-            add(Run(r.variant, digest, digest != r.image_id, _gpu_of_result(r),
-                    _local_host(d, r), r.profile, r.finished_at,
-                    {c.case: (c.ok or c.known, c.status, c.area) for c in r.conv}, str(path)))
+            if r is not None:
+                merged.add(local_run(d, path, r, published))
     for d in reports_dirs:
         for path in sorted(d.glob("*.json")) if d.is_dir() else ():
-            try:
-                b = reader.load(path)
-            except reader.BundleError as exc:
-                merged.kept_out.append(clean(f"{path}: kept out: {exc}"))
-                continue
-            if b.kind == "host-torch":
-                digest, is_published = b.digest, False
-            elif b.digest not in published:
-                merged.kept_out.append(clean(f"{path}: kept out: image digest "
-                                             f"{b.digest[:19]}... was never published (no "
-                                             "publish record names it)"))
-                continue
-            else:
-                digest, is_published = b.digest, True
-            ours = b.ours
-            add(Run(ours["variant"], digest, is_published, _gpu_of_bundle(ours), b.host_id,
-                    ours["profile"], ours["finished_at"],
-                    {c["case"]: (c["status"] in ("ok", "skipped") or c["verdict"] == "known",
-                                 c["status"], c["area"]) for c in ours["cases"]}, str(path)))
+            add_bundle(merged, path, published)
     return merged
+
+
+def add_bundle(merged: Merged, path: Path, published: dict[str, str]) -> None:
+    """Count the bundle in `path`, or keep it out with one line saying why."""
+    try:
+        b = reader.load(path)
+    except reader.BundleError as exc:
+        merged.kept_out.append(_line(f"{path}: kept out: {exc}"))
+        return
+    if b.kind == "host-torch":
+        digest, is_published = b.digest, False
+    elif b.digest not in published:
+        merged.kept_out.append(_line(f"{path}: kept out: image digest {b.digest[:19]}... was "
+                                     "never published (no publish record names it)"))
+        return
+    else:
+        digest, is_published = published[b.digest], True
+    result = result_of_bundle(b)
+    merged.add(Run(result, digest, is_published, _gpu_of_bundle(b.ours), b.host_id,
+                   f"host {b.host_id[:8]}", str(path)))
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def latest_per_host(runs: Iterable[Run]) -> dict[str, Run]:
+    """A host's latest run stands for it (ties: the one read last)."""
+    latest: dict[str, Run] = {}
+    for run in runs:
+        if run.host_id not in latest or \
+                run.result.finished_at >= latest[run.host_id].result.finished_at:
+            latest[run.host_id] = run
+    return latest
+
+
+def verdict(hosts: Sequence[Run]) -> str:
+    """From the facts of each host's latest run: which areas fail on how many hosts, with the
+    failure classes (a known failure still fails its area, marked known); a run that failed
+    its image checks, or failed with no failing case, counts against "image checks"."""
+    n = len(hosts)
+    failing: dict[str, set[str]] = defaultdict(set)
+    classes: dict[str, set[str]] = defaultdict(set)
+    for run in hosts:
+        r = run.result
+        bad_cases = [c for c in r.conv if not c.ok]
+        for c in bad_cases:
+            area = _text(c.area, 64) or "other"
+            failing[area].add(run.host_id)
+            classes[area].add(_text(c.status, 40) + (" known" if c.known else ""))
+        bad_checks = [c for c in r.checks if not c.passed]
+        if bad_checks or (not r.passed and not bad_cases):
+            failing["image checks"].add(run.host_id)
+            classes["image checks"].add(_plural(len(bad_checks), "failed check")
+                                        if bad_checks else "run failed")
+    if not failing:
+        if not any(run.result.conv for run in hosts):
+            return f"works: every image check on {_plural(n, 'host')} (no conv cases run)"
+        return f"works: every case on {_plural(n, 'host')}"
+    parts = [f"{area} fail on {len(who)} of {_plural(n, 'host')} "
+             f"({', '.join(sorted(classes[area])[:5])})"
+             for area, who in sorted(failing.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    words = "; ".join(parts[:8]) + (f"; {len(parts) - 8} more areas" if len(parts) > 8 else "")
+    return words[:VERDICT_CHARS]
+
+
+VERDICT_CHARS = 5000
+CASE_CHARS = 200
+
+
 def groups(merged: Merged) -> list[dict[str, Any]]:
+    """Per (variant, digest, GPU): hosts (each once), runs, the cases passing on every host,
+    some hosts or none, when it was last seen, and the verdict."""
     by_group: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
     for run in merged.runs:
         by_group[(run.variant, run.digest, run.gpu)].append(run)
     out = []
     for (variant, digest, gpu), runs in by_group.items():
-        latest: dict[str, Run] = {}
-        for run in runs:  # a host's latest run stands for it
-            if run.host_id not in latest or run.finished_at > latest[run.host_id].finished_at:
-                latest[run.host_id] = run
+        latest = latest_per_host(runs)
         hosts = list(latest.values())
-        n = len(hosts)
         passing: dict[str, int] = defaultdict(int)
         ran: dict[str, int] = defaultdict(int)
-        failing_areas: dict[str, set[str]] = defaultdict(set)
-        classes: dict[str, set[str]] = defaultdict(set)
         for run in hosts:
-            for case, (ok, status, area) in run.cases.items():
-                ran[case] += 1
-                if ok:
-                    passing[case] += 1
-                else:
-                    failing_areas[area or "other"].add(run.host_id)
-                    classes[area or "other"].add(status)
-        every = sorted(c for c in ran if passing[c] == ran[c])
-        none = sorted(c for c in ran if passing[c] == 0)
-        some = sorted(c for c in ran if 0 < passing[c] < ran[c])
-        if not failing_areas:
-            verdict = f"works: every case on {_plural(n, 'host')}"
-        else:
-            verdict = "; ".join(
-                f"{area} fail on {len(failing)} of {_plural(n, 'host')} "
-                f"({', '.join(sorted(classes[area]))})"
-                for area, failing in sorted(failing_areas.items(), key=lambda kv: -len(kv[1])))
+            for c in run.result.conv:
+                name = _text(c.case, CASE_CHARS)
+                ran[name] += 1
+                passing[name] += c.ok
         out.append({
             "variant": variant, "digest": digest, "published": runs[0].published, "gpu": gpu,
-            "hosts": n, "runs": len(runs), "host_ids": sorted(latest),
-            "cases": {"every_host": every, "some_hosts": some, "no_host": none},
-            "last_seen": max(r.finished_at for r in runs), "verdict": verdict,
+            "isa": runs[0].result.host, "hosts": len(hosts), "runs": len(runs),
+            "host_ids": sorted(latest),
+            "cases": {"every_host": sorted(c for c in ran if passing[c] == ran[c]),
+                      "some_hosts": sorted(c for c in ran if 0 < passing[c] < ran[c]),
+                      "no_host": sorted(c for c in ran if passing[c] == 0)},
+            "last_seen": _text(max(r.result.finished_at for r in runs), 40),
+            "verdict": verdict(hosts),
         })
     out.sort(key=lambda g: (g["variant"], g["gpu"], g["digest"]))
     return out
@@ -204,7 +335,7 @@ def hosts(merged: Merged) -> list[dict[str, Any]]:
         by_host[run.host_id].append(run)
     return [{"host_id": h, "gpus": sorted({r.gpu for r in runs}), "runs": len(runs),
              "variants": sorted({r.variant for r in runs}),
-             "last_seen": max(r.finished_at for r in runs)}
+             "last_seen": _text(max(r.result.finished_at for r in runs), 40)}
             for h, runs in sorted(by_host.items())]
 
 
@@ -217,22 +348,25 @@ def markdown(extra: dict[str, Any]) -> list[str]:
     lines = ["", "## Across hosts", "",
              "Per variant, image digest and GPU: hosts (each counted once, its latest run), "
              "runs, and the verdict from the cases.", ""]
-    for g in extra["groups"]:
-        lines.append(f"- {g['variant']} `{g['digest'][:19]}` on {g['gpu']}: "
-                     f"{_plural(g['hosts'], 'host')}, {_plural(g['runs'], 'run')}, last seen "
-                     f"{g['last_seen'] or '?'}: {g['verdict']}")
+    for g in extra["groups"]:  # the bundles' text as inert Markdown, as writer.py does
+        lines.append(f"- {_md_escape(g['variant'])} `{g['digest'][:19]}` on "
+                     f"{_md_escape(g['gpu'])}: {_plural(g['hosts'], 'host')}, "
+                     f"{_plural(g['runs'], 'run')}, last seen "
+                     f"{_md_escape(g['last_seen'] or '?')}: {_md_escape(g['verdict'])}")
     if extra["kept_out"]:
-        lines += ["", "Kept out:", ""] + [f"- {line}" for line in extra["kept_out"]]
-    return [line.replace("|", "\\|") for line in lines]
+        lines += ["", "Kept out:", ""] + [f"- {_md_escape(line)}" for line in extra["kept_out"]]
+    return lines
 
 
 TIME = Str(40)
 GROUP = Obj({
     "variant": Str(63), "digest": Str(71, r"sha256:[0-9a-f]{64}"), "published": Bool(),
-    "gpu": Str(300), "hosts": Int(1), "runs": Int(1), "host_ids": Arr(Str(40)),
-    "cases": Obj({"every_host": Arr(Str(200)), "some_hosts": Arr(Str(200)),
-                  "no_host": Arr(Str(200))}),
-    "last_seen": TIME, "verdict": Str(5000),
+    "gpu": Str(300), "isa": Opt(Str(8, r"gfx[0-9a-f]{3,4}")), "hosts": Int(1),
+    "runs": Int(1), "host_ids": Arr(Str(40), 100_000),
+    "cases": Obj({"every_host": Arr(Str(CASE_CHARS), 100_000),
+                  "some_hosts": Arr(Str(CASE_CHARS), 100_000),
+                  "no_host": Arr(Str(CASE_CHARS), 100_000)}),
+    "last_seen": TIME, "verdict": Str(VERDICT_CHARS),
 })
 HOST = Obj({"host_id": Str(40), "gpus": Arr(Str(300)), "runs": Int(1),
             "variants": Arr(Str(63)), "last_seen": TIME})
@@ -242,7 +376,7 @@ COMPATIBILITY: Node = Obj({
     "rows": Arr(Obj({"label": Any_(), "variant": Any_(), "host": Any_(), "image_id": Any_(),
                      "passed": Any_(), "cells": Any_()}, extra=True), 100_000),
 }, {"hosts": Arr(HOST, 100_000), "groups": Arr(GROUP, 100_000),
-    "kept_out": Arr(Str(2000, None), 100_000)}, extra=True)
+    "kept_out": Arr(Str(KEPT_OUT_CHARS), 1_000_000)}, extra=True)
 
 
 def schema_document() -> dict[str, Any]:

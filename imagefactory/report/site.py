@@ -26,6 +26,7 @@ from .writer import Compatibility
 
 if TYPE_CHECKING:
     from ..matrix.loader import Matrix
+    from .merge import Merged
 
 SITE_DIR = "site"
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
@@ -72,9 +73,10 @@ def run_info(matrix: Matrix | None) -> sitemodel.RunInfo | None:
 
 
 def build_and_write(compat: Compatibility, out_dir: Path, generated: str,
-                    matrix: Matrix | None = None) -> list[Path]:
-    """The site of a report: the model built once, every page written from it."""
-    return write(sitemodel.build(compat, generated, run_info(matrix)), out_dir)
+                    matrix: Matrix | None = None, merged: Merged | None = None) -> list[Path]:
+    """The site of a report (with `merged`, every host's runs merge.collect counted): the
+    model built once, every page written from it."""
+    return write(sitemodel.build(compat, generated, run_info(matrix), merged), out_dir)
 
 
 def pages(site: Site) -> dict[str, str]:

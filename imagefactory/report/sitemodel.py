@@ -2,22 +2,24 @@
 Compatibility (writer.load), as plain values the templates only lay out.
 
 Pages start from a card: one row per GPU model and variant (a verdict, the hosts, when it was
-last seen, the `docker run` line to copy), a page per GPU model, a page per variant. A host is
-where a result came from: the `hostname` a result bundle declares when it has one, else the
-name of the results folder it was read from (`report --results hostA --results hostB`).
-Every string here is still the result file's text: the templates escape it.
+last seen, the `docker run` line to copy), a page per GPU model, a page per variant. The
+results are the runs report/merge.py counted: local results and the bundles of other hosts,
+each host once (its latest run stands for it) by its host id (a bundle's salted id, else one
+per results folder); a host is shown as its results folder's name, or "host <id>" for a
+bundle. Every string here is still the result file's text: the templates escape it.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..engine.runspec import GpuRunSpec
+from . import merge
 from .writer import AREA_WORDS, Compatibility, Row, _gpu_code_lines, _works_in_words
 
 NO_GPU = "none"  # the slug of results without an AMD GPU (the CPU variant, a CI machine)
@@ -56,6 +58,8 @@ class ResultView:
     variant: str
     label: str
     host: str
+    host_id: str
+    digest: str  # the published digest, else the image id
     gpu_slug: str
     isa: str
     gpu_name: str
@@ -85,9 +89,11 @@ class Pair:
     gpu_label: str
     variant: str
     verdict: str  # works | mixed | fails
-    words: str  # the verdict for people: "works (2 known failures)"
+    words: str  # the verdict for people: "works on 2 hosts (2 known failures)"
+    host_count: int  # hosts counted once each (merge's host ids)
     hosts: tuple[str, ...]  # at most MAX_HOSTS_SHOWN
     more_hosts: int
+    counted: tuple[str, ...]  # merge's verdict per image digest: "works: every case on 2 hosts"
     last_seen: str
     run_line: str
     results: tuple[ResultView, ...]
@@ -154,13 +160,6 @@ def source_link(text: str) -> Link | None:
     return Link(text, text.strip() if ok else None)
 
 
-def _host(row: Row, source: str | None) -> str:
-    declared = getattr(row.result, "hostname", None)  # result bundles from other hosts
-    if isinstance(declared, str) and declared:
-        return declared
-    return Path(source).parent.name if source else "this host"
-
-
 def _case_text(status: str, verdict: str, seconds: float | None) -> str:
     if status == "ok":
         t = "ok" if seconds is None else f"ok {seconds:.2f} s"
@@ -168,7 +167,7 @@ def _case_text(status: str, verdict: str, seconds: float | None) -> str:
     return f"{status} (known)" if verdict == "known" else status
 
 
-def _result_view(i: int, row: Row, source: str | None) -> ResultView:
+def _result_view(i: int, row: Row, run: merge.Run) -> ResultView:
     r = row.result
     cases = tuple(CaseView(c.case, c.status, c.verdict or ("ok" if c.ok else "regression"),
                            _case_text(c.status, c.verdict, c.seconds), c.area, c.detail,
@@ -180,7 +179,8 @@ def _result_view(i: int, row: Row, source: str | None) -> ResultView:
         works.append((what, str(info.get("verdict", "?")),
                       ", ".join(map(str, classes)) if isinstance(classes, list) else ""))
     return ResultView(
-        index=i, variant=r.variant, label=row.label, host=_host(row, source),
+        index=i, variant=r.variant, label=row.label, host=run.host, host_id=run.host_id,
+        digest=run.digest,
         gpu_slug=slug(r.host) if r.host else NO_GPU, isa=r.host or "no AMD GPU",
         gpu_name=r.gpu or "", profile=row.profile, torch=r.torch or "?",
         declared_torch=r.declared_torch or "", hip=r.hip or "", rocm=r.rocm or "",
@@ -206,23 +206,37 @@ def run_line(variant: str, profile: str | None, image: str, needs_gpu: bool,
 
 
 def _pair(gpu_slug: str, gpu_label: str, variant: str, views: Sequence[ResultView],
-          run_info: RunInfo | None) -> Pair:
-    passed = sum(v.passed for v in views)
-    verdict = "works" if passed == len(views) else "fails" if passed == 0 else "mixed"
+          run_info: RunInfo | None, groups: Sequence[dict[str, object]]) -> Pair:
+    # Each host once: its latest result stands for it (as merge.groups counts).
+    latest_of: dict[str, ResultView] = {}
+    for v in views:
+        if v.host_id not in latest_of or v.finished_at >= latest_of[v.host_id].finished_at:
+            latest_of[v.host_id] = v
+    hosts_latest = list(latest_of.values())
+    n = len(hosts_latest)
+    passed = sum(v.passed for v in hosts_latest)
+    verdict = "works" if passed == n else "fails" if passed == 0 else "mixed"
     latest = max(views, key=lambda v: v.finished_at)
     known = sum(c.verdict == "known" for c in latest.cases)
-    words = {"works": "works", "fails": "fails",
-             "mixed": f"mixed: {passed} of {len(views)} results pass"}[verdict]
+    on = f"{n} host{'s' if n != 1 else ''}"
+    words = {"works": f"works on {on}", "fails": f"fails on {on}",
+             "mixed": f"mixed: works on {passed} of {on}"}[verdict]
     if known:
         words += f" ({known} known failure{'s' if known != 1 else ''})"
     if latest.scope != "full":
         words += f" ({latest.scope} run)"
-    hosts = tuple(dict.fromkeys(v.host for v in views))
+    # A host's name, told apart by its id where two hosts' folders share a name.
+    names = Counter(v.host for v in hosts_latest)
+    shown = tuple(v.host if names[v.host] == 1 else f"{v.host} ({v.host_id[:8]})"
+                  for v in sorted(hosts_latest, key=lambda v: (v.host, v.host_id)))
     image = latest.image_tag or variant
     line = run_line(variant, None if latest.profile == "default" else latest.profile, image,
                     gpu_slug != NO_GPU, run_info)
-    return Pair(gpu_slug, gpu_label, variant, verdict, words, hosts[:MAX_HOSTS_SHOWN],
-                max(0, len(hosts) - MAX_HOSTS_SHOWN), latest.finished_at, line, tuple(views))
+    counted = tuple(f"{g['verdict']} (image {str(g['digest'])[:19]}..., {g['runs']} "
+                    f"run{'s' if g['runs'] != 1 else ''}, last seen {g['last_seen'] or '?'})"
+                    for g in groups)
+    return Pair(gpu_slug, gpu_label, variant, verdict, words, n, shown[:MAX_HOSTS_SHOWN],
+                max(0, n - MAX_HOSTS_SHOWN), counted, latest.finished_at, line, tuple(views))
 
 
 def _rank(p: Pair) -> tuple[int, float, int]:
@@ -233,11 +247,25 @@ def _rank(p: Pair) -> tuple[int, float, int]:
                                                          for c in latest.cases)
 
 
-def build(compat: Compatibility, generated: str, run_info: RunInfo | None = None) -> Site:
-    sources: list[str | None] = list(compat.sources)
-    sources += [None] * (len(compat.rows) - len(sources))
-    views = [_result_view(i, row, src) for i, (row, src) in
-             enumerate(zip(compat.rows, sources, strict=False))]
+def build(compat: Compatibility, generated: str, run_info: RunInfo | None = None,
+          merged: merge.Merged | None = None) -> Site:
+    """The site of `merged` (local results and other hosts' bundles, as the report counted
+    them); without it, of the report's local results alone, one host per results folder."""
+    if merged is None:
+        merged = merge.of_rows(compat)
+    # Local results in the report's order (grouped by ISA, as the matrix lists variants),
+    # with its labels; other hosts' runs after them, labelled by their host.
+    labels = {src: (i, row.label) for i, (row, src) in
+              enumerate(zip(compat.rows, compat.sources, strict=False))}
+    runs = sorted(merged.runs, key=lambda run: labels.get(run.source, (len(labels), ""))[0])
+    views = [_result_view(i, Row(run.result, labels[run.source][1] if run.source in labels
+                                 else f"{run.variant} ({run.host})"), run)
+             for i, run in enumerate(runs)]
+    by_pair: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for group in merge.groups(merged):
+        isa = group["isa"]
+        key = (slug(isa) if isinstance(isa, str) else NO_GPU, str(group["variant"]))
+        by_pair.setdefault(key, []).append(group)
     variant_order = list(dict.fromkeys(v.variant for v in views))
     grouped: dict[tuple[str, str], list[ResultView]] = {}
     names: dict[str, dict[str, None]] = {}
@@ -254,7 +282,7 @@ def build(compat: Compatibility, generated: str, run_info: RunInfo | None = None
         shown = ", ".join(known[:3]) + (", ..." if len(known) > 3 else "")
         return isas[s] + (f" ({shown})" if shown else "")
 
-    pairs = {key: _pair(key[0], label(key[0]), key[1], vs, run_info)
+    pairs = {key: _pair(key[0], label(key[0]), key[1], vs, run_info, by_pair.get(key, []))
              for key, vs in grouped.items()}
     # Per GPU model, the variant to start with first.
     rank = {v: i for i, v in enumerate(variant_order)}
@@ -282,7 +310,7 @@ def build(compat: Compatibility, generated: str, run_info: RunInfo | None = None
             + (f", HIP {v.hip}" if v.hip else "") + (f", ROCm {v.rocm}" if v.rocm else "")
             for v in mine_v)
         variants.append(VariantPage(
-            slug(name), name, tuple(dict.fromkeys(v.image_id for v in mine_v)), tuple(stacks),
+            slug(name), name, tuple(dict.fromkeys(v.digest for v in mine_v)), tuple(stacks),
             tuple(dict.fromkeys(x for v in mine_v for x in v.gpu_code)),
             tuple(p for p in ordered if p.variant == name), tuple(mine_v)))
     return Site(generated, len(views), ordered, tuple(gpus), tuple(variants))

@@ -151,6 +151,8 @@ PREDICATE = Obj({
 
 
 def _image_subject(statement: dict[str, Any], where: str) -> None:
+    if len(statement["subject"]) != 1:  # an empty list passes Arr's bound; index it never
+        raise SchemaError("subject", "expected exactly one subject")
     subject = statement["subject"][0]
     ours = statement["predicate"]["imagefactory"]
     if subject["annotations"]["kind"] != "host-torch" and \

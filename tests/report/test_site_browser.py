@@ -146,3 +146,37 @@ def test_pages_work_from_files_too(browser: Any, tmp_path: Path) -> None:
     colour = page.eval_on_selector("header", "h => getComputedStyle(h).backgroundColor")
     assert colour == "rgb(38, 50, 56)"  # site.css applied
     page.close()
+
+
+def test_two_hosts_shown_in_the_browser(browser: Any, tmp_path: Path) -> None:
+    """This machine's results plus a second host's bundle (made by the share code, its own
+    salt), through `imagefactory report`: chromium shows the pair on 2 hosts."""
+    import json
+
+    from imagefactory.cli import main
+    from imagefactory.share import bundle as bundles
+    from imagefactory.share.facts import Roots
+    from imagefactory.share.run import make_for
+
+    results, reports, out = tmp_path / "this-host", tmp_path / "reports", tmp_path / "out"
+    results.mkdir()
+    reports.mkdir()
+    shutil.copy(FIXTURES / "rocm62-native.json", results / "rocm62-native.json")
+    r = TestResult.load_path(results / "rocm62-native.json")
+    assert r is not None
+    (results / "rocm62-native.publish.json").write_text(json.dumps(
+        {"variant": r.variant, "image_id": r.image_id, "digest": "sha256:" + "c" * 64,
+         "repository": "ghcr.io/o/imagefactory"}))
+    roots = Roots(REPO / "tests/fixtures/sysfs/rx5600xt", tmp_path / "proc", tmp_path / "x")
+    bundles.write(make_for(r, results, None, roots=roots, state=tmp_path / "second"),
+                  reports / "second.json")
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(REPO / "variants.yaml"), "report", "--results", str(results),
+              "--reports", str(reports), "--out", str(out), "--no-png"])
+    assert exc.value.code in (0, None)
+    for name in ("index.html", "gpu-gfx1010.html"):
+        page, problems = _open(browser, (out / "site" / name).as_uri())
+        body = page.inner_text("body")
+        assert "works on 2 hosts" in body and "this-host" in body, name
+        assert problems == [], name
+        page.close()

@@ -113,7 +113,8 @@ make_base() {  # make_base SUITE TAG
     rm -rf "$rootfs"
 }
 if [ -z "$venv_only" ]; then
-    make_base bookworm debian:bookworm-slim   # cpu, therock
+    make_base bookworm debian:bookworm-slim   # therock
+    make_base trixie debian:trixie-slim       # cpu (Debian's torch 2.6)
     make_base sid debian:sid-slim             # debian-rocm, the GPU code audit's fixtures
 fi
 

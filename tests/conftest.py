@@ -14,7 +14,8 @@ each test removes what it made; `no_leftovers` asserts that at the end of the se
 The shared cache tags are kept on purpose, the same in every session, and rebuilt only when
 missing or out of date: each costs minutes and gigabytes of downloads, and keeping them is
 what makes the next run affordable on a 2-core machine.
-- debian:bookworm-slim, debian:sid-slim: the debootstrap bases (scripts/setup-test-env.sh).
+- debian:bookworm-slim, debian:trixie-slim, debian:sid-slim: the debootstrap bases
+  (scripts/setup-test-env.sh).
 - imagefactory:debian-rocm64-rocm-runtime, imagefactory:debian-rocm64-toolchain: exactly
   what `imagefactory build debian-rocm64 --target STAGE` tags (tests/verify/
   test_debian_rocm_image.py builds them that way); the toolchain stage can also stand in

@@ -32,12 +32,16 @@ if TYPE_CHECKING:
               help="A PyTorch install (its torch/ or torch/lib folder) whose GPU code to "
                    "audit; auto: python3's, if any.")
 @click.option("--no-torch", is_flag=True, help="Do not audit the host's PyTorch.")
+@click.option("--kernel-log", "kernel_log", default="auto", show_default=True,
+              metavar="PATH|auto|none",
+              help="Where to read the kernel log for amdgpu/KFD lines that explain a missing "
+                   "GPU: auto (/dev/kmsg, else journalctl -k), a saved `dmesg` file, or none.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def command(state: AppState, sysfs_root: Path, dev_root: Path, engine_url: str | None,
             no_docker: bool,
             docker_timeout: int, results_dir: Path, torch_dir: str, no_torch: bool,
-            as_json: bool) -> None:
+            kernel_log: str, as_json: bool) -> None:
     """Check this host: AMD GPUs and their arch, kernel driver, /dev/kfd and render node
     access, the Docker engine; recommend variants. Exit 0 when ready, 1 when not."""
     from ..host.doctor import Options, diagnose, format_text
@@ -45,7 +49,9 @@ def command(state: AppState, sysfs_root: Path, dev_root: Path, engine_url: str |
     d = diagnose(state.project.matrix, Options(
         sysfs_root=sysfs_root, dev_root=dev_root, docker=not no_docker, docker_url=engine_url,
         docker_timeout=docker_timeout, results_dir=results_dir,
-        torch=None if no_torch else (torch_dir if torch_dir == "auto" else Path(torch_dir))))
+        torch=None if no_torch else (torch_dir if torch_dir == "auto" else Path(torch_dir)),
+        kernel_log=None if kernel_log == "none" else (
+            kernel_log if kernel_log == "auto" else Path(kernel_log))))
     click.echo(json.dumps(d.to_dict(), indent=2) if as_json else format_text(d))
     if not d.ready:
         n = len(d.problems)

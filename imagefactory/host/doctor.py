@@ -19,7 +19,7 @@ from typing import Any
 
 from ..matrix.loader import Matrix, Variant
 from ..safety import escape_control
-from . import gpuinfo
+from . import gpuinfo, kernellog
 from .gpuinfo import Gpu, Scan
 
 RELOGIN = "then log out and back in (group changes apply to new logins)"
@@ -410,6 +410,40 @@ def objdump_check() -> Check:
     return Check("llvm-objdump", None, line, None if tool else INSTALL_HINT)
 
 
+# ---------------------------------------------------------------------------------------------
+# PCIe atomics and the kernel log: why a card is missing or was refused
+
+
+def atomics_checks(scan: Scan, sysfs_root: Path) -> list[Check]:
+    """A KFD node whose PCIe link cannot do atomics (the flag the result bundles record)."""
+    from ..share.facts import pcie_atomics
+
+    out: list[Check] = []
+    for g in scan.gpus:
+        if g.node is None:
+            continue
+        if pcie_atomics(sysfs_root / gpuinfo.KFD_NODES / str(g.node)) is False:
+            out.append(Check(f"PCIe atomics {g.pci_slot or g.node}", None,
+                             f"{g.name}: KFD reports its PCIe link without atomics (the "
+                             "card was accepted through its MEC firmware; if it faults, "
+                             "the slot is the first suspect)"))
+    return out
+
+
+def kernel_log_checks(log: kernellog.KernelLog) -> list[Check]:
+    if log.source is None:
+        return [Check("kernel log", None, "kernel log not read: " + "; ".join(log.unread),
+                      "to let doctor explain a missing GPU: sudo imagefactory doctor, or "
+                      "`sudo dmesg > kernel.log` and --kernel-log kernel.log")]
+    findings = kernellog.explain(log.lines)
+    if not findings:
+        return [Check("kernel log", None, f"kernel log ({log.source}): no amdgpu/KFD line "
+                                          "about atomics, firmware or a GPU reset")]
+    return [Check("kernel log", False if f.problem else None,
+                  f"{f.what} (kernel log, {log.source}: {f.line.strip()[:160]})", f.fix)
+            for f in findings]
+
+
 @dataclass
 class Options:
     sysfs_root: Path = Path("/sys")
@@ -422,6 +456,9 @@ class Options:
     extra_notes: list[str] = field(default_factory=list)
     # The host PyTorch to audit: "auto" finds python3's, a path audits that, None skips it.
     torch: Path | str | None = None
+    # The kernel log: "auto" reads /dev/kmsg or journalctl -k, a path reads a saved log
+    # (dmesg output), None skips it.
+    kernel_log: Path | str | None = None
 
 
 def diagnose(matrix: Matrix, opts: Options) -> Diagnosis:
@@ -436,6 +473,10 @@ def diagnose(matrix: Matrix, opts: Options) -> Diagnosis:
     if opts.torch is not None:
         where = find_host_torch() if opts.torch == "auto" else Path(opts.torch)
         checks.append(torch_check(where, [g.arch for g in scan.gpus if g.arch]))
+    checks += atomics_checks(scan, opts.sysfs_root)
+    if opts.kernel_log is not None:
+        checks += kernel_log_checks(kernellog.read_system_log() if opts.kernel_log == "auto"
+                                    else kernellog.read_saved_log(Path(opts.kernel_log)))
     recs = recommend(matrix, scan.gpus, load_results(opts.results_dir))
     notes = list(opts.extra_notes)
     if any(g.arch_source == "pci-id" for g in scan.gpus):

@@ -30,6 +30,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "no-kernel": (21, 101, 192),
     "invalid-isa": (121, 85, 72),
     "miopen-error": (216, 27, 96),
+    "compile-error": (230, 81, 0),
     "crash": (33, 33, 33),
     "error": (117, 117, 117),
     NOT_RUN: (238, 238, 238),
@@ -41,7 +42,8 @@ UNKNOWN = (255, 193, 7)  # a class newer than this code
 SHORT = {"wrong-result": "wrong", "aperture-violation": "aperture", "memory-fault": "mem fault",
          "no-kernel": "no kernel", "invalid-isa": "bad ISA", "miopen-error": "MIOpen",
          "illegal-instruction": "bad instr", "gpu-exception": "GPU exc",
-         "out-of-memory": "OOM", "gpu-hang": "GPU reset"}
+         "out-of-memory": "OOM", "gpu-hang": "GPU reset",
+         "compile-error": "compile"}
 
 CELL_W, CELL_H, PAD, FONT_SIZE = 132, 20, 10, 12
 BACKGROUND, INK, GRID = (255, 255, 255), (20, 20, 20), (255, 255, 255)

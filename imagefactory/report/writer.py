@@ -42,6 +42,7 @@ CLASSES: dict[str, str] = {
     "invalid-isa": "HSA_STATUS_ERROR_INVALID_ISA",
     "out-of-memory": "out of memory (HIP, torch's allocator or HSA_STATUS_ERROR_OUT_OF_RESOURCES)",
     "miopen-error": "a miopenStatus error",
+    "compile-error": "torch.compile could not build the kernel (inductor / Triton error)",
     "crash": "killed by SIGSEGV / SIGABRT with no known signature",
     "error": "the case could not run",
     "not-run": "not started: a GPU reset ended the run before it",

@@ -114,7 +114,7 @@ def _clean_name(name: str | None) -> str | None:
     return name if name and _PRINTABLE.fullmatch(name) else None
 
 
-def _pcie_atomics(node: Path) -> bool | None:
+def pcie_atomics(node: Path) -> bool | None:
     """True/False from the node's PCIe io_link flags; None when KFD lists no PCIe link."""
     seen = None
     for link in sorted((node / "io_links").glob("*")):
@@ -198,7 +198,7 @@ def gpus(roots: Roots) -> list[dict[str, Any]]:
             "firmware": {f"kfd_{k}": props[k] for k in _KFD_FW
                          if 0 <= props.get(k, -1) < (1 << 32)},
             "firmware_blocks": _firmware_blocks(device),
-            "pcie_atomics": _pcie_atomics(node),
+            "pcie_atomics": pcie_atomics(node),
         })
     return out
 

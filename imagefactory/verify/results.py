@@ -68,7 +68,8 @@ class ConvCase:
     """One conv check case as convcheck reports it; `status` is a design.md class (ok, hang,
     aperture-violation, memory-fault, no-kernel, invalid-isa, miopen-error, crash,
     wrong-result; since issue 16 also skipped, gpu-hang, illegal-instruction, gpu-exception,
-    out-of-memory, not-run) or `error` when the case could not run at all."""
+    out-of-memory, not-run; since issue 27 compile-error) or `error` when the case could not
+    run at all."""
 
     case: str
     status: str

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.wheelindex import Release, build_index, pip_download, serve
+from fixtures.wheelindex import TARGETS, THEROCK_10, Release, build_index, pip_download, serve
 from suite_session import unique
 
 from imagefactory.project import Project
@@ -76,7 +77,8 @@ def index(request: pytest.FixtureRequest,
     cache = (Path(cache_plugin.mkdir("therock-source-wheels")) if cache_plugin is not None
              else tmp_path_factory.mktemp("therock-source-wheels"))
     torch = _cpu_torch(cache)
-    root = build_index(tmp_path_factory.mktemp("therock-index"), Release(), torch)
+    # One index serving both lines (7.14 and 10.0), as TheRock's serves several releases.
+    root = build_index(tmp_path_factory.mktemp("therock-index"), [Release(), THEROCK_10], torch)
     with serve(root) as (url, requests):
         yield Index(url, requests, torch is not None)
 
@@ -219,9 +221,9 @@ def test_therock_image_tail(gfx1010: Built, docker_client: Any, index: Index) ->
     ('"torch[device-gfx1010]==2.10.0+rocm7.14.0"', '"torch[device-gfx1010]==2.10.1+rocm7.14.0"',
      "No matching distribution found for torch[device-gfx1010]==2.10.1+rocm7.14.0"),
     ('"torch[device-gfx1010]==2.10.0+rocm7.14.0"', '"torch[device-gfx1013]==2.10.0+rocm7.14.0"',
-     "No package metadata was found for amd-torch-device-gfx1010"),
+     "imagefactory: no amd-torch-device-gfx1010 on http://127.0.0.1:"),
     ('"rocm[libraries,device-gfx1010]==7.14.0"', '"rocm[libraries,device-gfx1010]==7.14.1"',
-     "rocm[device-gfx1010,libraries]==7.14.1 (from versions: 7.14.0)"),
+     "rocm[device-gfx1010,libraries]==7.14.1 (from versions: 7.14.0, 10.0.0)"),
     ('"torchvision[device-gfx1010]==0.25.0+rocm7.14.0"',
      '"torch-vision[device-gfx1010]==0.25.0+rocm7.14.0"',
      "No matching distribution found for torch-vision[device-gfx1010]==0.25.0+rocm7.14.0"),
@@ -259,3 +261,64 @@ def test_therock_gfx1012_builds_with_gfx1012_device_code(docker_client: Any, pro
     finally:
         if built.ok:
             docker_client.images.remove(built.tag, force=True)
+
+
+def _installed(docker_client: Any, tag: str) -> dict[str, str]:
+    rc, out = run(docker_client, tag, ["python3", "-c", _INSTALLED])
+    assert rc == 0, out
+    return dict(tuple(x) for x in json.loads(out.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("variant, gfx", [("therock10-gfx1010", "gfx1010"),
+                                          ("therock10-gfx1012", "gfx1012")])
+def test_therock10_builds_against_the_local_index(docker_client: Any, project: Project,
+                                                  index: Index, tmp_path: Path,
+                                                  variant: str, gfx: str) -> None:
+    ctx = Renderer(project).render(project.matrix.get(variant))
+    built = build(docker_client, ctx, index.url, tmp_path / "ctx", f"{TAG_REPO}:{variant}")
+    try:
+        assert built.ok, built.log[-4000:]
+        installed = _installed(docker_client, built.tag)
+        assert installed["torch"] == "2.11.0+rocm10.0.0"
+        assert installed["torchvision"] == "0.26.0+rocm10.0.0"
+        for name in ("rocm", "rocm-sdk-core", "rocm-sdk-libraries", f"rocm-sdk-device-{gfx}"):
+            assert installed[name] == "10.0.0", name
+        assert installed[f"amd-torch-device-{gfx}"] == "2.11.0+rocm10.0.0"
+        assert installed[f"amd-torchvision-device-{gfx}"] == "0.26.0+rocm10.0.0"
+        assert not [n for n in installed if "gfx" in n and not n.endswith(gfx)]
+        labels = docker_client.images.get(built.tag).labels
+        assert labels["io.imagefactory.rocm"] == "10.0.0"
+        assert labels[HASH_LABEL] == ctx.inputs_hash
+    finally:
+        if built.ok:
+            docker_client.images.remove(built.tag, force=True)
+
+
+@pytest.mark.parametrize("how", ["keep-list", "wheel-deleted"])
+def test_therock10_without_the_device_wheel_fails_in_one_line(
+        docker_client: Any, project: Project, tmp_path: Path, how: str) -> None:
+    # keep-list: a promotion's --multi-arch-targets dropped gfx1010 (extras and wheels go
+    # together: promote_packages.py); wheel-deleted: the device wheel is gone while torch's
+    # metadata still asks for it. The import-only torch is enough: both fail before it.
+    if how == "keep-list":
+        release = replace(THEROCK_10, targets=tuple(t for t in TARGETS if t != "gfx1010"))
+        want = ("imagefactory: no rocm-sdk-device-gfx1010, amd-torch-device-gfx1010, "
+                "amd-torchvision-device-gfx1010 on {url}: the index carries no device-gfx1010 "
+                "wheels for this release (a promotion may have dropped the target)")
+    else:
+        release = replace(THEROCK_10, unpublished=("amd-torch-device-gfx1010",))
+        want = ("ERROR: No matching distribution found for "
+                'amd-torch-device-gfx1010==2.11.0+rocm10.0.0; extra == "device-gfx1010"')
+    root = build_index(tmp_path / "index", release, None)
+    ctx = Renderer(project).render(project.matrix.get("therock10-gfx1010"))
+    with serve(root) as (url, _):
+        built = build(docker_client, ctx, url, tmp_path / "ctx", f"{TAG_REPO}:missing-{how}")
+    try:
+        assert not built.ok
+        # the engine's stream colours stderr (ESC[91m ... ESC[0m)
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in built.log.splitlines()]
+        assert lines.count(want.format(url=url)) == 1, built.log[-3000:]
+        assert "Traceback" not in built.log
+    finally:
+        if built.image_id:
+            docker_client.images.remove(built.image_id, force=True)

@@ -63,7 +63,7 @@ def test_tags_follow_the_scheme(project) -> None:
     assert publish_tags(v, HASH, torch="2.5.1+rocm6.2")[2] == (
         "rocm6.2.4-torch2.5.1-rocm6.2-gfx1010-rocm62-patched")
     cpu = project.matrix.get("cpu")
-    assert publish_tags(cpu, HASH)[2] == "torch1.13.1-cpu"  # the variant's name once
+    assert publish_tags(cpu, HASH)[2] == "torch2.6.0-cpu"  # the variant's name once
     assert publish_tags(cpu, HASH, torch="1.13.0a0")[2] == "torch1.13.0a0-cpu"
     assert publish_tags(v, HASH, untested=True)[-1] == "rocm62-patched-untested"
     target = Target.parse("ghcr.io/Owner".lower())
@@ -79,7 +79,7 @@ def test_descriptive_tag_says_rocm_as_the_image_reports_it(project) -> None:
     therock = project.matrix.get("therock-gfx1010")
     assert publish_tags(therock, HASH, rocm="7.15.0a20251010")[2].startswith(
         "rocm7.15.0a20251010-torch2.10.0")
-    assert publish_tags(project.matrix.get("cpu"), HASH, rocm="6.2.4")[2] == "torch1.13.1-cpu"
+    assert publish_tags(project.matrix.get("cpu"), HASH, rocm="6.2.4")[2] == "torch2.6.0-cpu"
 
 
 def test_plan_tags_with_the_tested_versions(project, tmp_path: Path) -> None:
@@ -379,11 +379,13 @@ def test_push_tested_image_and_pull_it_back(setup: dict, first_push: dict,
                                             open_registry: Registry, docker_client) -> None:
     record, proc = first_push["record"], first_push["proc"]
     repo = f"{open_registry.host}/it/{setup['name']}"
-    # The descriptive tag says torch as the tested image reported it (Debian's 1.13.1
-    # package reports 1.13.0a0), and "cpu" once.
-    assert record["torch_declared"] == "1.13.1" and record["torch_reported"] == "1.13.0a0"
-    assert record["rocm_declared"] is None and record["rocm_reported"] is None
-    tags = ["cpu", f"cpu-{record['inputs_hash'][:12]}", "torch1.13.0a0-cpu"]
+    # The descriptive tag says torch as the tested image reported it (Debian's 2.6.0
+    # package reports 2.6.0+debian), and "cpu" once.
+    assert record["torch_declared"] == "2.6.0" and record["torch_reported"] == "2.6.0+debian"
+    # trixie's torch brings Debian's HIP runtime (libamdhip64-5 via libucx0): reported, and a
+    # CPU variant's tags still have no ROCm part
+    assert record["rocm_declared"] is None and record["rocm_reported"] == "5.7.1"
+    tags = ["cpu", f"cpu-{record['inputs_hash'][:12]}", "torch2.6.0-debian-cpu"]
     digest = record["digest"]
     assert proc.stdout.splitlines() == [f"{repo}:{t} {repo}@{digest}" for t in tags]
     assert record["tags"] == tags and record["image_id"] == setup["image_id"]

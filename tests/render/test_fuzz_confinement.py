@@ -111,11 +111,11 @@ def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 FIELDS = [
-    ('description: CPU-only PyTorch from Debian bookworm; the reference every machine can build',
+    ('description: CPU-only PyTorch 2.6 from Debian trixie; the reference every machine can build',
      "description: {}"),
     ("        IMAGEFACTORY_VARIANT: cpu", "        IMAGEFACTORY_VARIANT: {}"),
-    ("        - python3-torch=1.13.1+dfsg-4", "        - {}"),
-    ("    base: debian:bookworm-slim", "    base: {}"),
+    ("        - python3-torch=2.6.0+dfsg-7", "        - {}"),
+    ("    base: debian:trixie-slim", "    base: {}"),
 ]
 
 

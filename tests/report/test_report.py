@@ -63,12 +63,12 @@ def test_report_from_real_cpu_run_and_fixtures(cpu_results: Path, tmp_path: Path
     assert sorted(p.name for p in out.iterdir()) == ["COMPATIBILITY.md", "compatibility.json",
                                                      "compatibility.png", "site"]
     real = TestResult.load(cpu_results, "cpu", "quick")
-    assert real is not None and real.host is None and len(real.conv) == 12
+    assert real is not None and real.host is None and len(real.conv) == 14
 
     md = (out / "COMPATIBILITY.md").read_text()
     # Summary line per variant, with the GPU and profile it came from.
     assert ("- **cpu** on CPU (no AMD GPU), profile `none`: PASSED (quick run): "
-            "9/12 conv cases ok (skipped 3)") in md  # torch 1.13: no fp16 on the CPU, no SDPA
+            "14/14 conv cases ok") in md  # trixie's torch 2.6: fp16, SDPA, compile, int8
     assert ("- **rocm62-patched** on gfx1010 (AMD Radeon RX 5700 XT), profile `override`: "
             "FAILED: 3/6 conv cases ok (hang 1, aperture-violation 1, memory-fault 1)") in md
     # The matrix: a column per result in matrix order, a row per case, class and time.
@@ -89,11 +89,11 @@ def test_report_from_real_cpu_run_and_fixtures(cpu_results: Path, tmp_path: Path
                                                     "rocm62-patched", "rocm62-native", "cpu"]
     cpu = data["rows"][-1]
     assert (cpu["host"], cpu["device"], cpu["passed"], cpu["summary"]) == (
-        None, "cpu", True, {"ok": 9, "skipped": 3})
+        None, "cpu", True, {"ok": 14})
     assert cpu["image_id"] == real.image_id
     assert data["rows"][2]["cells"]["conv2d-k3-c64-64x64-fwd"]["status"] == "aperture-violation"
     assert "written: " in stdout and \
-        "cpu: PASSED (quick run): 9/12 conv cases ok (skipped 3)" in stdout
+        "cpu: PASSED (quick run): 14/14 conv cases ok" in stdout
 
 
 def test_heatmap_png_has_the_class_colours(tmp_path: Path) -> None:

@@ -93,6 +93,56 @@ def test_signatures_decide_the_class_of_a_failed_child(stderr: str, cls: str) ->
     assert classify(1, "", f"Traceback ...\n{stderr}\n", timed_out=False).status == cls
 
 
+FAULTS_DIR = REPO / "tests" / "fixtures" / "faults"
+
+
+def fault_text(name: str) -> str:
+    """A fixture's output (its first line says where it came from, and is not output)."""
+    head, _, body = (FAULTS_DIR / name).read_text().partition("\n")
+    assert head.startswith(("# real: ", "# upstream: ")), name
+    return body
+
+
+@pytest.mark.parametrize(("name", "cls", "line"), [
+    # real output of Debian trixie's torch 2.6 (the cpu image's stack)
+    ("inductor-no-setuptools.txt", "compile-error",
+     "torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised:"),
+    ("inductor-no-cxx.txt", "compile-error",
+     "torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised:"),
+    ("int-mm-float-cpu.txt", "error", None),  # a caller's mistake, no stack's fault
+    ("scaled-mm-cpu.txt", "error", None),
+    # GPU-only text, quoted from the public issues named in each file
+    ("rocblaslt-no-tensile-gfx906.txt", "no-kernel",
+     'rocblaslt error: Cannot read "TensileLibrary_lazy_gfx906.dat" (or .zlib variant): No '
+     "such file or directory"),
+    ("hip-no-binary-gfx1010.txt", "no-kernel",
+     "hipErrorNoBinaryForGpu: Unable to find code object for all current devices!"),
+    ("triton-kernel-image-invalid.txt", "compile-error",
+     "torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised:"),
+])
+def test_real_fault_output_is_classified(name: str, cls: str, line: str | None) -> None:
+    text = fault_text(name)
+    verdict = classify(1, "", text, timed_out=False)
+    assert verdict.status == cls, verdict
+    if line is not None:
+        assert verdict.detail == line
+    # a missing code object inside a compile failure is still the missing code object
+    wrapped = classify(1, "", "torch._dynamo.exc.BackendCompilerFailed: backend='inductor' "
+                       f"raised:\n{text}", timed_out=False).status
+    assert wrapped == (cls if cls != "error" else "compile-error")
+
+
+def test_skip_rules_match_the_real_cpu_text() -> None:
+    from convcheck.child import NO_COMPILER, UNSUPPORTED_OP
+    # no C++ compiler: the cpu reference skips the compile case (a gap of the image)...
+    assert NO_COMPILER.search(fault_text("inductor-no-cxx.txt"))
+    # ...but a missing setuptools is no missing compiler: it stays a failure
+    assert not NO_COMPILER.search(fault_text("inductor-no-setuptools.txt"))
+    # fp8 on a CPU without _scaled_mm: skipped (the torch lacks it there)
+    assert UNSUPPORTED_OP.search(fault_text("scaled-mm-cpu.txt"))
+    assert not UNSUPPORTED_OP.search(fault_text("int-mm-float-cpu.txt"))
+
+
 def ok_line(status: str = "ok") -> str:
     return RESULT_MARK + json.dumps({"status": status, "gflops": 1.0, "detail": "d"})
 
@@ -228,12 +278,8 @@ def test_zygote_fault_points_match_only_zygote_rules() -> None:
 
 
 # ---------------------------------------------------------------- inside the real cpu image
-# In the cpu image (Debian's torch 1.13, CPU only) these quick cases are features that torch
-# lacks there: no fp16 conv/matmul kernels on the CPU, no scaled_dot_product_attention.
-QUICK_SKIPPED_ON_TORCH_113 = {"conv2d-fp16-k3-c64-64x64-b4-bwd", "matmul-fp16-1024-fwd",
-                              "sdpa-math-h8-s4096-d40-fwd",
-                              # no torch.compile, no torch._int_mm before 2.x (issue 27)
-                              "compile-elementwise-64k-fwd", "int8-mm-256-fwd"}
+# The cpu image carries Debian trixie's torch 2.6 with g++, libtorch-dev and Python's headers
+# (issue 27): every quick case runs there, torch.compile and torch._int_mm among them.
 ENTRY_KEYS = {"case", "status", "seconds", "gflops", "max_abs_err", "max_rel_err", "detail",
               "isolation", "area", "dtype", "compile_seconds", "run_seconds", "budget_extended"}
 
@@ -244,32 +290,44 @@ def test_quick_run_passes_in_the_cpu_image(cpu_image: str) -> None:
     # no --device: the cpu image's IMAGEFACTORY_GPU=none makes cpu the default there;
     # no --isolation: fork is the default where os.fork exists
     rc, out, report = convcheck_in_image(cpu_image, "--quick")
-    assert rc == 0, out  # skipped counts as passing: the feature is absent, not broken
+    assert rc == 0, out
     assert report["device"] == "cpu" and report["profile"] is None
-    assert report["torch"].startswith("1.13") and report["gpu"] is None
+    assert report["torch"].startswith("2.6") and report["gpu"] is None
     assert report["isolation"] == "fork" and report["isolation_notes"] == []
     assert report["gpu_reset"] is None
-    assert report["summary"] == {"ok": len(cases.QUICK) - len(QUICK_SKIPPED_ON_TORCH_113),
-                                 "skipped": len(QUICK_SKIPPED_ON_TORCH_113)}
+    assert report["summary"] == {"ok": len(cases.QUICK)}, out
     assert {c["case"] for c in report["cases"]} == set(cases.QUICK)
     for case in report["cases"]:
         assert set(case) == ENTRY_KEYS
         assert case["area"] == cases.BY_ID[case["case"]].area and case["seconds"] > 0
-        if case["case"] in QUICK_SKIPPED_ON_TORCH_113:
-            assert case["status"] == "skipped" and case["detail"], case
-            if case["case"].startswith(("compile-", "int8-")):
-                assert ("no torch.compile" in case["detail"]
-                        or "no torch._int_mm" in case["detail"]), case
-            continue
-        assert case["max_rel_err"] < 1e-4
+        assert case["status"] == "ok", case
+        assert case["max_rel_err"] < 1e-4 or case["dtype"] != "float32", case
         assert case["isolation"] == "fork"
         assert case["run_seconds"] > 0 and case["compile_seconds"] >= 0
         assert case["budget_extended"] == 0
-    assert report["works"]["convolutions"]["verdict"] == "yes"
-    assert report["works"]["attention"]["verdict"] == "not checked"
+    for area in ("convolutions", "fp16", "attention", "compile", "int8-fp8"):
+        assert report["works"][area]["verdict"] == "yes", (area, report["works"][area])
     assert "conv2d-k3-c64-64x64-fwd" in out and "GFLOP/s" in out
     assert "isolation=fork" in out.splitlines()[0]
     assert "convcheck: works: convolutions (fp32): yes" in out
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_compile_and_int8_cases_pass_in_the_cpu_image(cpu_image: str) -> None:
+    # inductor compiles C++ with the image's g++ (no skip for a missing compiler), and the
+    # compiled graphs match eager; torch._int_mm matches the exact int64 product.
+    rc, out, report = convcheck_in_image(cpu_image, "--cases 'compile-*,int8-*,fp8-*'")
+    got = {c["case"]: c for c in report["cases"]}
+    assert set(got) == {c.id for c in cases.select(globs="compile-*,int8-*,fp8-*")}
+    for name, case in got.items():
+        if name.startswith("fp8-"):  # fp8 on the CPU is the torch's to have or not
+            assert case["status"] in ("ok", "skipped"), case
+            continue
+        assert case["status"] == "ok", (case, out)
+        assert case["compile_seconds"] >= 0 and case["max_abs_err"] is not None
+    assert got["int8-mm-256-fwd"]["max_abs_err"] == 0
+    assert rc == 0, out
 
 
 # Every class from a real fault, one per case, plus clean cases around them.

@@ -109,34 +109,32 @@ def test_cpu_passes_and_writes_the_result(docker_client, cpu_image, tmp_path) ->
             "expected env IMAGEFACTORY_VARIANT"} <= names
     assert all(c["passed"] and set(c) == {"name", "passed", "detail"} for c in data["checks"])
     assert data["conv"], "the conv check reported no cases"
-    # torch 1.13 on the CPU lacks fp16 kernels and SDPA: those quick cases are skipped
-    skipped = [c for c in data["conv"] if c["status"] == "skipped"]
-    assert len(skipped) == 3 and all(c["detail"] for c in skipped)
+    # trixie's torch 2.6 runs every quick case (fp16, SDPA, torch.compile, int8): none skipped
     for case in data["conv"]:
-        if case["status"] == "skipped":
-            continue
-        assert case["status"] == "ok" and case["seconds"] > 0
+        assert case["status"] == "ok" and case["seconds"] > 0, case
         assert case["max_abs_err"] is not None and case["max_rel_err"] is not None
-    assert data["conv_summary"] == {"ok": len(data["conv"]) - 3, "skipped": 3}
+    assert data["conv_summary"] == {"ok": len(data["conv"])}
     assert data["conv_works"]["convolutions"]["verdict"] == "yes"
-    assert data["torch"].startswith("1.13")
+    assert data["torch"].startswith("2.6")
     # Versions as the image reports them; the declared one that differs is shown.
     # The manifest is scoped as its result: a quick run's beside cpu.quick.json.
     assert not (tmp_path / "res" / "manifests" / "cpu.json").exists()
     manifest = json.loads((tmp_path / "res" / "manifests" / "cpu.quick.json").read_text())
     assert manifest["torch"] == data["torch"] and manifest["image_id"] == image.id
-    assert manifest["python"].startswith("3.11")
-    # A CPU image: no ROCm found (no /opt/rocm, no Debian HIP runtime, no TheRock wheels),
-    # none declared, no GPU code audited.
-    assert manifest["rocm"] is None and manifest["rocm_source"] is None
-    assert data["rocm"] is None and manifest["declared_rocm"] is None
+    assert manifest["python"].startswith("3.13")
+    # A CPU image, none declared, no GPU code audited; but trixie's torch brings Debian's HIP
+    # runtime (python3-torch -> libtorch2.6 -> openmpi -> libucx0 -> libamdhip64-5), and the
+    # manifest reports what the image has.
+    assert manifest["rocm"] == data["rocm"] == "5.7.1"
+    assert manifest["rocm_source"].startswith("Debian package libamdhip64-5 5.7.1")
+    assert manifest["declared_rocm"] is None
     assert manifest["gpu_code"] is None and data["gpu_code"] is None
-    assert "  manifest: python 3.11" in proc.stdout
+    assert "  manifest: python 3.13" in proc.stdout
     assert any(p.lower().startswith("torch==") for p in manifest["pip"])
-    assert any(line.startswith("python3-torch\t1.13.1") for line in manifest["dpkg"])
-    assert data["declared_torch"] == manifest["declared_torch"] == "1.13.1"
-    if data["torch"] != "1.13.1":  # Debian's build reports 1.13.0a0
-        note = f"declared torch 1.13.1, the image reports {data['torch']}"
+    assert any(line.startswith("python3-torch\t2.6.0") for line in manifest["dpkg"])
+    assert data["declared_torch"] == manifest["declared_torch"] == "2.6.0"
+    if data["torch"] != "2.6.0":  # Debian's build reports 2.6.0+debian
+        note = f"declared torch 2.6.0, the image reports {data['torch']}"
         assert manifest["note"] == note and f"  note: {note}" in proc.stdout
     assert data["started_at"] <= data["finished_at"]
     assert 0 < data["suite_seconds"] < data["seconds"] and data["conv_seconds"] > 0
@@ -148,14 +146,14 @@ def test_cpu_passes_and_writes_the_result(docker_client, cpu_image, tmp_path) ->
 @pytest.mark.docker
 def test_a_failing_expectation_exits_1_naming_the_check(docker_client, cpu_image,
                                                         tmp_path) -> None:
-    config = _config_copy(tmp_path, 'torch: "1.13"\n', 'torch: "9.9"\n')
+    config = _config_copy(tmp_path, 'torch: "2.6"\n', 'torch: "9.9"\n')
     run_id = new_run_id()
     proc = _imagefactory(["--config", str(config), "test", "cpu", "--cases", FAST_CASES,
                           "--results", "res"], tmp_path, run_id)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "cpu (torch version)" in err[0], proc.stderr
-    assert "FAIL  torch version: torch is 1.13" in proc.stdout
+    assert "FAIL  torch version: torch is 2.6" in proc.stdout
     assert _ours(docker_client, run_id) == []
     result = TestResult.load(tmp_path / "res", "cpu", "subset")
     assert result is not None and not result.passed

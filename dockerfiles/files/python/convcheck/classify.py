@@ -5,7 +5,7 @@ Order of evidence:
   2. a failure signature in stdout+stderr, when the child failed (non-zero exit or no
      result line); the most specific signature wins -> gpu-hang, aperture-violation,
      memory-fault, illegal-instruction, gpu-exception, no-kernel, invalid-isa,
-     out-of-memory, miopen-error
+     out-of-memory, miopen-error, compile-error
   3. killed by a signal (SIGSEGV, SIGABRT, also SIGKILL/SIGBUS/SIGILL...) -> crash
   4. exited 0 with a result line                     -> the child's own verdict (ok,
                                                         wrong-result, skipped)
@@ -37,6 +37,7 @@ CLASSES = (
     "invalid-isa",
     "out-of-memory",
     "miopen-error",
+    "compile-error",
     "crash",
     "error",
     "not-run",
@@ -101,6 +102,16 @@ SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("out-of-memory", re.compile(r"out of memory|HSA_STATUS_ERROR_OUT_OF_RESOURCES"
                                  r"|can't allocate memory")),
     ("miopen-error", re.compile(r"miopenStatus(?!Success)\w+")),
+    # torch.compile could not build a kernel (issue 27): dynamo wraps the backend's exception
+    # as "torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised:" (torch 2.x
+    # torch/_dynamo/exc.py; seen in the cpu image with torch 2.6 when setuptools was missing),
+    # torch 2.7+ raise torch._inductor.exc.InductorError (as in vladmandic/sdnext issue 4355);
+    # Triton's launcher reports "Triton Error [HIP]: ..." / "[CUDA]: ..." (ROCm/triton issue
+    # 552, pytorch/pytorch issue 119054). Last: a missing code object inside it stays
+    # no-kernel, a fault stays a fault.
+    ("compile-error", re.compile(r"BackendCompilerFailed: backend='[\w.]+' raised"
+                                 r"|\bInductorError\b|Triton Error \[(HIP|CUDA)\]"
+                                 r"|triton\.compiler\.errors\.CompilationError")),
 )
 
 RESULT_MARK = "CONVCHECK-RESULT "

@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Run convolution cases on the GPU (or CPU), each in its own process with "
         "a timeout, and classify each: ok, skipped, wrong-result, hang, gpu-hang, "
         "aperture-violation, memory-fault, illegal-instruction, gpu-exception, no-kernel, "
-        "invalid-isa, out-of-memory, miopen-error, crash, error (not-run: after a GPU reset).",
+        "invalid-isa, out-of-memory, miopen-error, compile-error, crash, error (not-run: "
+        "after a GPU reset).",
     )
     p.add_argument("--quick", action="store_true", help="run the short subset")
     p.add_argument("--device", choices=("cpu", "cuda"), default=DEFAULT_DEVICE,

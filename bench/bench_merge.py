@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from imagefactory.host.facts import Roots
 from imagefactory.report import merge
 from imagefactory.share import bundle as bundles
-from imagefactory.share.facts import Roots
 from imagefactory.verify.results import Check, ConvCase, TestResult
 
 ROOT = Path(__file__).resolve().parent.parent

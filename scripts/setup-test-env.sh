@@ -32,7 +32,7 @@ done
 # (Test tools, like the engine's: not for the venv-only set-up.)
 [ -n "$venv_only" ] || command -v llvm-objdump-19 >/dev/null 2>&1 \
     || [ -x /usr/lib/llvm-19/bin/llvm-objdump ] || need+=(llvm-19)
-# Debian's PCI ID list: result bundles name the GPU from it (imagefactory/share/facts.py).
+# Debian's PCI ID list: result bundles name the GPU from it (imagefactory/host/facts.py).
 [ -n "$venv_only" ] || [ -f /usr/share/misc/pci.ids ] || need+=(pci.ids)
 # Debian and Ubuntu ship venv (ensurepip) apart from python3; a venv without it has no pip.
 if [ -x "$python" ] && ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from imagefactory.cli import main as cli  # noqa: E402
+from imagefactory.host.facts import Roots  # noqa: E402
 from imagefactory.share import bundle as bundles  # noqa: E402
-from imagefactory.share.facts import Roots  # noqa: E402
 from imagefactory.share.run import make_for  # noqa: E402
 from imagefactory.verify.results import TestResult  # noqa: E402
 

@@ -416,7 +416,7 @@ def objdump_check() -> Check:
 
 def atomics_checks(scan: Scan, sysfs_root: Path) -> list[Check]:
     """A KFD node whose PCIe link cannot do atomics (the flag the result bundles record)."""
-    from ..share.facts import pcie_atomics
+    from .facts import pcie_atomics
 
     out: list[Check] = []
     for g in scan.gpus:

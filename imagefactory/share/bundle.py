@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import JobError
+from ..host import facts as host_facts
 from ..safety import (
     MAX_RESULT_BYTES,
     escape_control,
@@ -31,7 +32,6 @@ from ..safety import (
     write_atomic,
 )
 from ..verify.results import TestResult
-from . import facts as host_facts
 from .hostid import host_id, personal_words, scrub, scrubber
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ImagefactoryError
+from ..host.facts import SYSTEM, Roots
 from ..matrix.loader import Variant
 from ..verify.results import TestResult
 from . import bundle as bundles
-from .facts import SYSTEM, Roots
 
 log = logging.getLogger(__name__)
 

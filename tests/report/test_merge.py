@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "share"))
 from share_host import FIXTURES  # noqa: E402
 
-from imagefactory.share.facts import Roots  # noqa: E402
+from imagefactory.host.facts import Roots  # noqa: E402
 
 SCHEMA = json.loads((REPO / "schemas" / "compatibility.v1.json").read_text())
 IMAGE = "sha256:" + "a" * 64

@@ -154,8 +154,8 @@ def test_two_hosts_shown_in_the_browser(browser: Any, tmp_path: Path) -> None:
     import json
 
     from imagefactory.cli import main
+    from imagefactory.host.facts import Roots
     from imagefactory.share import bundle as bundles
-    from imagefactory.share.facts import Roots
     from imagefactory.share.run import make_for
 
     results, reports, out = tmp_path / "this-host", tmp_path / "reports", tmp_path / "out"

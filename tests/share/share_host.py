@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagefactory.share.facts import Roots
+from imagefactory.host.facts import Roots
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 # Planted: none of these may appear in a bundle.

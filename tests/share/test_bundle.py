@@ -15,8 +15,9 @@ import pytest
 from share_host import HOSTNAME, MAC, USER, Host
 
 from imagefactory.cli import main
+from imagefactory.host import facts
 from imagefactory.share import bundle as bundles
-from imagefactory.share import facts, hostid, reader
+from imagefactory.share import hostid, reader
 from imagefactory.share.run import make_for
 from imagefactory.verify.results import Check, ConvCase, TestResult
 

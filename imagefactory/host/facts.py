@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..host.gpuinfo import (
+from ..safety import read_bytes
+from .gpuinfo import (
     AMD_VENDOR_ID,
     KFD_NODES,
     SysfsError,
@@ -24,7 +25,6 @@ from ..host.gpuinfo import (
     parse_properties,
     read_sysfs,
 )
-from ..safety import read_bytes
 
 PCI_IDS = Path("/usr/share/misc/pci.ids")
 _MAX_PCI_IDS = 8 << 20  # Debian's is ~1.4 MB

@@ -104,5 +104,9 @@ def test_a_rocm_family_without_rocm_fails_at_load(family: str) -> None:
 
 
 def test_shipped_matrix_renders_no_none() -> None:
+    # A `None` the template writes itself (Python inside a RUN) is text, not a value printed
+    # unset: a line holding None must stand as it is in a template.
+    written = "\n".join(p.read_text() for p in (REPO / "dockerfiles" / "templates").glob("*.j2"))
     for name in _one_per_family().values():
-        assert "None" not in _render(copy.deepcopy(SHIPPED), name)
+        for line in _render(copy.deepcopy(SHIPPED), name).splitlines():
+            assert "None" not in line or line.strip() in written, (name, line)

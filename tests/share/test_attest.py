@@ -48,8 +48,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory, cpu_image: str, docker_clien
     config = root / "variants.yaml"
     config.write_text((REPO / "variants.yaml").read_text().replace(
         "\nrepository: imagefactory\n", f"\nrepository: {name}\n"))
-    image = docker_client.images.get(cpu_image)
-    image.tag(name, "cpu")
+    # Built under this config, not the session's image retagged: the publish gate refuses an
+    # image whose inputs (its labels name the repository) differ from what the config renders.
+    # From the session image's cache only the LABEL step is new.
+    built = subprocess.run([sys.executable, "-m", "imagefactory", "--config", str(config),
+                            "build", "cpu"], capture_output=True, text=True, timeout=540)
+    assert built.returncode == 0, built.stdout + built.stderr
+    image = docker_client.images.get(f"{name}:cpu")
     registry = Registry(root / "registry").start()
     state = {"root": root, "config": config, "name": name, "image_id": image.id,
              "results": root / "results", "registry": registry,

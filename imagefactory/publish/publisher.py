@@ -36,9 +36,9 @@ from ..safety import (
     json_dumps,
     json_loads,
     read_text,
+    redact,
     write_atomic,
 )
-from ..safety import redact as safe_redact
 from ..verify.results import TestResult, result_path
 from .gate import Evidence, first_problem
 from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
@@ -209,11 +209,6 @@ class TagPush:
 
 
 Chunk = PushEvent
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`secrets`, URL userinfo and basic/bearer auth removed (safety.redact)."""
-    return safe_redact(text, tuple(secrets))
 
 
 def push_tag(engine: ContainerEngine, repository: str, tag: str,

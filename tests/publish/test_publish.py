@@ -36,10 +36,10 @@ from imagefactory.publish.publisher import (
     classify,
     gate,
     publish_tags,
-    redact,
     with_retries,
 )
 from imagefactory.publish.registry import Credentials, RegistryError, Target, manifest_digest
+from imagefactory.safety import redact
 from imagefactory.verify.results import Check, ConvCase, TestResult
 
 REPO = Path(__file__).resolve().parents[2]

@@ -44,7 +44,7 @@ def command(state: AppState, sysfs_root: Path, dev_root: Path, engine_url: str |
             kernel_log: str, as_json: bool) -> None:
     """Check this host: AMD GPUs and their arch, kernel driver, /dev/kfd and render node
     access, the Docker engine; recommend variants. Exit 0 when ready, 1 when not."""
-    from ..host.doctor import Options, diagnose, format_text
+    from ..doctor.run import Options, diagnose, format_text
 
     d = diagnose(state.project.matrix, Options(
         sysfs_root=sysfs_root, dev_root=dev_root, docker=not no_docker, docker_url=engine_url,

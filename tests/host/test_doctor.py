@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from imagefactory.cli import main
-from imagefactory.host.doctor import Identity, Options, check_node, diagnose, format_text
+from imagefactory.doctor.run import Identity, Options, check_node, diagnose, format_text
 from imagefactory.verify.results import ConvCase, TestResult
 
 SYSFS = Path(__file__).parent.parent / "fixtures" / "sysfs"

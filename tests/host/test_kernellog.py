@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagefactory.cli import main
+from imagefactory.doctor.run import kernel_log_checks
 from imagefactory.host import kernellog
-from imagefactory.host.doctor import kernel_log_checks
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 ATOMICS_LOG = FIXTURES / "kernellog" / "pci-rejects-atomics.dmesg"

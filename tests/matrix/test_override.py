@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagefactory.host.doctor import recommend
+from imagefactory.doctor.run import recommend
 from imagefactory.host.gpuinfo import Gpu
 from imagefactory.matrix.loader import OVERRIDE_KEY, Matrix, override_in, parse_matrix
 from imagefactory.verify.gpucode.check import runtime_isas

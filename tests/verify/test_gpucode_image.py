@@ -298,7 +298,7 @@ def test_imagefactory_test_runs_the_gpu_code_check(engine, libs_image: str,  # t
 def test_doctor_audits_a_host_torch(kernels_dir: Path, tmp_path: Path, project) -> None:  # type: ignore[no-untyped-def]
     """doctor on a torch/lib whose libtorch_hip.so is real compiled code: the gfx1010 library
     passes for an RX 5600 XT, the gfx1030-only one is named with the override as the way out."""
-    from imagefactory.host.doctor import Options, diagnose
+    from imagefactory.doctor.run import Options, diagnose
 
     sysfs = Path(__file__).resolve().parent.parent / "fixtures" / "sysfs" / "rx5600xt"
     cases = {"libvecadd.so": "gfx1010 code: torch yes", "plain-gfx1030": "gfx1010 code: torch NO"}

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..host import gpuinfo, kernellog
+from ..host.gpuinfo import Gpu, Scan
 from ..matrix.loader import Matrix, Variant
 from ..safety import escape_control
-from . import gpuinfo, kernellog
-from .gpuinfo import Gpu, Scan
 
 RELOGIN = "then log out and back in (group changes apply to new logins)"
 
@@ -416,7 +416,7 @@ def objdump_check() -> Check:
 
 def atomics_checks(scan: Scan, sysfs_root: Path) -> list[Check]:
     """A KFD node whose PCIe link cannot do atomics (the flag the result bundles record)."""
-    from .facts import pcie_atomics
+    from ..host.facts import pcie_atomics
 
     out: list[Check] = []
     for g in scan.gpus:

@@ -164,7 +164,7 @@ class KnownFailure:
 
 @dataclass(frozen=True)
 class Profile:
-    """A named set of environment variables (variants.yaml `profiles:`: override, rdna1-tuning, ...)."""
+    """A named set of environment variables (`profiles:`: override, rdna1-tuning, ...)."""
 
     name: str
     description: str

@@ -65,7 +65,7 @@ class Check:
 
 @dataclass(frozen=True)
 class ConvCase:
-    """One conv check case as convcheck reports it; `status` is one of convcheck's classes (ok, hang,
+    """One conv check case as convcheck reports it; `status` is a convcheck class (ok, hang,
     aperture-violation, memory-fault, no-kernel, invalid-isa, miopen-error, crash,
     wrong-result; since issue 16 also skipped, gpu-hang, illegal-instruction, gpu-exception,
     out-of-memory, not-run; since issue 27 compile-error) or `error` when the case could not

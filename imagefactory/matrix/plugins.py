@@ -102,8 +102,10 @@ def _load_one(ep: importlib.metadata.EntryPoint, state: _State) -> None:
     except recipes.FamilyTaken as exc:
         if exc.name in recipes.BUILTIN_FAMILIES:
             why = "which is built in (a plugin cannot replace a built-in family)"
+        elif exc.name in state.origins:
+            why = f"which {state.origins[exc.name]} registered already"
         else:
-            why = f"which {state.origins.get(exc.name, 'another plugin')} registered already"
+            why = "which is registered already"
         raise refuse(f"registers family '{exc.name}', {why}") from None
     except (Exception, SystemExit) as exc:
         raise refuse(f"failed to load: {one_line(exc)}") from None

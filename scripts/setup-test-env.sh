@@ -123,4 +123,11 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+# The test suite's recipe families (tiny, mounts) are a plugin distribution of their own
+# (the imagefactory.families entry-point group, docs/architecture.md), not part of the
+# package. Offline: its build backend is the hatchling the line above installed (no build
+# isolation) and its one dependency is imagefactory itself (no resolution). Editable, so an
+# edit to a family needs no reinstall; reinstalled every time, like the package.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \
+    --no-deps --no-index -e tests/fixtures/familyplugin
 echo "setup: imagefactory is $venv/bin/imagefactory (or: . $venv/bin/activate)"

@@ -72,6 +72,21 @@ def network_answers() -> bool:
     return False
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The test families (tiny, mounts) are a plugin distribution, not part of the package
+    (tests/fixtures/familyplugin): without it, every test of the build fixture matrix would
+    fail on its own with "family 'tiny' has no recipe schema". Say once what to run."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("imagefactory-testfamilies")
+    except importlib.metadata.PackageNotFoundError:
+        raise pytest.UsageError(
+            "the test families' plugin (tests/fixtures/familyplugin) is not installed: run "
+            "bash scripts/setup-test-env.sh, or pip install --no-build-isolation --no-deps "
+            "-e tests/fixtures/familyplugin") from None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):

@@ -40,6 +40,18 @@ def test_wheel_ships_matrix_templates_files_and_suite(wheel: Path) -> None:
     assert not any("__pycache__" in n for n in names if "_shipped" in n)
 
 
+def test_wheel_ships_no_test_family(wheel: Path) -> None:
+    """The test suite's families (tiny, mounts) are the fixture plugin's
+    (tests/fixtures/familyplugin), not the package's (#26)."""
+    zf = zipfile.ZipFile(wheel)
+    names = zf.namelist()
+    assert not any("testfamilies" in n or "familyplugin" in n for n in names)
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "imagefactory.families" not in zf.read(entry_points).decode()
+    source = zf.read("imagefactory/matrix/recipes.py").decode()
+    assert '@family("tiny")' not in source and '@family("mounts")' not in source
+
+
 def test_installed_wheel_lists_every_variant_from_any_folder(wheel: Path,
                                                                 tmp_path: Path) -> None:
     target = tmp_path / "site"

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..paths import CRASHES_DIR, LOGS_DIR, STAGES_DIR, STATE_DIR
 from ..reference import ReferenceError, check_repository, parse_reference
 from ..safety import MAX_CONFIG_BYTES, escape_control, first_control, read_text
-from . import recipes, yamlsource
+from . import plugins, recipes, yamlsource
 from .recipes import Recipe, RecipeProblem
 from .yamlsource import Located, dotted
 
@@ -493,7 +493,7 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
                          f"'{dp}' is not one of this variant's profiles "
                          f"({', '.join(p.name for p in offered) or 'none'})")
         default = profiles[dp]
-    cls = recipes.FAMILIES.get(family)
+    cls = plugins.families().get(family)
     if cls is not None and cls.needs_rocm and raw.get("rocm") is None:
         raise r.fail((*path, "rocm"), f"family '{family}' builds against a ROCm release: "
                      "set rocm (like 6.2.4)")
@@ -646,11 +646,13 @@ def _profile_refs(r: _Reader, raw: Any, path: _P,
 
 def _recipe(r: _Reader, family: str, raw: Any, path: _P) -> Recipe:
     """The family's typed recipe (matrix/recipes.py): unknown keys and bad values fail here."""
-    cls = recipes.FAMILIES.get(family)
+    known = plugins.families()
+    cls = known.get(family)
     if cls is None:
         raise r.fail((*path[:-1], "family"),
-                     f"family '{family}' has no recipe schema{suggest(family, recipes.FAMILIES)}"
-                     " (add its dataclass to imagefactory/matrix/recipes.py)")
+                     f"family '{family}' has no recipe schema{suggest(family, known)}"
+                     " (add its dataclass to imagefactory/matrix/recipes.py, or install the "
+                     f"plugin that provides it: entry-point group {plugins.GROUP})")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -8,6 +8,9 @@ a newline) never gets past loading, and `list` refuses exactly what `render` wou
 Adding a family: write a dataclass deriving from `Recipe`, decorate it with
 `@family("<name>")`, declare each key with its type (str, int, bool, tuple[str, ...],
 Mapping[str, str]) and `kind(...)`; required keys have no default. Unknown keys are errors.
+The families defined here are the built-in ones (`BUILTIN_FAMILIES`); an installed
+distribution may add more through the `imagefactory.families` entry-point group
+(matrix/plugins.py), with the same decorator, never replacing a name already taken.
 """
 
 from __future__ import annotations
@@ -127,11 +130,25 @@ class Recipe:
 
 R = TypeVar("R", bound=type[Recipe])
 _T = TypeVar("_T")
+# Every registered family: the built-in ones below, then those of plugins (matrix/plugins.py
+# loads them; read the whole registry through plugins.families()).
 FAMILIES: dict[str, type[Recipe]] = {}
 
 
+class FamilyTaken(Exception):
+    """`family(name)` for a name already registered: a family is never replaced."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"family '{name}' is already registered")
+        self.name = name
+
+
 def family(name: str) -> Callable[[R], R]:
+    """Register the decorated recipe dataclass as family `name` (the public way to add one,
+    here or in a plugin module). A name already registered raises `FamilyTaken`."""
     def register(cls: R) -> R:
+        if name in FAMILIES:
+            raise FamilyTaken(name)
         cls.family = name
         FAMILIES[name] = cls
         return cls
@@ -285,6 +302,12 @@ class DebianRocmRecipe(Recipe):
     build_env: tuple[str, ...] = optional(ENV_ASSIGN, ())
 
 
+# The families this package defines, whatever plugins add: the shipped JSON Schema of
+# variants.yaml is rendered from these alone (matrix/schema.py), so it is the same on every
+# machine.
+BUILTIN_FAMILIES: Mapping[str, type[Recipe]] = MappingProxyType(dict(FAMILIES))
+
+
 # --- loading ----------------------------------------------------------------------------
 
 
@@ -364,25 +387,3 @@ def _value(value: Any, tp: Any, path: tuple[str | int, ...], k: Kind,
         return MappingProxyType({text(key, (*path, key), WORD): text(v, (*path, key), k)
                                  for key, v in value.items()})
     raise TypeError(f"recipe field type {tp!r} is not supported")  # a programming error
-
-
-# The build tests' fixture family (tests/fixtures/buildmatrix): each value is a whole shell
-# command by design, printed after RUN; still one line of plain characters.
-SHELL_COMMAND = _k(r"[A-Za-z0-9 _.&=/-]{1,200}", "shell command (letters, digits, . _ & = / -)")
-
-
-@family("tiny")
-@dataclass(frozen=True, kw_only=True)
-class TinyRecipe(Recipe):
-    command: str = optional(SHELL_COMMAND, "true")
-    # a second RUN after `command` (none by default), for a step after a finished one
-    then: str = optional(SHELL_COMMAND, "")
-
-
-# The BuildKit tests' fixture family (tests/engine/test_buildx.py): a RUN with a cache mount
-# whose id the test chooses.
-@family("mounts")
-@dataclass(frozen=True, kw_only=True)
-class MountsRecipe(Recipe):
-    cache_id: str = required(WORD)
-    command: str = optional(SHELL_COMMAND, "true")

@@ -1,7 +1,10 @@
 """The JSON Schema of variants.yaml (schemas/variants.schema.json), so editors check the
 matrix as it is typed. It is rendered from what the loader reads: its key sets
-(loader.TOP_KEYS, VARIANT_KEYS, ...), its patterns, and each family's recipe dataclass
-(recipes.FAMILIES), so a new key or family changes the schema and the freshness test says so.
+(loader.TOP_KEYS, VARIANT_KEYS, ...), its patterns, and each built-in family's recipe
+dataclass (recipes.BUILTIN_FAMILIES), so a new key or family changes the schema and the
+freshness test says so. Families of plugins (matrix/plugins.py) are not in it, loaded or
+not: the shipped file is the same on every machine, and a matrix using a plugin's family is
+checked by the loader alone.
 
 The loader stays the reader (file:line errors, `extends`, cross-field rules); the schema
 says what one entry can say on its own:
@@ -119,7 +122,7 @@ def _any_family_recipe() -> Obj:
     """A recipe whose family is inherited: the keys of any family, each of the forms it has
     in the families that have it."""
     forms: dict[str, list[Node]] = {}
-    for cls in recipes.FAMILIES.values():
+    for cls in recipes.BUILTIN_FAMILIES.values():
         for key, (node, _) in _fields(cls).items():
             if node not in forms.setdefault(key, []):
                 forms[key].append(node)
@@ -173,7 +176,7 @@ def _entry_values() -> Obj:
     values: dict[str, Node] = {
         "abstract": Bool(),
         "extends": _text(loader._VARIANT_NAME.pattern),
-        "family": Enum(tuple(sorted(recipes.FAMILIES))),
+        "family": Enum(tuple(sorted(recipes.BUILTIN_FAMILIES))),
         "description": TEXT,
         "base": _BASE,
         "base_variant": Opt(_text(loader._VARIANT_NAME.pattern)),
@@ -219,7 +222,7 @@ def variant_node() -> Node:
     return AllOf((
         _entry_values(),
         When(COMPLETE, complete),
-        *(rule for name, cls in sorted(recipes.FAMILIES.items())
+        *(rule for name, cls in sorted(recipes.BUILTIN_FAMILIES.items())
           for rule in _family(name, cls)),
     ))
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fake_engine import FakeEngine
 
 from imagefactory.build.builder import (
     BUILT,
@@ -20,7 +21,6 @@ from imagefactory.build.builder import (
     BuildResult,
 )
 from imagefactory.build.progress import PlainView
-from imagefactory.engine.fake import FakeEngine
 from imagefactory.identity import ARGS_LABEL, BASE_LABEL, HASH_LABEL, TARGET_LABEL
 from imagefactory.project import Project
 from imagefactory.render.renderer import Renderer

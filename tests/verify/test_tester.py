@@ -277,8 +277,9 @@ def test_interrupted_run_removes_its_container(docker_client, cpu_image, tmp_pat
 def test_container_output_is_escaped_and_redacted_before_it_is_shown(project) -> None:
     # What the image prints during the conv check is shown as it streams (issue #25): OSC
     # and CSI sequences, bidi overrides and credentials must not reach the terminal raw.
+    from fake_engine import FakeEngine
+
     from imagefactory.engine.base import ContainerInfo
-    from imagefactory.engine.fake import FakeEngine
 
     engine = FakeEngine(exec_output=b"\x1b]0;owned\x07 \x1b[2J \xe2\x80\xae x "
                                     b"https://bob:pa/ss w0rd@ghcr.io/x\nlast \x1b[31m")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
-from .base import (
+from imagefactory.engine.base import (
     ERROR,
     IMAGE,
     OUTPUT,

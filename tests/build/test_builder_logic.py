@@ -116,13 +116,13 @@ def test_an_engine_that_goes_away_fails_the_variant_in_one_line(fixture, fake,
 def test_target_and_build_args_get_their_own_tag_and_identity(fixture, fake, tmp_path) -> None:
     build_all(builder(fixture, fake, tmp_path))
     plain = fake.refs["iftest-build:solo"]
-    opts = {"target": "runtime", "build_args": {"A": "1"}, "targeted": frozenset({"solo"})}
+    opts = {"target": "tiny", "build_args": {"A": "1"}, "targeted": frozenset({"solo"})}
     b = builder(fixture, fake, tmp_path, **opts)
     r = b.run(fixture.matrix.get("solo"), "fake", None)
-    assert (r.status, r.tag) == (BUILT, "iftest-build:solo-runtime")
+    assert (r.status, r.tag) == (BUILT, "iftest-build:solo-tiny")
     call = fake.builds[-1]
-    assert call.target == "runtime" and call.build_args["A"] == "1"
-    assert call.labels[TARGET_LABEL] == "runtime" and ARGS_LABEL in call.labels
+    assert call.target == "tiny" and call.build_args["A"] == "1"
+    assert call.labels[TARGET_LABEL] == "tiny" and ARGS_LABEL in call.labels
     assert call.labels[HASH_LABEL] == b.contexts["solo"].inputs_hash  # not on the stage else
     assert fake.refs["iftest-build:solo"] == plain  # the whole image's tag did not move
     # Same target and args: up to date. Other args: rebuilt.
@@ -134,12 +134,12 @@ def test_target_and_build_args_get_their_own_tag_and_identity(fixture, fake, tmp
 
 
 def test_bases_of_a_targeted_variant_are_built_whole(fixture, fake, tmp_path) -> None:
-    b = builder(fixture, fake, tmp_path, target="runtime", build_args={"A": "1"},
+    b = builder(fixture, fake, tmp_path, target="tiny", build_args={"A": "1"},
                 targeted=frozenset({"child"}))
     results = build_all(b)
     assert results["base"].tag == "iftest-build:base"
     assert fake.builds[0].target is None and "A" not in fake.builds[0].build_args
-    assert results["child"].tag == "iftest-build:child-runtime"
+    assert results["child"].tag == "iftest-build:child-tiny"
 
 
 def test_force_rebuilds_an_up_to_date_variant(fixture, fake, tmp_path) -> None:

@@ -287,6 +287,7 @@ def test_container_output_is_escaped_and_redacted_before_it_is_shown(project) ->
     tester = Tester(engine, project.matrix, GpuAccess((), ()), TestOptions(quick=True),
                     echo=shown.append)
     container = ContainerInfo("c" * 64, "n", "img", "running")
+    engine.containers[container.id] = container  # exec needs a running container, as Docker
     tester._run_conv(container, project.matrix.get("cpu"), None)
     text = "\n".join(shown)
     assert "  | \\x1b]0;owned\\x07 \\x1b[2J \\u202e x https://***@ghcr.io/x" in text

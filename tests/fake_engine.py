@@ -108,8 +108,9 @@ class FakeEngine(ContainerEngine):
     def _build(self, call: BuildCall, data: bytes) -> Iterator[BuildEvent]:
         """The classic builder's outline: steps numbered over the stages it builds (up to
         `target`), each stage starting from its FROM's labels and files (an earlier stage or
-        an image the engine has), LABEL and COPY/ADD of context files applied, the build's
-        own labels last, on the final stage only."""
+        an image the engine has), LABEL (with its stage's ARG/ENV values expanded, build
+        args given) and COPY/ADD of context files applied, the build's own labels last, on
+        the final stage only."""
         joined = re.sub(r"\\\n", " ", call.dockerfile)  # continuation lines
         steps = [line.strip() for line in joined.splitlines()
                  if line.strip() and not line.lstrip().startswith("#")]
@@ -126,11 +127,24 @@ class FakeEngine(ContainerEngine):
         stages: dict[str, tuple[dict[str, str], dict[str, bytes]]] = {}
         image_labels: dict[str, str] = {}
         image_files: dict[str, bytes] = {}
+        meta: dict[str, str] = {}  # ARGs before the first FROM
+        scope: dict[str, str] = {}  # the stage's ARG and ENV values
         for number, line in enumerate(steps, 1):
             yield BuildEvent(OUTPUT, f"Step {number}/{len(steps)} : {line}\n")
             words = line.split()
             op = words[0].upper()
-            if op == "FROM":
+            if op == "ARG" and len(words) == 2:
+                name, eq, default = words[1].partition("=")
+                outer = meta if not stages else scope
+                outer[name] = call.build_args.get(
+                    name, shlex.split(default)[0] if eq and default else meta.get(name, ""))
+            elif op == "ENV" and len(words) > 1:
+                pairs = shlex.split(_expand(line, scope))[1:]
+                if "=" not in pairs[0]:  # ENV KEY value
+                    pairs = [f"{pairs[0]}={' '.join(pairs[1:])}"]
+                scope.update(pair.partition("=")[::2] for pair in pairs)
+            elif op == "FROM":
+                scope = {}
                 base = next((w for w in words[1:] if not w.startswith("--")), "")
                 if base in stages:
                     labels, files = stages[base]
@@ -145,7 +159,7 @@ class FakeEngine(ContainerEngine):
                                         f"non-zero code: {words[2]}")
                 return
             elif op == "LABEL":
-                for pair in shlex.split(line)[1:]:
+                for pair in shlex.split(_expand(line, scope))[1:]:
                     key, _, value = pair.partition("=")
                     image_labels[key] = value
             elif op in ("COPY", "ADD") and not any(w.startswith("--from") for w in words):
@@ -374,3 +388,10 @@ def _copy(context: Mapping[str, tuple[bytes, int]], source: str, dest: str,
         else:
             continue
         into["/" + path.lstrip("/")] = content
+
+
+def _expand(line: str, scope: Mapping[str, str]) -> str:
+    """`$NAME` and `${NAME}` as the builder expands them: the stage's ARG/ENV value, else
+    empty."""
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: scope.get(m.group(1) or m.group(2), ""),
+                  line)

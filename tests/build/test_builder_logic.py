@@ -82,10 +82,19 @@ def test_built_then_skipped_and_tagged_only_on_success(fixture, fake, tmp_path) 
 def test_changed_inputs_rebuild_only_that_variant(fixture, fake, tmp_path) -> None:
     b = builder(fixture, fake, tmp_path)
     build_all(b)
+    before = dict(fake.refs)
     ctx = b.contexts["solo"]
-    b2 = builder(fixture, fake, tmp_path, contexts={"solo": replace(ctx, inputs_hash="x" * 64)})
+    # As an env edit of solo renders it (tests/render/test_render.py: only its hash moves).
+    changed = ctx.dockerfile.replace('TINY_LEVEL="solo"', 'TINY_LEVEL="solo-changed"')
+    assert changed != ctx.dockerfile
+    b2 = builder(fixture, fake, tmp_path, contexts={"solo": replace(
+        ctx, dockerfile=changed, inputs_hash="x" * 64)})
     results = build_all(b2)
-    assert results["solo"].status == BUILT and results["base"].status == SKIPPED
+    assert {n: r.status for n, r in results.items()} == {"base": SKIPPED, "solo": BUILT,
+                                                          "child": SKIPPED}
+    assert fake.refs["iftest-build:solo"] != before["iftest-build:solo"]
+    assert fake.refs["iftest-build:base"] == before["iftest-build:base"]
+    assert fake.refs["iftest-build:child"] == before["iftest-build:child"]
 
 
 def test_a_failing_build_moves_no_tag_and_keeps_the_old_image(fixture, fake, tmp_path) -> None:

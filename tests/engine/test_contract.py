@@ -7,8 +7,8 @@ tests/needs.py).
 A case that the fake passes and Docker fails is a bug in the fake (it is fixed to do what
 Docker does); one that both fail against base.py's words is a bug in base.py's docstring.
 Each Docker case builds at most a few instructions on debian:bookworm-slim (which the
-set-up pulls) with no network: seconds. Not here, as they need a registry: pull, push,
-distribution_digest (tests/publish/test_publish.py).
+set-up pulls) with no network: seconds. Not here, as they need a registry: a pull that
+succeeds, push, distribution_digest (tests/publish/test_publish.py).
 """
 
 from __future__ import annotations
@@ -172,6 +172,21 @@ def test_a_stage_inherits_its_from_and_the_build_labels_win(subject: ContainerEn
     assert found.labels[f"{TEST_LABEL}.stage"] == "second"
 
 
+def test_build_args_reach_the_stage_that_declares_them(subject: ContainerEngine,
+                                                       made: Made) -> None:
+    repo = unique("contract")
+    dockerfile = (f"FROM {BASE}\nARG GREETING=none\nARG LATER\nARG UNSET\n"
+                  f'LABEL {TEST_LABEL}.greeting="${{GREETING}}" {TEST_LABEL}.later="$LATER-x" '
+                  f'{TEST_LABEL}.unset="[$UNSET]"\n')
+    image_id = made.image(dockerfile, labels={TEST_LABEL: repo},
+                          build_args={"GREETING": "hi", "LATER": "later"})
+    found = subject.inspect_image(image_id)
+    assert found is not None
+    assert {k.removeprefix(f"{TEST_LABEL}."): v for k, v in found.labels.items()
+            if k.startswith(f"{TEST_LABEL}.")} == {"greeting": "hi", "later": "later-x",
+                                                   "unset": "[]"}
+
+
 def test_a_failing_step_ends_the_events_with_the_error(subject: ContainerEngine) -> None:
     events = list(subject.build(context(TWO_STAGES, {"hello.txt": b"hello\n"}),
                                 labels={TEST_LABEL: unique("contract")},
@@ -216,6 +231,16 @@ def test_an_untagged_image_is_removed_by_its_id(subject: ContainerEngine, made: 
     assert subject.remove_image(image_id, prune=False) is True
     assert subject.inspect_image(image_id) is None
     assert subject.remove_image(image_id, prune=False) is False
+
+
+def test_a_refused_pull_raises(subject: ContainerEngine) -> None:
+    """A registry on a loopback port where nothing listens: refused whatever the network."""
+    repository = f"127.0.0.1:9/{unique('contract')}"
+    with pytest.raises(EngineError) as info:
+        list(subject.pull(repository, "1"))
+    exc = info.value
+    assert (exc.operation, exc.address) == (f"pull {repository}:1", subject.address)
+    assert exc.reason and "\n" not in str(exc)
 
 
 # -- containers ----------------------------------------------------------------------------

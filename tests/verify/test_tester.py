@@ -172,16 +172,6 @@ def test_missing_image_names_the_build_command(docker_client, tmp_path) -> None:
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.docker
-def test_unknown_profile_is_a_usage_error(docker_client, tmp_path) -> None:
-    run_id = new_run_id()
-    proc = _imagefactory(["--config", str(CPU_CONFIG), "test", "cpu",
-                          "--profile", "override"], tmp_path, run_id)
-    assert proc.returncode == 2
-    assert "has no profile 'override'" in proc.stderr
-    assert _ours(docker_client, run_id) == []
-
-
 def test_missing_device_is_a_usage_error(tmp_path) -> None:
     proc = _imagefactory(["--config", str(CPU_CONFIG), "test", "cpu",
                           "--device", f"{tmp_path}/nothing:/dev/kfd"], tmp_path, new_run_id())

@@ -109,8 +109,8 @@ class FakeEngine(ContainerEngine):
         """The classic builder's outline: steps numbered over the stages it builds (up to
         `target`), each stage starting from its FROM's labels and files (an earlier stage or
         an image the engine has), LABEL (with its stage's ARG/ENV values expanded, build
-        args given) and COPY/ADD of context files applied, the build's own labels last, on
-        the final stage only."""
+        args given) and COPY/ADD of context files applied, the build's own labels last, as
+        steps of the final stage (`LABEL key=value`, one a key, in key order)."""
         joined = re.sub(r"\\\n", " ", call.dockerfile)  # continuation lines
         steps = [line.strip() for line in joined.splitlines()
                  if line.strip() and not line.lstrip().startswith("#")]
@@ -129,8 +129,10 @@ class FakeEngine(ContainerEngine):
         image_files: dict[str, bytes] = {}
         meta: dict[str, str] = {}  # ARGs before the first FROM
         scope: dict[str, str] = {}  # the stage's ARG and ENV values
+        # The build's labels are LABEL steps of their own at the end, in key order.
+        total = len(steps) + len(call.labels)
         for number, line in enumerate(steps, 1):
-            yield BuildEvent(OUTPUT, f"Step {number}/{len(steps)} : {line}\n")
+            yield BuildEvent(OUTPUT, f"Step {number}/{total} : {line}\n")
             words = line.split()
             op = words[0].upper()
             if op == "ARG" and len(words) == 2:
@@ -166,6 +168,8 @@ class FakeEngine(ContainerEngine):
                 args = [w for w in words[1:] if not w.startswith("--")]
                 for source in args[:-1]:
                     _copy(call.files, source, args[-1], image_files)
+        for number, key in enumerate(sorted(call.labels), len(steps) + 1):
+            yield BuildEvent(OUTPUT, f"Step {number}/{total} : LABEL {key}={call.labels[key]}\n")
         image_labels.update(call.labels)
         digest = hashlib.sha256(data + json.dumps(
             [call.build_args, image_labels, call.target], sort_keys=True).encode()).hexdigest()

@@ -1,7 +1,7 @@
 """A build run: the named variants (and their bases) rendered, checked, spread over engines and
 built, into one BuildRun. The click command only parses its options and prints; this is what
 `imagefactory build` does between the two, callable without click (and, with an engine
-opener of one's own, without Docker: engine/fake.py)."""
+opener of one's own, without Docker: tests/fake_engine.py)."""
 
 from __future__ import annotations
 

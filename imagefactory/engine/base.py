@@ -147,12 +147,16 @@ class ContainerEngine(abc.ABC):
               target: str | None = None, build_args: Mapping[str, str] | None = None,
               labels: Mapping[str, str] | None = None, network_mode: str | None = None,
               pull: bool = False, no_cache: bool = False) -> Iterator[BuildEvent]:
-        """Build a context (an uncompressed tar with a Dockerfile at its root). Errors of the
-        build itself arrive as an ERROR event; a lost engine raises EngineError."""
+        """Build a context (an uncompressed tar with a Dockerfile at its root) up to the
+        stage `target`. OUTPUT carries the classic builder's `Step N/M : INSTRUCTION` lines,
+        `labels` counted as one `LABEL key=value` step each at the end. Errors of the build
+        itself (a failing step, a target the Dockerfile lacks) arrive as an ERROR event; a
+        lost engine raises EngineError."""
 
     @abc.abstractmethod
     def inspect_image(self, ref: str) -> ImageInfo | None:
-        """The image `ref` (id, tag or short id), or None when the engine has none."""
+        """The image `ref` (id, tag or short id), or None when the engine has none; a ref
+        that is no reference (an uppercase repository) is an EngineError, status 400."""
 
     @abc.abstractmethod
     def tag(self, image: str, repository: str, tag: str) -> None:
@@ -160,8 +164,9 @@ class ContainerEngine(abc.ABC):
 
     @abc.abstractmethod
     def remove_image(self, ref: str, *, force: bool = False, prune: bool = True) -> bool:
-        """Remove a tag or image (prune: also its untagged parents); False when there was
-        none."""
+        """Remove a tag (the image goes with its last tag) or an image by id (its tags with
+        it; one with several tags is an EngineError, status 409, unless `force`); prune:
+        also its untagged parents. False when there was none."""
 
     @abc.abstractmethod
     def list_images(self, *, label: str | None = None, repository: str | None = None
@@ -186,10 +191,12 @@ class ContainerEngine(abc.ABC):
 
     @abc.abstractmethod
     def create_container(self, spec: ContainerSpec) -> str:
-        """Create (not start) a detached container; its id."""
+        """Create (not start) a detached container; its id. A missing image is an
+        EngineError with status 404, a name in use one with 409."""
 
     @abc.abstractmethod
-    def start_container(self, container: str) -> None: ...
+    def start_container(self, container: str) -> None:
+        """Start a created container; one that is gone is an EngineError, status 404."""
 
     @abc.abstractmethod
     def remove_container(self, container: str) -> None:
@@ -203,7 +210,8 @@ class ContainerEngine(abc.ABC):
     def exec(self, container: str, command: Sequence[str],
              on_output: Callable[[bytes], None] | None = None) -> int:
         """Run a command in a running container, stdout and stderr together passed to
-        `on_output` as it comes; its exit code."""
+        `on_output` as it comes; its exit code. A container not running is an EngineError
+        (status 409)."""
 
     @abc.abstractmethod
     def read_file(self, container: str, path: str) -> bytes | None:
@@ -218,8 +226,8 @@ class ContainerEngine(abc.ABC):
     @abc.abstractmethod
     def ensure_volume(self, name: str, labels: Mapping[str, str], *, empty: bool = False
                       ) -> bool:
-        """Make the named volume exist (first removing it with `empty`); True when `empty`
-        removed one that was there."""
+        """Make the named volume exist (first removing it with `empty`); one that exists is
+        kept as it is, its labels too. True when `empty` removed one that was there."""
 
     @abc.abstractmethod
     def remove_volume(self, name: str) -> bool:

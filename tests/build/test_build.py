@@ -174,17 +174,6 @@ def test_plain_progress_lines_and_full_log_file(matrix: Matrix) -> None:
     assert f"tagged {matrix.tag('base')}" in text
 
 
-def test_env_change_rebuilds_only_that_variant(matrix: Matrix, docker_client) -> None:
-    assert matrix.build("--all").rc == 0
-    ids = {v: image_id(docker_client, matrix.tag(v)) for v in ("base", "solo", "child")}
-    matrix.edit("TINY_LEVEL: solo", "TINY_LEVEL: solo-changed")
-    run = matrix.build("--all")
-    assert run.rc == 0, run.err
-    assert run.outcomes() == {"base": "skipped", "solo": "built", "child": "skipped"}
-    assert image_id(docker_client, matrix.tag("solo")) != ids["solo"]
-    assert image_id(docker_client, matrix.tag("base")) == ids["base"]
-
-
 def test_a_mode_change_of_a_copied_file_rebuilds(matrix: Matrix, docker_client) -> None:
     """`chmod -x` changes the context the engine gets (the tar carries the mode), so it
     changes the inputs hash: the image is rebuilt, and its copy of the file lost the bit."""
@@ -367,18 +356,6 @@ def test_unreachable_engine_is_one_line_naming_the_address(matrix: Matrix) -> No
     lines = run.err.strip().splitlines()
     assert len(lines) == 1 and address in lines[0]
     assert lines[0].startswith("imagefactory: error: cannot reach the Docker engine at ")
-
-
-def test_pull_failure_names_the_base_and_moves_no_tag(matrix: Matrix, docker_client) -> None:
-    # A base on a loopback registry port where nothing listens: the pull fails whatever
-    # the network, and must fail cleanly.
-    missing = "127.0.0.1:9/iftest-missing:1"
-    matrix.edit("base: debian:bookworm-slim", f"base: {missing}")
-    run = matrix.build("base", "--pull", timeout=120)
-    assert run.rc == 1
-    assert run.err.startswith(f"imagefactory: build of 'base' failed: --pull: cannot pull "
-                              f"{missing} into ")
-    assert image_id(docker_client, matrix.tag("base")) is None
 
 
 # -- two engines ------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from fake_engine import FakeEngine
 
 from imagefactory.build.builder import BLOCKED, BUILT, FAILED, SKIPPED, BuildResult
 from imagefactory.build.progress import PlainView
 from imagefactory.build.run import BuildPlan, BuildSettings, build_variants
 from imagefactory.engine.base import ContainerEngine
-from imagefactory.engine.fake import FakeEngine
 from imagefactory.errors import UsageError
 from imagefactory.paths import Paths
 from imagefactory.project import Project

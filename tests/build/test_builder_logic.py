@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fake_engine import FakeEngine
 
 from imagefactory.build.builder import (
     BUILT,
@@ -20,7 +21,6 @@ from imagefactory.build.builder import (
     BuildResult,
 )
 from imagefactory.build.progress import PlainView
-from imagefactory.engine.fake import FakeEngine
 from imagefactory.identity import ARGS_LABEL, BASE_LABEL, HASH_LABEL, TARGET_LABEL
 from imagefactory.project import Project
 from imagefactory.render.renderer import Renderer
@@ -82,10 +82,19 @@ def test_built_then_skipped_and_tagged_only_on_success(fixture, fake, tmp_path) 
 def test_changed_inputs_rebuild_only_that_variant(fixture, fake, tmp_path) -> None:
     b = builder(fixture, fake, tmp_path)
     build_all(b)
+    before = dict(fake.refs)
     ctx = b.contexts["solo"]
-    b2 = builder(fixture, fake, tmp_path, contexts={"solo": replace(ctx, inputs_hash="x" * 64)})
+    # As an env edit of solo renders it (tests/render/test_render.py: only its hash moves).
+    changed = ctx.dockerfile.replace('TINY_LEVEL="solo"', 'TINY_LEVEL="solo-changed"')
+    assert changed != ctx.dockerfile
+    b2 = builder(fixture, fake, tmp_path, contexts={"solo": replace(
+        ctx, dockerfile=changed, inputs_hash="x" * 64)})
     results = build_all(b2)
-    assert results["solo"].status == BUILT and results["base"].status == SKIPPED
+    assert {n: r.status for n, r in results.items()} == {"base": SKIPPED, "solo": BUILT,
+                                                          "child": SKIPPED}
+    assert fake.refs["iftest-build:solo"] != before["iftest-build:solo"]
+    assert fake.refs["iftest-build:base"] == before["iftest-build:base"]
+    assert fake.refs["iftest-build:child"] == before["iftest-build:child"]
 
 
 def test_a_failing_build_moves_no_tag_and_keeps_the_old_image(fixture, fake, tmp_path) -> None:
@@ -116,13 +125,13 @@ def test_an_engine_that_goes_away_fails_the_variant_in_one_line(fixture, fake,
 def test_target_and_build_args_get_their_own_tag_and_identity(fixture, fake, tmp_path) -> None:
     build_all(builder(fixture, fake, tmp_path))
     plain = fake.refs["iftest-build:solo"]
-    opts = {"target": "runtime", "build_args": {"A": "1"}, "targeted": frozenset({"solo"})}
+    opts = {"target": "tiny", "build_args": {"A": "1"}, "targeted": frozenset({"solo"})}
     b = builder(fixture, fake, tmp_path, **opts)
     r = b.run(fixture.matrix.get("solo"), "fake", None)
-    assert (r.status, r.tag) == (BUILT, "iftest-build:solo-runtime")
+    assert (r.status, r.tag) == (BUILT, "iftest-build:solo-tiny")
     call = fake.builds[-1]
-    assert call.target == "runtime" and call.build_args["A"] == "1"
-    assert call.labels[TARGET_LABEL] == "runtime" and ARGS_LABEL in call.labels
+    assert call.target == "tiny" and call.build_args["A"] == "1"
+    assert call.labels[TARGET_LABEL] == "tiny" and ARGS_LABEL in call.labels
     assert call.labels[HASH_LABEL] == b.contexts["solo"].inputs_hash  # not on the stage else
     assert fake.refs["iftest-build:solo"] == plain  # the whole image's tag did not move
     # Same target and args: up to date. Other args: rebuilt.
@@ -134,12 +143,12 @@ def test_target_and_build_args_get_their_own_tag_and_identity(fixture, fake, tmp
 
 
 def test_bases_of_a_targeted_variant_are_built_whole(fixture, fake, tmp_path) -> None:
-    b = builder(fixture, fake, tmp_path, target="runtime", build_args={"A": "1"},
+    b = builder(fixture, fake, tmp_path, target="tiny", build_args={"A": "1"},
                 targeted=frozenset({"child"}))
     results = build_all(b)
     assert results["base"].tag == "iftest-build:base"
     assert fake.builds[0].target is None and "A" not in fake.builds[0].build_args
-    assert results["child"].tag == "iftest-build:child-runtime"
+    assert results["child"].tag == "iftest-build:child-tiny"
 
 
 def test_force_rebuilds_an_up_to_date_variant(fixture, fake, tmp_path) -> None:

@@ -1,4 +1,6 @@
-"""TrackedContainer: containers are removed however the block ends (real Docker engine)."""
+"""TrackedContainer on the real Docker engine, where the fake cannot go: a start the engine
+refuses, and signals in another process. That the block removes its container and strays
+of its run, on success or an exception, is tests/engine/test_contract.py's (both engines)."""
 
 from __future__ import annotations
 
@@ -22,29 +24,6 @@ def _ours(client, run_id: str) -> list:
 
 def _spec(image: str, **kwargs) -> ContainerSpec:
     return ContainerSpec(image, command=["sleep", "infinity"], network_mode="none", **kwargs)
-
-
-def test_removed_after_the_block(docker_client, engine, cpu_image) -> None:
-    run_id = new_run_id()
-    with engine.run_container(_spec(cpu_image), role="test-containers", run_id=run_id) as c:
-        assert c.status == "running"
-        assert c.labels["io.imagefactory.role"] == "test-containers"
-        assert c.labels[RUN_LABEL] == run_id
-        assert len(_ours(docker_client, run_id)) == 1
-    assert _ours(docker_client, run_id) == []
-
-
-def test_removed_on_an_exception_with_strays_of_the_same_run(docker_client, engine,
-                                                             cpu_image) -> None:
-    run_id = new_run_id()
-    with pytest.raises(RuntimeError, match="boom"), engine.run_container(
-            _spec(cpu_image), role="test-containers", run_id=run_id):
-        # As if a create call had been interrupted before its id came back.
-        docker_client.containers.create(cpu_image, command=["true"], network_mode="none",
-                                        labels={RUN_LABEL: run_id})
-        assert len(_ours(docker_client, run_id)) == 2
-        raise RuntimeError("boom")
-    assert _ours(docker_client, run_id) == []
 
 
 def test_a_failing_start_leaves_nothing(docker_client, engine, cpu_image) -> None:

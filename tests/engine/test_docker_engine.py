@@ -1,5 +1,6 @@
-"""DockerEngine: the engine interface on docker-py, against the real engine, and how the
-client is made (DOCKER_HOST, docker contexts) without one."""
+"""DockerEngine: how the client is made (DOCKER_HOST, docker contexts, TLS) without an
+engine, and its image records against docker-py's own. What the interface promises is
+tests/engine/test_contract.py's, on this engine and the fake alike."""
 
 from __future__ import annotations
 
@@ -7,29 +8,14 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
-from suite_session import unique
 
 from imagefactory.engine import docker_engine
-from imagefactory.engine.base import IMAGE, ContainerSpec, EngineError, EngineUnreachable
+from imagefactory.engine.base import EngineUnreachable
 from imagefactory.engine.docker_engine import DockerEngine
 from imagefactory.identity import HASH_LABEL
-
-
-def missing_socket() -> str:
-    return f"unix:///tmp/iftest-engine-{uuid.uuid4().hex[:8]}.sock"
-
-
-def test_unreachable_engine_is_one_line_naming_the_address() -> None:
-    address = missing_socket()
-    with pytest.raises(EngineUnreachable) as info:
-        docker_engine.open_engine(address, timeout=5)
-    text = str(info.value)
-    assert text.startswith(f"cannot reach the Docker engine at {address}: ")
-    assert "\n" not in text
 
 
 def test_an_unknown_context_name_is_one_line(tmp_path: Path, monkeypatch) -> None:
@@ -111,52 +97,4 @@ def test_inspect_agrees_with_docker_py(engine: DockerEngine, docker_client,
     assert info is not None and info.id == raw["Id"]
     assert dict(info.labels) == raw["Config"]["Labels"] and HASH_LABEL in info.labels
     assert cpu_image in info.tags and info.size == raw["Size"]
-    assert engine.inspect_image(f"iftest-engine-{uuid.uuid4().hex[:8]}:missing") is None
-    with pytest.raises(EngineError, match="must be lowercase"):
-        engine.inspect_image("UPPER:tag")
-
-
-@pytest.mark.docker
-def test_build_tag_exec_copy_out_and_remove(engine: DockerEngine, project) -> None:
-    """A tiny context through build(), then tag, a tracked container, exec and read_file."""
-    import io
-    import tarfile
-
-    repository = unique("engine")
-    dockerfile = (b"FROM debian:bookworm-slim\nARG GREETING=none\nARG LATER\n"
-                  b"FROM debian:bookworm-slim AS first\nARG GREETING\n"
-                  b"RUN echo \"$GREETING\" > /greeting\n"
-                  b"FROM first AS second\nRUN echo second > /second\n")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
-    events = list(engine.build(buf.getvalue(), target="first", build_args={"GREETING": "hi"},
-                               labels={"io.imagefactory.test": repository},
-                               network_mode="none"))
-    assert events[-1].kind == IMAGE, events
-    image_id = events[-1].text
-    try:
-        engine.tag(image_id, repository, "first")
-        found = engine.inspect_image(f"{repository}:first")
-        assert found is not None and found.id == image_id
-        assert found.labels["io.imagefactory.test"] == repository
-        listed = engine.list_images(label=f"io.imagefactory.test={repository}")
-        assert [i.id for i in listed] == [image_id]
-        spec = ContainerSpec(image_id, command=["sleep", "infinity"], network_mode="none")
-        out: list[bytes] = []
-        with engine.run_container(spec, role="test-engine") as c:
-            assert engine.exec(c.id, ["cat", "/greeting"], out.append) == 0
-            assert engine.read_file(c.id, "/greeting") == b"hi\n"
-            assert engine.read_file(c.id, "/second") is None  # --target stopped before it
-            assert engine.exec(c.id, ["sh", "-c", "exit 3"]) == 3
-        assert b"".join(out) == b"hi\n"
-        run_label = f"io.imagefactory.run={c.labels['io.imagefactory.run']}"
-        assert engine.list_containers(label=run_label) == []
-    finally:
-        assert engine.remove_image(f"{repository}:first")
-        engine.remove_image(image_id)
-    assert engine.inspect_image(f"{repository}:first") is None
-    assert not engine.remove_image(f"{repository}:first")
 

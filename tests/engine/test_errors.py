@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagefactory.engine.base import ContainerSpec, EngineError, EngineUnreachable
+from imagefactory.engine.base import EngineError, EngineUnreachable
 from imagefactory.engine.docker_engine import open_engine
 
 
@@ -23,14 +23,4 @@ def test_unreachable_engine_names_the_address(tmp_path) -> None:
     assert exc.operation == "connect" and exc.address == address and exc.reason
     assert str(exc).startswith(f"cannot reach the Docker engine at {address}: ")
     assert "\n" not in str(exc)
-
-
-@pytest.mark.docker
-def test_a_refused_create_has_the_status_and_the_engines_reason(engine) -> None:
-    with pytest.raises(EngineError) as info:
-        engine.create_container(ContainerSpec("iftest-no-such-image:x", command=["true"]))
-    exc = info.value
-    assert exc.status == 404 and exc.address == engine.address
-    assert exc.operation == "create a container of iftest-no-such-image:x"
-    assert "iftest-no-such-image" in exc.reason
 

@@ -83,7 +83,8 @@ def test_descriptive_tag_says_rocm_as_the_image_reports_it(project) -> None:
 
 
 def test_plan_tags_with_the_tested_versions(project, tmp_path: Path) -> None:
-    from imagefactory.engine.fake import FakeEngine
+    from fake_engine import FakeEngine
+
     from imagefactory.identity import HASH_LABEL, local_tag
     from imagefactory.publish.publisher import plan
 

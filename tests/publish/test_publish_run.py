@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
+from fake_engine import FakeEngine
 
 from imagefactory.engine.base import ContainerEngine
-from imagefactory.engine.fake import FakeEngine
 from imagefactory.errors import JobError
 from imagefactory.identity import HASH_LABEL
 from imagefactory.project import Project

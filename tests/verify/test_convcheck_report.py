@@ -123,8 +123,9 @@ def test_miopen_cache_volume_carries_the_test_session_label_only_in_a_session(
         monkeypatch: pytest.MonkeyPatch, project) -> None:
     """Outside a test suite the cache volume has only its own label; under one it also has
     the session's (engine/containers.py session_labels), on any engine."""
+    from fake_engine import FakeEngine
+
     from imagefactory.engine.containers import SESSION_ENV, SESSION_LABEL
-    from imagefactory.engine.fake import FakeEngine
     from imagefactory.engine.images import BuiltImage
     from imagefactory.host.devices import GpuAccess
     from imagefactory.verify.tester import MIOPEN_CACHE_LABEL, Tester, TestOptions

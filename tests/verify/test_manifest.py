@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from fake_engine import FakeEngine
 
-from imagefactory.engine.fake import FakeEngine
 from imagefactory.engine.images import BuiltImage
 from imagefactory.host.devices import GpuAccess
 from imagefactory.verify import manifest as manifest_mod

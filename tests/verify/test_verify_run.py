@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fake_engine import FakeEngine
 
 from imagefactory.engine.base import ContainerEngine
-from imagefactory.engine.fake import FakeEngine
 from imagefactory.engine.images import BuiltImage
 from imagefactory.errors import EXIT_USAGE, ImagefactoryError, JobError, UsageError
 from imagefactory.identity import HASH_LABEL

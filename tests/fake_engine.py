@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
-from .base import (
+from imagefactory.engine.base import (
     ERROR,
     IMAGE,
     OUTPUT,
@@ -26,6 +26,7 @@ from .base import (
     ContainerInfo,
     ContainerSpec,
     EngineError,
+    EngineUnreachable,
     ImageInfo,
     PushEvent,
 )
@@ -55,11 +56,13 @@ class FakeEngine(ContainerEngine):
     unreachable: bool = False
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (container, path)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
+    # id -> path -> content: what COPY/ADD put in a built image; its containers see it
+    image_files: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
     def _check(self, what: str) -> None:
         self.calls.append(what)
         if self.unreachable:
-            raise EngineError(what, "connection refused", address=self.address)
+            raise EngineUnreachable(what, "connection refused", address=self.address)
 
     def add_image(self, ref: str, labels: Mapping[str, str] | None = None) -> ImageInfo:
         """An image as if pulled or loaded: `ref` names it."""
@@ -103,26 +106,76 @@ class FakeEngine(ContainerEngine):
         return self._build(call, data)
 
     def _build(self, call: BuildCall, data: bytes) -> Iterator[BuildEvent]:
+        """The classic builder's outline: steps numbered over the stages it builds (up to
+        `target`), each stage starting from its FROM's labels and files (an earlier stage or
+        an image the engine has), LABEL (with its stage's ARG/ENV values expanded, build
+        args given) and COPY/ADD of context files applied, the build's own labels last, as
+        steps of the final stage (`LABEL key=value`, one a key, in key order)."""
         joined = re.sub(r"\\\n", " ", call.dockerfile)  # continuation lines
         steps = [line.strip() for line in joined.splitlines()
                  if line.strip() and not line.lstrip().startswith("#")]
+        starts = [i for i, line in enumerate(steps) if line.split()[0].upper() == "FROM"]
+        if call.target is not None:
+            names = [_stage_name(steps[i]) for i in starts]
+            if call.target not in names:
+                yield BuildEvent(ERROR, f"failed to reach build target {call.target} in "
+                                        "Dockerfile")
+                return
+            after = names.index(call.target) + 1
+            if after < len(starts):
+                steps = steps[:starts[after]]
+        stages: dict[str, tuple[dict[str, str], dict[str, bytes]]] = {}
         image_labels: dict[str, str] = {}
+        image_files: dict[str, bytes] = {}
+        meta: dict[str, str] = {}  # ARGs before the first FROM
+        scope: dict[str, str] = {}  # the stage's ARG and ENV values
+        # The build's labels are LABEL steps of their own at the end, in key order.
+        total = len(steps) + len(call.labels)
         for number, line in enumerate(steps, 1):
-            yield BuildEvent(OUTPUT, f"Step {number}/{len(steps)} : {line}\n")
+            yield BuildEvent(OUTPUT, f"Step {number}/{total} : {line}\n")
             words = line.split()
-            if words[:2] == ["RUN", "exit"] and len(words) == 3 and words[2] != "0":
+            op = words[0].upper()
+            if op == "ARG" and len(words) == 2:
+                name, eq, default = words[1].partition("=")
+                outer = meta if not stages else scope
+                outer[name] = call.build_args.get(
+                    name, shlex.split(default)[0] if eq and default else meta.get(name, ""))
+            elif op == "ENV" and len(words) > 1:
+                pairs = shlex.split(_expand(line, scope))[1:]
+                if "=" not in pairs[0]:  # ENV KEY value
+                    pairs = [f"{pairs[0]}={' '.join(pairs[1:])}"]
+                scope.update(pair.partition("=")[::2] for pair in pairs)
+            elif op == "FROM":
+                scope = {}
+                base = next((w for w in words[1:] if not w.startswith("--")), "")
+                if base in stages:
+                    labels, files = stages[base]
+                else:
+                    found = self.images.get(self.refs.get(base, base))
+                    labels = dict(found.labels) if found else {}
+                    files = dict(self.image_files.get(found.id, {})) if found else {}
+                image_labels, image_files = dict(labels), dict(files)
+                stages[_stage_name(line) or str(len(stages))] = (image_labels, image_files)
+            elif op == "RUN" and words[1:2] == ["exit"] and len(words) == 3 and words[2] != "0":
                 yield BuildEvent(ERROR, f"The command '/bin/sh -c exit {words[2]}' returned a "
                                         f"non-zero code: {words[2]}")
                 return
-            if words[0] == "LABEL":
-                for pair in shlex.split(line)[1:]:
+            elif op == "LABEL":
+                for pair in shlex.split(_expand(line, scope))[1:]:
                     key, _, value = pair.partition("=")
                     image_labels[key] = value
+            elif op in ("COPY", "ADD") and not any(w.startswith("--from") for w in words):
+                args = [w for w in words[1:] if not w.startswith("--")]
+                for source in args[:-1]:
+                    _copy(call.files, source, args[-1], image_files)
+        for number, key in enumerate(sorted(call.labels), len(steps) + 1):
+            yield BuildEvent(OUTPUT, f"Step {number}/{total} : LABEL {key}={call.labels[key]}\n")
         image_labels.update(call.labels)
         digest = hashlib.sha256(data + json.dumps(
             [call.build_args, image_labels, call.target], sort_keys=True).encode()).hexdigest()
         image_id = f"sha256:{digest}"
         self.images[image_id] = ImageInfo(image_id, (), image_labels)
+        self.image_files[image_id] = image_files
         if call.tag:
             self.tag(image_id, *call.tag.rsplit(":", 1))
         yield BuildEvent(OUTPUT, f"Successfully built {digest[:12]}\n")
@@ -130,6 +183,12 @@ class FakeEngine(ContainerEngine):
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
         self._check(f"inspect {ref}")
+        name = ref.split("@", 1)[0]
+        if ":" in name.rsplit("/", 1)[-1]:
+            name = name.rsplit(":", 1)[0]
+        if not ref.startswith("sha256:") and name != name.lower():
+            raise EngineError(f"inspect {ref}", "invalid reference format: repository name "
+                              f"({name}) must be lowercase", address=self.address, status=400)
         image_id = self.refs.get(ref, ref)
         found = self.images.get(image_id)
         if found is None:
@@ -142,16 +201,34 @@ class FakeEngine(ContainerEngine):
         self._check(f"tag {repository}:{tag}")
         found = self.inspect_image(image)
         if found is None:
-            raise EngineError(f"tag {image}", f"no such image {image}",
+            raise EngineError(f"tag {repository}:{tag}", f"No such image: {image}",
                               address=self.address, status=404)
         self.refs[f"{repository}:{tag}"] = found.id
 
     def remove_image(self, ref: str, *, force: bool = False, prune: bool = True) -> bool:
         self._check(f"remove {ref}")
-        if ref in self.refs:
-            del self.refs[ref]
+        if ref in self.refs:  # a tag: untagged; the image goes with its last tag
+            image_id = self.refs.pop(ref)
+            if image_id not in self.refs.values():
+                self._delete(image_id)
             return True
-        return self.images.pop(ref, None) is not None
+        found = self.images.get(ref) or next(
+            (i for i in self.images.values() if i.short_id == ref), None)
+        if found is None:
+            return False
+        tags = [r for r, i in self.refs.items() if i == found.id]
+        if len(tags) > 1 and not force:
+            raise EngineError(f"remove {ref}", f"conflict: unable to delete {found.short_id} "
+                              "(must be forced) - image is referenced in multiple "
+                              "repositories", address=self.address, status=409)
+        for r in tags:
+            del self.refs[r]
+        self._delete(found.id)
+        return True
+
+    def _delete(self, image_id: str) -> None:
+        self.images.pop(image_id, None)
+        self.image_files.pop(image_id, None)
 
     def list_images(self, *, label: str | None = None, repository: str | None = None
                     ) -> list[ImageInfo]:
@@ -195,8 +272,12 @@ class FakeEngine(ContainerEngine):
     def create_container(self, spec: ContainerSpec) -> str:
         self._check(f"create {spec.image}")
         if self.inspect_image(spec.image) is None:
-            raise EngineError("create container", f"No such image: {spec.image}",
-                              address=self.address, status=404)
+            raise EngineError(f"create a container of {spec.image}",
+                              f"No such image: {spec.image}", address=self.address, status=404)
+        if spec.name and any(c.name == spec.name for c in self.containers.values()):
+            raise EngineError(f"create a container of {spec.image}", "Conflict. The container "
+                              f'name "/{spec.name}" is already in use', address=self.address,
+                              status=409)
         container_id = hashlib.sha256(f"{spec}{len(self.containers)}".encode()).hexdigest()
         self.containers[container_id] = ContainerInfo(container_id, spec.name or "",
                                                       spec.image, "created", dict(spec.labels))
@@ -204,6 +285,7 @@ class FakeEngine(ContainerEngine):
 
     def start_container(self, container: str) -> None:
         self._check(f"start {container[:12]}")
+        self._container(f"start {container[:12]}", container)
         self.containers[container] = replace(self.containers[container], status="running")
 
     def remove_container(self, container: str) -> None:
@@ -217,24 +299,58 @@ class FakeEngine(ContainerEngine):
 
     def exec(self, container: str, command: Sequence[str],
              on_output: Callable[[bytes], None] | None = None) -> int:
+        """`sh -c 'exit N'` exits N and `cat PATH` prints the file (else fails as cat
+        does); anything else prints `exec_output` and exits 0."""
         self._check(f"exec {' '.join(command)}")
+        found = self._container(f"exec {command[0] if command else ''}", container)
+        if found.status != "running":
+            raise EngineError(f"exec {command[0] if command else ''}",
+                              f"container {container} is not running", address=self.address,
+                              status=409)
+        words = list(command)
+        if words[:2] == ["sh", "-c"] and len(words) == 3 and re.fullmatch(r"exit \d+", words[2]):
+            return int(words[2].split()[1])
+        if words[:1] == ["cat"] and len(words) == 2:
+            content = self.read_file(container, words[1])
+            if content is None:
+                if on_output is not None:
+                    on_output(f"cat: {words[1]}: No such file or directory\n".encode())
+                return 1
+            if on_output is not None and content:
+                on_output(content)
+            return 0
         if on_output is not None and self.exec_output:
             on_output(self.exec_output)
         return 0
 
+    def _container(self, what: str, container: str) -> ContainerInfo:
+        found = self.containers.get(container)
+        if found is None:
+            raise EngineError(what, f"No such container: {container}", address=self.address,
+                              status=404)
+        return found
+
+    def _filesystem(self, container: str) -> dict[str, bytes]:
+        """A container's files: its image's, then those put into `files` for it."""
+        found = self.containers.get(container)
+        image_id = self.refs.get(found.image, found.image) if found is not None else ""
+        out = dict(self.image_files.get(image_id, {}))
+        out.update({path: content for (owner, path), content in self.files.items()
+                    if owner == container})
+        return out
+
     def read_file(self, container: str, path: str) -> bytes | None:
-        return self.files.get((container, path))
+        return self._filesystem(container).get(path)
 
     def export_container(self, container: str) -> Iterator[bytes]:
-        """A tar of the files put into `files` for this container."""
+        """A tar of the container's files (its image's and those put into `files`)."""
         self._check(f"export {container[:12]}")
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            for (owner, path), content in sorted(self.files.items()):
-                if owner == container:
-                    info = tarfile.TarInfo(path.lstrip("/"))
-                    info.size = len(content)
-                    tar.addfile(info, io.BytesIO(content))
+            for path, content in sorted(self._filesystem(container).items()):
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
         yield buf.getvalue()
 
     # -- volumes -----------------------------------------------------------------------------
@@ -254,3 +370,32 @@ class FakeEngine(ContainerEngine):
         key, _, value = label.partition("=")
         return sorted(n for n, labels in self.volumes.items()
                       if key in labels and (not value or labels[key] == value))
+
+
+def _stage_name(from_line: str) -> str | None:
+    """The name of `FROM image AS name`, else None."""
+    words = from_line.split()
+    return words[-1] if len(words) >= 4 and words[-2].lower() == "as" else None
+
+
+def _copy(context: Mapping[str, tuple[bytes, int]], source: str, dest: str,
+          into: dict[str, bytes]) -> None:
+    """COPY `source` (a file or a folder of the context) to `dest`, as Docker places it: a
+    folder's content goes under dest; a file goes to dest, or into it when dest ends in /."""
+    source = source.strip("/")
+    for name, (content, _mode) in context.items():
+        if name == source:
+            path = dest + name.rsplit("/", 1)[-1] if dest.endswith("/") else dest
+        elif name.startswith(source + "/") or source in ("", "."):
+            rest = name if source in ("", ".") else name[len(source) + 1:]
+            path = dest.rstrip("/") + "/" + rest
+        else:
+            continue
+        into["/" + path.lstrip("/")] = content
+
+
+def _expand(line: str, scope: Mapping[str, str]) -> str:
+    """`$NAME` and `${NAME}` as the builder expands them: the stage's ARG/ENV value, else
+    empty."""
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: scope.get(m.group(1) or m.group(2), ""),
+                  line)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from imagefactory.commands._render import collect
 from imagefactory.engine.base import ContainerEngine
 from imagefactory.engine.fake import FakeEngine
 from imagefactory.errors import JobError
@@ -48,7 +49,7 @@ def publish(project: Project, names: list[str], fake: FakeEngine, results: Path,
 
     done = publish_variants(project.matrix, [project.matrix.get(n) for n in names], TARGET,
                             TOKEN, results, rendered_hash=lambda v: "c" * 64,
-                            engine="tcp://e", opener=opener, echo=out.append, info=info.append)
+                            engine="tcp://e", opener=opener, emit=collect(out.append, info.append))
     assert opened == [("tcp://e", 600)]
     return list(done)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from imagefactory.commands._render import collect
 from imagefactory.engine.base import ContainerEngine
 from imagefactory.engine.fake import FakeEngine
 from imagefactory.engine.images import BuiltImage
@@ -36,7 +37,7 @@ def run(project: Project, names: list[str], opener: Opener, echo: list[str] | No
         devices: tuple[str, ...] = (), **options: object) -> list[TestResult]:
     lines = [] if echo is None else echo
     return verify_run.test_variants(project, names, TestOptions(**options),  # type: ignore[arg-type]
-                                    devices=devices, echo=lines.append, opener=opener,
+                                    devices=devices, emit=collect(lines.append), opener=opener,
                                     host_isas=["gfx1012"])
 
 
@@ -82,7 +83,7 @@ class PassingTester:
     each image, as Tester.run returns it, unsaved."""
 
     def __init__(self, engine: ContainerEngine, matrix: object, access: object,
-                 options: TestOptions, echo: object) -> None:
+                 options: TestOptions, emit: object) -> None:
         self.options = options
 
     def run(self, built: BuiltImage) -> TestResult:

@@ -19,6 +19,7 @@ from imagefactory.paths import Paths
 from imagefactory.project import Project
 from imagefactory.share import reader
 from imagefactory.verify import run as verify_run  # its test_variants is no pytest test
+from imagefactory.verify.events import BundleWritten, TestFinished
 from imagefactory.verify.results import Check, TestResult
 from imagefactory.verify.tester import TestOptions
 
@@ -110,6 +111,14 @@ def test_each_result_is_saved_and_echoed(project, tmp_path, monkeypatch, target)
     assert TestResult.load(where, name) == results[0]
     bundle = where / "bundles" / f"{name}.json"  # the shareable bundle beside the result
     assert echo == [f"{name}: PASSED in 1.2 s -> {saved}", f"{name}: result bundle -> {bundle}"]
+    events: list[object] = []
+    verify_run.test_variants(project, [name], TestOptions(results_dir=tmp_path / "again",
+                                                          target=target),
+                             emit=events.append, opener=Opener(fake), host_isas=["gfx1012"])
+    again = Paths.for_output(project.output_dir, tmp_path / "again")
+    where = again.stages if target else again.results
+    assert events == [TestFinished(name, True, 1.25, where / f"{name}.json"),
+                      BundleWritten(name, where / "bundles" / f"{name}.json")]
     assert reader.load(bundle).ours["image_id"] == image.id
     if target:
         assert not Path(tmp_path / "r" / f"{name}.json").exists()

@@ -204,14 +204,15 @@ def cpu_image(engine, cpu_project: Project, tmp_path_factory: pytest.TempPathFac
     iftest-<session>-cpu:cpu (CPU_CONFIG) and untagged at the end."""
     project = cpu_project
     from imagefactory.build.builder import Builder, BuildOptions
-    from imagefactory.build.progress import PlainView, failure_lines
+    from imagefactory.commands._render import failure_lines
+    from imagefactory.events import discard
     from imagefactory.render.renderer import Renderer
 
     variant = project.matrix.get("cpu")
     ctx = Renderer(project).render(variant)
     options = BuildOptions(log_dir=tmp_path_factory.mktemp("cpu-build-logs"))
     builder = Builder(project.matrix, {variant.name: ctx}, {"engine": engine}, options,
-                      PlainView([variant.name], quiet=True))
+                      discard)
     result = builder.run(variant, "engine", None)
     if not result.ok:
         pytest.fail("cpu image build failed:\n" + "\n".join(failure_lines(result)))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TextIO
 
 from ..engine.base import (
     ERROR,
@@ -30,6 +30,7 @@ from ..engine.base import (
     ImageInfo,
 )
 from ..errors import ImagefactoryError
+from ..events import Emit
 from ..identity import (
     ARGS_LABEL,
     BASE_LABEL,
@@ -41,6 +42,7 @@ from ..identity import (
 from ..matrix.loader import Matrix, Variant
 from ..render.renderer import BuildContext
 from ..safety import clean
+from .events import BuildFinished, BuildLine, BuildStarted, BuildStep
 
 __all__ = ["BASE_LABEL", "BuildOptions", "BuildResult", "Builder"]
 log = logging.getLogger(__name__)
@@ -95,19 +97,6 @@ class BuildResult:
     @property
     def short_id(self) -> str:
         return (self.image_id or "").removeprefix("sha256:")[:12]
-
-
-class Reporter(Protocol):
-    """Receives a build's progress; called from worker threads."""
-
-    def started(self, variant: str, engine: str, context_bytes: int, files: int,
-                log_path: Path) -> None: ...
-
-    def step(self, variant: str, step: Step) -> None: ...
-
-    def line(self, variant: str, text: str) -> None: ...
-
-    def finished(self, result: BuildResult) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -191,17 +180,18 @@ def split_tag(tag: str) -> tuple[str, str]:
 class Builder:
     """Builds variants of one matrix on a set of engines.
 
-    `engines`: per engine name, the engine (engine/base.py) to build on.
+    `engines`: per engine name, the engine (engine/base.py) to build on; `emit` gets the
+    progress (build/events.py), from the worker threads.
     """
 
     def __init__(self, matrix: Matrix, contexts: Mapping[str, BuildContext],
                  engines: Mapping[str, ContainerEngine], options: BuildOptions,
-                 reporter: Reporter, cancel: threading.Event | None = None) -> None:
+                 emit: Emit, cancel: threading.Event | None = None) -> None:
         self.matrix = matrix
         self.contexts = contexts
         self.engines = dict(engines)
         self.options = options
-        self.reporter = reporter
+        self.emit = emit
         self.cancel = cancel or threading.Event()
         self._revision_lock = threading.Lock()
         self._revision: str | None = None
@@ -335,7 +325,7 @@ class Builder:
                 current = self.current(variant, engine, base_id)
                 if current:
                     result = BuildResult(variant.name, engine, SKIPPED, current, tag)
-                    self.reporter.finished(result)
+                    self.emit(BuildFinished(result))
                     return result
             if self.client_kind() == CLASSIC:
                 self._refuse_buildkit_syntax(variant)
@@ -351,7 +341,7 @@ class Builder:
             error += f" (a bug; traceback in {log_path})" if log_path else " (a bug)"
         result = BuildResult(variant.name, engine, FAILED, tag=tag, error=error,
                              log_path=log_path)
-        self.reporter.finished(result)
+        self.emit(BuildFinished(result))
         return result
 
     def _refuse_buildkit_syntax(self, variant: Variant) -> None:
@@ -405,7 +395,7 @@ class Builder:
         data = context_tar(ctx)
         log_path = self._new_log(variant)
         self._logs[(variant.name, engine)] = log_path
-        self.reporter.started(variant.name, engine, len(data), len(ctx.files) + 1, log_path)
+        self.emit(BuildStarted(variant.name, engine, len(data), len(ctx.files) + 1, log_path))
         started = time.monotonic()
         labels = self.build_labels(variant, base_id)
         revision = self.revision()
@@ -424,7 +414,7 @@ class Builder:
                 text = self.shown(text)  # the log, the progress view and the tail alike
                 out.write(f"{datetime.now():%H:%M:%S} {text}\n")
                 out.flush()
-                self.reporter.line(variant.name, text)
+                self.emit(BuildLine(variant.name, text))
 
             if self.client_kind() == BUILDX:
                 image_id, error, step, tail = self._buildx(variant, engine, data, labels,
@@ -437,7 +427,7 @@ class Builder:
                 result = self._classic(variant, engine, tag, started, log_path, out, data,
                                        labels, buildargs, target, on_line)
         self._logs.pop((variant.name, engine), None)
-        self.reporter.finished(result)
+        self.emit(BuildFinished(result))
         return result
 
     def _classic(self, variant: Variant, engine: str, tag: str, started: float,
@@ -445,7 +435,7 @@ class Builder:
                  buildargs: dict[str, str], target: str | None,
                  on_line: Callable[[str], None]) -> BuildResult:
         """The build through the engine's own (classic) builder."""
-        stream = BuildStream(on_line, lambda s: self.reporter.step(variant.name, self._step(s)))
+        stream = BuildStream(on_line, lambda s: self.emit(BuildStep(variant.name, self._step(s))))
         try:
             for event in self.engines[engine].build(
                     data, target=target, build_args=buildargs, labels=labels,
@@ -511,8 +501,8 @@ class Builder:
         from ..engine import buildx
 
         def on_step(number: int, total: int, instruction: str, stage: str | None) -> None:
-            self.reporter.step(variant.name, self._step(Step(number, total, instruction,
-                                                             stage)))
+            self.emit(BuildStep(variant.name, self._step(Step(number, total, instruction,
+                                                              stage))))
 
         outcome = buildx.build(
             buildx.BuildxRequest(

@@ -14,12 +14,14 @@ from pathlib import Path
 
 from ..engine.base import ContainerEngine
 from ..errors import UsageError
+from ..events import Emit
 from ..matrix.loader import Variant
 from ..paths import Paths
 from ..project import Project
 from ..render.dockerfile import stage_names
 from ..render.renderer import BuildContext, Renderer
-from .builder import AUTO, BUILDX, FAILED, USABLE, Builder, BuildOptions, BuildResult, Reporter
+from .builder import AUTO, BUILDX, FAILED, USABLE, Builder, BuildOptions, BuildResult
+from .events import BuildFinished, BuildPlanned
 from .schedule import Scheduler, plan
 
 # An engine address (`--engine URL`) -> the engine, connected.
@@ -115,15 +117,16 @@ def _docker_opener(address: str) -> ContainerEngine:
 
 
 def build_variants(project: Project, selected: Sequence[Variant], settings: BuildSettings,
-                   reporter_for: Callable[[BuildPlan], Reporter], *,
+                   emit: Emit, *,
                    engines: Sequence[str] = (), opener: Opener | None = None,
                    cancel: threading.Event | None = None) -> BuildRun:
     """Build `selected` and the bases they need, each on the engine the schedule picks.
 
     Refusals that need the rendered Dockerfiles (a --target the Dockerfile lacks, --target
-    over several variants) are UsageErrors raised before any engine is opened. Then
-    `reporter_for(plan)` gives where progress goes; Ctrl-C sets `cancel` (nothing unfinished
-    is tagged) and the KeyboardInterrupt propagates. `engines`: addresses (default: the one
+    over several variants) are UsageErrors raised before any engine is opened. Then `emit`
+    gets a BuildPlanned and each build's events (build/events.py, from the worker threads);
+    Ctrl-C sets `cancel` (nothing unfinished is tagged) and the KeyboardInterrupt
+    propagates. `engines`: addresses (default: the one
     of DOCKER_HOST / the docker context); `opener` connects to one (default: Docker)."""
     order = plan(project.matrix, selected)
     renderer = Renderer(project)
@@ -159,10 +162,10 @@ def build_variants(project: Project, selected: Sequence[Variant], settings: Buil
     )
     jobs = settings.jobs or len(clients)
     the_plan = BuildPlan(tuple(order), tuple(selected), tuple(addresses), jobs, contexts)
-    reporter = reporter_for(the_plan)
+    emit(BuildPlanned(tuple(the_plan.names), tuple(the_plan.bases), the_plan.engines, jobs))
     if cancel is None:
         cancel = threading.Event()
-    builder = Builder(project.matrix, contexts, clients, options, reporter, cancel)
+    builder = Builder(project.matrix, contexts, clients, options, emit, cancel)
     scheduler = Scheduler(order, addresses, jobs, builder.run, probe=builder.probe,
-                          on_blocked=reporter.finished, cancel=cancel)
+                          on_blocked=lambda result: emit(BuildFinished(result)), cancel=cancel)
     return BuildRun(the_plan, tuple(scheduler.run()))

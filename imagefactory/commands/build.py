@@ -2,8 +2,8 @@
 
 Parsing and printing only: build/run.py's build_variants plans, renders, opens the engines
 and builds (the order and engines from build/schedule.py, each variant's skip-or-build
-decision from build/builder.py); this prints its progress and turns the outcome into the
-exit status.
+decision from build/builder.py); the one renderer (commands/_render.py) prints its events,
+and this turns the outcome into the exit status.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def command(state: AppState, variants: tuple[str, ...], all_: bool, jobs: int | 
     A variant whose image carries the same inputs hash (and was built FROM the base image
     the engine has now) is skipped as up to date. Bases of the named variants join the build.
     """
-    from ..build.progress import LiveView, PlainView, make_view
-    from ..build.run import BuildPlan, BuildSettings, build_variants, parse_build_args
+    from ..build.run import BuildSettings, build_variants, parse_build_args
+    from ._render import Printer
 
     if buildx_builder and builder_kind == "classic":
         raise UsageError("--buildx-builder needs --builder buildx or auto, not classic")
@@ -91,25 +91,16 @@ def command(state: AppState, variants: tuple[str, ...], all_: bool, jobs: int | 
         jobs=jobs, force=force, no_cache=no_cache, pull=pull, builder=builder_kind,
         buildx_builder=buildx_builder, cache_from=cache_from, cache_to=cache_to,
         target=target, build_args=parse_build_args(build_args), log_dir=log_dir)
-    views: list[PlainView | LiveView] = []  # the progress view, once the plan is known
-
-    def show(plan: BuildPlan) -> PlainView | LiveView:
-        view = make_view(progress, plan.names, list(plan.engines))
-        views.append(view)
-        view.info(f"building {len(plan.names)} variant(s) on {len(plan.engines)} engine(s), "
-                  f"{plan.jobs} at a time: {', '.join(plan.names)}"
-                  + (f" (bases: {', '.join(plan.bases)})" if plan.bases else ""))
-        return view
-
+    printer = Printer(progress)
     try:
-        run = build_variants(state.project, selected, settings, show, engines=engines)
+        run = build_variants(state.project, selected, settings, printer, engines=engines)
     except KeyboardInterrupt:
-        if views:  # builds had started: say what became of them
-            views[0].close()
+        if printer.planned:  # builds had started: say what became of them
+            printer.close()
             click.echo("imagefactory: interrupting the builds; no unfinished build is tagged",
                        err=True)
         raise
-    views[0].close()
+    printer.close()
     bad, failed = run.unusable, run.failed
     if bad:
         what = ", ".join(f"{r.variant}" + (f" ({r.step.instruction})" if r.step else "")

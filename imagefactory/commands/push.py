@@ -53,9 +53,7 @@ def command(state: AppState, variants: tuple[str, ...], registry: str, username:
     from ..publish.registry import Target
     from ..publish.run import publish_variants
     from ..render.renderer import Renderer
-
-    def info(line: str) -> None:
-        click.echo(line, err=True)
+    from ._render import Printer
 
     target = Target.parse(registry)
     chosen = state.select(variants)
@@ -64,4 +62,4 @@ def command(state: AppState, variants: tuple[str, ...], registry: str, username:
     publish_variants(state.project.matrix, chosen, target, creds, results_dir,
                      rendered_hash=lambda v: renderer.render(v).inputs_hash,
                      skip_tests=skip_tests, allow_quick=allow_quick, retries=retries,
-                     engine=engine, echo=click.echo, info=info)
+                     engine=engine, emit=Printer())

@@ -56,13 +56,14 @@ def command(state: AppState, variants: tuple[str, ...], devices: tuple[str, ...]
     check and every conv case of every variant passed."""
     from ..verify.run import test_variants
     from ..verify.tester import TestOptions
+    from ._render import Printer
 
     if target is not None and not _STAGE.fullmatch(target):
         raise UsageError(f"--target {target!r}: a stage name is letters, digits, '_', '.' "
                          "and '-', starting with a letter")
     options = TestOptions(profile=profile, quick=quick, timeout=timeout, cases=cases, cold=cold,
                           results_dir=results_dir, engine=engine, run_id=run_id, target=target)
-    results = test_variants(state.project, variants, options, devices=devices, echo=click.echo)
+    results = test_variants(state.project, variants, options, devices=devices, emit=Printer())
     failed = []
     for result in results:
         if not result.passed:

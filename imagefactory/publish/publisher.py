@@ -22,6 +22,7 @@ from .. import __version__
 from ..engine.base import ContainerEngine, EngineError, EngineUnreachable, PushEvent
 from ..engine.images import BuiltImage, find_built
 from ..errors import JobError
+from ..events import Emit, discard
 from ..identity import (
     UNTESTED_SUFFIX,
     TagTooLong,
@@ -40,6 +41,7 @@ from ..safety import (
     write_atomic,
 )
 from ..verify.results import TestResult, result_path
+from .events import PushNote
 from .gate import Evidence, first_problem
 from .registry import Credentials, RegistryError, Target, engine_treats_insecure, manifest_digest
 
@@ -253,11 +255,12 @@ class Published:
 
 
 class Publisher:
-    """Pushes planned variants to one target with one login; echo() gets progress lines."""
+    """Pushes planned variants to one target with one login; emit() gets its progress
+    (PushNote events)."""
 
     def __init__(self, engine: ContainerEngine, target: Target, creds: Credentials | None,
                  results_dir: Path, *, retries: int = 3, base_delay: float = 2.0,
-                 echo: Callable[[str], None] = print,
+                 emit: Emit = discard,
                  on_chunk: Callable[[Chunk], None] | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.engine = engine
@@ -266,9 +269,12 @@ class Publisher:
         self.results_dir = results_dir
         self.retries = retries
         self.base_delay = base_delay
-        self.echo = echo
+        self.emit = emit
         self.on_chunk = on_chunk
         self.sleep = sleep
+
+    def echo(self, text: str) -> None:
+        self.emit(PushNote(text))
 
     def _secrets(self) -> tuple[str, ...]:
         return (self.creds.password,) if self.creds else ()

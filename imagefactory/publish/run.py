@@ -9,11 +9,12 @@ from pathlib import Path
 
 from ..engine.base import ContainerEngine
 from ..errors import JobError
+from ..events import Emit, discard
 from ..matrix.loader import Matrix, Variant
+from .events import Pushing, Recorded, Refused, TagPublished, TestsSkipped
 from .publisher import Plan, Published, Publisher, plan, shared_tags
 from .registry import Credentials, Target
 
-Echo = Callable[[str], None]
 # (address or None for the default, read timeout in seconds) -> the engine, connected.
 Opener = Callable[[str | None, int], ContainerEngine]
 
@@ -29,13 +30,13 @@ def publish_variants(matrix: Matrix, variants: Sequence[Variant], target: Target
                      rendered_hash: Callable[[Variant], str],
                      skip_tests: bool = False, allow_quick: bool = False, retries: int = 3,
                      engine: str | None = None, opener: Opener | None = None,
-                     echo: Echo = print, info: Echo = print) -> list[Published]:
+                     emit: Emit = discard) -> list[Published]:
     """Push `variants` to `target`; the published images, in order.
 
     Every variant is decided (built, tested, tags) before any push, so a refusal never
-    leaves half a release: one refusal is that JobError, several are an `info` line each
-    and one JobError, and nothing is pushed. `echo` gets the `repo:tag repo@digest` lines
-    (the output), `info` the progress; records go to `results_dir`. `rendered_hash` gives
+    leaves half a release: one refusal is that JobError, several are a Refused each and one
+    JobError, and nothing is pushed. `emit` gets the progress and a TagPublished per tag
+    (publish/events.py); records go to `results_dir`. `rendered_hash` gives
     the inputs hash each variant renders to now (the gate refuses an image built from other
     inputs)."""
     client = (opener or _docker_opener)(engine, 600)
@@ -52,22 +53,19 @@ def publish_variants(matrix: Matrix, variants: Sequence[Variant], target: Target
         raise JobError(refused[0] + ("; nothing pushed" if len(variants) > 1 else ""))
     if refused:
         for line in refused:
-            info(f"imagefactory: {line}")
+            emit(Refused(line))
         raise JobError(f"{len(refused)} of {len(variants)} variants cannot be published; "
                        "nothing pushed")
 
-    publisher = Publisher(client, target, creds, results_dir, retries=retries, echo=info)
+    publisher = Publisher(client, target, creds, results_dir, retries=retries, emit=emit)
     published = []
     for p in plans:
         if p.tests_skipped:
-            info(f"imagefactory: warning: --skip-tests: publishing {p.variant.name} (image "
-                 f"{p.built.short_id}) without checking its test result; it gets the tag "
-                 f"{p.tags[-1]} and its publish record says tests_skipped: true")
-        info(f"{p.variant.name}: pushing image {p.built.short_id} to {p.repository} as "
-             f"{', '.join(p.tags)}")
+            emit(TestsSkipped(p.variant.name, p.built.short_id, p.tags[-1]))
+        emit(Pushing(p.variant.name, p.built.short_id, p.repository, tuple(p.tags)))
         done = publisher.publish(p)
         for tag in p.tags:
-            echo(f"{p.repository}:{tag} {done.reference}")
-        info(f"{p.variant.name}: verified in the registry; record {done.record_path}")
+            emit(TagPublished(p.repository, tag, done.reference))
+        emit(Recorded(p.variant.name, done.record_path))
         published.append(done)
     return published

@@ -10,11 +10,13 @@ from pathlib import Path
 
 from ..engine.base import ContainerEngine
 from ..errors import UsageError
+from ..events import Emit, discard
 from ..paths import Paths
 from ..project import Project
 from ..share.run import write_beside
+from .events import BundleWritten, TestFinished, TestLine
 from .results import TestResult
-from .tester import Echo, Tester, TestOptions, find_images, host_gpu_archs
+from .tester import Tester, TestOptions, find_images, host_gpu_archs
 
 # (address or None for the default, read timeout in seconds) -> the engine, connected.
 Opener = Callable[[str | None, int], ContainerEngine]
@@ -27,12 +29,13 @@ def _docker_opener(address: str | None, timeout: int) -> ContainerEngine:
 
 
 def test_variants(project: Project, names: Sequence[str], options: TestOptions, *,
-                  devices: tuple[str, ...] = (), echo: Echo = print,
+                  devices: tuple[str, ...] = (), emit: Emit = discard,
                   opener: Opener | None = None,
                   host_isas: Sequence[str] | None = None) -> list[TestResult]:
     """Test each named variant's image (`options.target`: its stage image) and save its
     result under `options.results_dir` (a stage's under Paths.stages, so it never stands in
-    for the variant's); `echo` gets a line per result, and the tester's progress.
+    for the variant's); `emit` gets the tester's progress and a TestFinished and a
+    BundleWritten per result (verify/events.py).
 
     A family name (therock) means the variant built for this host's GPU (`host_isas`,
     default: what the amdgpu driver reports). Usage errors (an unknown variant or profile,
@@ -52,7 +55,7 @@ def test_variants(project: Project, names: Sequence[str], options: TestOptions, 
     for name in names:
         pick = resolve(matrix, name, isas)
         if pick.note:
-            echo(pick.note)
+            emit(TestLine(pick.note))
         picked.append(pick.variant.name)
     selected = project.variants(picked)
     for v in selected:
@@ -73,15 +76,14 @@ def test_variants(project: Project, names: Sequence[str], options: TestOptions, 
         # engine connection's read timeout must outlast that.
         client = connect(options.engine, int(max(600, (options.timeout or 0) * 2 + 120)))
         built = find_images(client, matrix, selected, options.target)
-        tester = Tester(client, matrix, access, options, echo=echo)
+        tester = Tester(client, matrix, access, options, emit=emit)
         for image in built:
             result = tester.run(image)
             path = result.save(options.results_dir)
-            echo(f"{result.variant}: {'PASSED' if result.passed else 'FAILED'} "
-                 f"in {result.seconds:.1f} s -> {path}")
+            emit(TestFinished(result.variant, result.passed, result.seconds, path))
             # The shareable bundle beside it (`imagefactory share` prints how to send it).
             bundle = write_beside(result, options.results_dir, matrix.get(result.variant))
-            echo(f"{result.variant}: result bundle -> {bundle}")
+            emit(BundleWritten(result.variant, bundle))
             results.append(result)
     return results
 

@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,12 +19,14 @@ from ..engine.containers import session_labels
 from ..engine.images import BuiltImage
 from ..engine.runspec import GpuRunSpec, Mount
 from ..errors import JobError
+from ..events import Emit, discard
 from ..host.devices import GpuAccess
 from ..host.gpuinfo import SysfsError, decode_gfx, read_sysfs
 from ..identity import MIOPEN_CACHE_LABEL, VARIANT_LABEL
 from ..matrix.loader import Matrix, Variant, override_in
 from ..paths import RESULTS_DIR
 from ..safety import clean
+from .events import CheckDone, TestLine, TestNote, Verdict
 from .manifest import Manifest
 from .manifest import collect as collect_manifest
 from .results import Check, ConvCase, TestResult, profile_label
@@ -86,24 +87,23 @@ def _node_index(name: str) -> int:
 
 # -- the run ----------------------------------------------------------------------------
 
-Echo = Callable[[str], None]
-_COLOURS = {"yellow": 33, "cyan": 36, "red": 31}
-
-
 class Tester:
     """Tests variants' built images; one container per variant, always removed."""
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, engine: ContainerEngine, matrix: Matrix, access: GpuAccess,
-                 options: TestOptions, echo: Echo = print) -> None:
+                 options: TestOptions, emit: Emit = discard) -> None:
         self.engine = engine
         self.matrix = matrix
         self.access = access
         self.options = options
-        self.echo = echo
+        self.emit = emit  # the progress, as verify/events.py's events
         self.host_archs = host_gpu_archs()
         self.skipped: list[tuple[str, str]] = []  # (check, why) of the last stage run
+
+    def echo(self, text: str) -> None:
+        self.emit(TestLine(text))
 
     def has_torch(self, container: ContainerInfo) -> bool:
         """Whether python3 in the container finds a torch module (False without python3)."""
@@ -138,7 +138,7 @@ class Tester:
         note = isa_mismatch(self.matrix, variant, self.host_archs,
                             profile.name if profile else None)
         if note:
-            self.echo(clean(f"  note: {note}"))
+            self.emit(TestNote(note))
         # The same run spec `imagefactory run` execs: devices, group ids and ROCm's flags.
         spec = GpuRunSpec(
             built.image_id, labels={VARIANT_LABEL: variant.name},
@@ -236,24 +236,14 @@ class Tester:
                   + f" -> {path}")
         for note in manifest.notes:
             # Shown, not hidden: tags and records carry the reported versions.
-            self.echo(clean(f"  note: {note}"))
+            self.emit(TestNote(note))
         return manifest
 
     def _echo_verdicts(self, conv: tuple[ConvCase, ...]) -> None:
-        """Known failures and fixed cases, each in its own mark and colour, apart from
-        regressions (which the failure summary names)."""
-        marks = {"known": ("known", "yellow"), "fixed": ("FIXED", "cyan"),
-                 "regression": ("REGR ", "red")}
+        """Known failures, fixed cases and regressions, each marked by the renderer."""
         for c in conv:
-            if c.verdict in marks:
-                mark, colour = marks[c.verdict]
-                why = f" ({c.known_reason}; {c.known_source})" if c.known_reason else ""
-                self.echo(f"  {self.style(mark, colour)}  {clean(f'{c.case}: {c.status}{why}')}")
-
-    @staticmethod
-    def style(text: str, colour: str) -> str:
-        # click.echo drops the colour codes when the output is not a terminal.
-        return f"\x1b[{_COLOURS[colour]}m{text}\x1b[0m"
+            if c.verdict in ("known", "fixed", "regression"):
+                self.emit(Verdict(c))
 
     def miopen_cache(self, variant: Variant, built: BuiltImage) -> str | None:
         """The named volume for this image on this host's GPU, emptied first with --cold;
@@ -274,8 +264,7 @@ class Tester:
 
     def _echo_checks(self, checks: list[Check]) -> None:
         for c in checks:
-            self.echo(clean(f"  {'ok  ' if c.passed else 'FAIL'}  {c.name}"
-                            + ("" if c.passed or not c.detail else f": {c.detail}")))
+            self.emit(CheckDone(c))
 
     # -- the GPU code audit (issue 13) ---------------------------------------------------
 

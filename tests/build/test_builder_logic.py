@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fake_engine import FakeEngine
+from rich.console import Console
 
 from imagefactory.build.builder import (
     BUILT,
@@ -20,7 +21,9 @@ from imagefactory.build.builder import (
     BuildOptions,
     BuildResult,
 )
-from imagefactory.build.progress import PlainView
+from imagefactory.build.events import BuildLine
+from imagefactory.commands._render import Printer
+from imagefactory.events import Event, discard
 from imagefactory.identity import ARGS_LABEL, BASE_LABEL, HASH_LABEL, TARGET_LABEL
 from imagefactory.project import Project
 from imagefactory.render.renderer import Renderer
@@ -55,7 +58,7 @@ def builder(project: Project, engine: FakeEngine, tmp_path: Path, **options: obj
     contexts.update(edits)
     return Builder(project.matrix, contexts, {"fake": engine},
                    BuildOptions(log_dir=tmp_path, **options),  # type: ignore[arg-type]
-                   PlainView([], quiet=True, out=io.StringIO()))
+                   discard)
 
 
 def build_all(b: Builder) -> dict[str, BuildResult]:
@@ -184,12 +187,11 @@ def test_an_interrupted_build_leaves_no_untagged_image(fixture, fake, tmp_path) 
     removed (it was never tagged), so nothing of the interrupted build is left to take."""
     b = builder(fixture, fake, tmp_path)
 
-    class Interrupting(PlainView):
-        def line(self, variant: str, text: str) -> None:
-            if text.startswith("Successfully built"):
-                b.cancel.set()  # what the scheduler does on Ctrl-C
+    def interrupting(event: Event) -> None:
+        if isinstance(event, BuildLine) and event.text.startswith("Successfully built"):
+            b.cancel.set()  # what the scheduler does on Ctrl-C
 
-    b.reporter = Interrupting([], quiet=True, out=io.StringIO())
+    b.emit = interrupting
     result = b.run(fixture.matrix.get("solo"), "fake", None)
     assert result.status == CANCELLED and result.image_id is None
     assert "iftest-build:solo" not in fake.refs
@@ -204,12 +206,11 @@ def test_an_interrupted_build_keeps_an_identical_tagged_image(fixture, fake, tmp
     first = builder(fixture, fake, tmp_path).run(fixture.matrix.get("solo"), "fake", None)
     b = builder(fixture, fake, tmp_path, force=frozenset({"solo"}))
 
-    class Interrupting(PlainView):
-        def line(self, variant: str, text: str) -> None:
-            if text.startswith("Successfully built"):
-                b.cancel.set()
+    def interrupting(event: Event) -> None:
+        if isinstance(event, BuildLine) and event.text.startswith("Successfully built"):
+            b.cancel.set()
 
-    b.reporter = Interrupting([], quiet=True, out=io.StringIO())
+    b.emit = interrupting
     result = b.run(fixture.matrix.get("solo"), "fake", None)
     assert result.status == CANCELLED
     assert fake.refs["iftest-build:solo"] == first.image_id
@@ -229,7 +230,8 @@ def test_engine_text_is_redacted_and_escaped_in_log_progress_and_failure(
     out = io.StringIO()
     b = builder(fixture, fake, tmp_path, contexts={"solo": broken},
                 build_args={"HF_TOKEN": "hf_sekrit12"})
-    b.reporter = PlainView(["solo"], out=out, err=out)
+    console = Console(file=out, force_terminal=False)
+    b.emit = Printer("plain", console=console, err_console=console)
     result = b.run(fixture.matrix.get("solo"), "fake", None)
     assert result.status == FAILED and result.log_path is not None
     shown = out.getvalue() + result.log_path.read_text() + "\n".join(result.log_tail)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from imagefactory.build.builder import BLOCKED, BUILT, FAILED, SKIPPED, BuildResult, BuildStream
-from imagefactory.build.progress import failure_lines, human_size, human_time
 from imagefactory.build.schedule import Scheduler, plan
+from imagefactory.commands._render import failure_lines, human_size, human_time
 from imagefactory.matrix.loader import parse_matrix
 from imagefactory.project import Project
 from imagefactory.render.context import context_names, context_tar

@@ -28,6 +28,7 @@ import pytest
 from registry_fixture import Registry, free_port  # tests/ is on sys.path (rootdir conftest)
 from suite_session import unique
 
+from imagefactory.commands._render import collect
 from imagefactory.engine.images import BuiltImage
 from imagefactory.errors import JobError, UsageError
 from imagefactory.publish import credentials
@@ -543,7 +544,7 @@ def test_registry_stopped_mid_push(setup: dict, tested: Path, tmp_path_factory,
             reg.kill()
 
     publisher = Publisher(engine, target, None, setup["root"] / "results-dies",
-                          retries=1, base_delay=1, echo=lines.append,
+                          retries=1, base_delay=1, emit=collect(lines.append),
                           on_chunk=kill_on_first_layer)
     start = time.monotonic()
     with pytest.raises(JobError) as info:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fake_engine import FakeEngine
 
+from imagefactory.commands._render import collect
 from imagefactory.engine.base import ContainerEngine
 from imagefactory.errors import JobError
 from imagefactory.identity import HASH_LABEL
@@ -48,7 +49,7 @@ def publish(project: Project, names: list[str], fake: FakeEngine, results: Path,
 
     done = publish_variants(project.matrix, [project.matrix.get(n) for n in names], TARGET,
                             TOKEN, results, rendered_hash=lambda v: "c" * 64,
-                            engine="tcp://e", opener=opener, echo=out.append, info=info.append)
+                            engine="tcp://e", opener=opener, emit=collect(out.append, info.append))
     assert opened == [("tcp://e", 600)]
     return list(done)
 
@@ -93,3 +94,20 @@ def test_published_tags_are_echoed_and_recorded(project, fake, tmp_path) -> None
     assert info[-1] == f"cpu: verified in the registry; record {tmp_path / 'cpu.publish.json'}"
     record = json.loads((tmp_path / "cpu.publish.json").read_text())
     assert record["image_id"] == image_id
+
+
+def test_the_run_emits_the_plan_the_tags_and_the_record_as_events(project, fake,
+                                                                  tmp_path) -> None:
+    from imagefactory.publish.events import Pushing, PushNote, Recorded, TagPublished
+
+    image_id = image_with_a_pass(fake, tmp_path, "cpu")
+    events: list[object] = []
+    (published,) = publish_variants(project.matrix, [project.matrix.get("cpu")], TARGET,
+                                    TOKEN, tmp_path, rendered_hash=lambda v: "c" * 64,
+                                    opener=lambda address, timeout: fake, emit=events.append)
+    repository = "registry.example:5000/team/imagefactory"
+    assert events[0] == Pushing("cpu", image_id[7:19], repository, published.plan.tags)
+    assert [e for e in events if isinstance(e, TagPublished)] == [
+        TagPublished(repository, tag, published.reference) for tag in published.plan.tags]
+    assert events[-1] == Recorded("cpu", tmp_path / "cpu.publish.json")
+    assert all(isinstance(e, (Pushing, PushNote, TagPublished, Recorded)) for e in events)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from imagefactory.commands._render import collect
+from imagefactory.events import discard
 from imagefactory.report import writer as report
 from imagefactory.verify.results import ConvCase, TestResult
 
@@ -84,9 +86,9 @@ def test_miopen_cache_volume_is_kept_per_image_and_host_and_emptied_cold(engine,
     # An image id no engine has: the volume is named after it, never made by anyone else.
     built = BuiltImage(variant, f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}", "x:y", None)
     access = GpuAccess((), ())
-    warm = Tester(engine, project.matrix, access, TestOptions(), echo=lambda _: None)
+    warm = Tester(engine, project.matrix, access, TestOptions(), emit=discard)
     said: list[str] = []
-    cold = Tester(engine, project.matrix, access, TestOptions(cold=True), echo=said.append)
+    cold = Tester(engine, project.matrix, access, TestOptions(cold=True), emit=collect(said.append))
     name = warm.miopen_cache(variant, built)
     assert name is not None
     try:
@@ -133,7 +135,7 @@ def test_miopen_cache_volume_carries_the_test_session_label_only_in_a_session(
     variant = next(v for v in project.matrix.variants if v.rocm)
     engine = FakeEngine()
     tester = Tester(engine, project.matrix, GpuAccess((), ()), TestOptions(),
-                    echo=lambda _: None)
+                    emit=discard)
     monkeypatch.delenv(SESSION_ENV, raising=False)
     plain = tester.miopen_cache(variant, BuiltImage(variant, "sha256:" + "a" * 64, "x:y", None))
     monkeypatch.setenv(SESSION_ENV, "s1")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from imagefactory.commands._render import collect
 from imagefactory.verify.gpucode import (
     Inventory,
     audit_file,
@@ -277,7 +278,7 @@ def test_imagefactory_test_runs_the_gpu_code_check(engine, libs_image: str,  # t
     opts = TestOptions(quick=True, results_dir=tmp_path,
                        gpu_libraries=("rocblas", "hipblaslt", "miopen"))
     result = Tester(engine, project.matrix, GpuAccess((), ()), opts,
-                    echo=lines.append).run(built)
+                    emit=collect(lines.append)).run(built)
     check = next(c for c in result.checks if c.name == "gpu code")
     assert not check.passed
     assert check.detail.startswith("hipblaslt: no gfx1010 code (tensile; it has gfx")
@@ -439,7 +440,7 @@ def test_imagefactory_test_records_the_instruction_check(
     lines: list[str] = []
     opts = TestOptions(quick=True, results_dir=tmp_path, gpu_libraries=("rocblas",))
     result = Tester(engine, project.matrix, GpuAccess((), ()), opts,
-                    echo=lines.append).run(built)
+                    emit=collect(lines.append)).run(built)
     check = next(c for c in result.checks if c.name == "gpu code")
     assert not check.passed
     assert "override 10.3.0 on gfx1010: rocblas" in check.detail

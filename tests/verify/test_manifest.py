@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fake_engine import FakeEngine
 
+from imagefactory.commands._render import collect as lines_to
 from imagefactory.engine.images import BuiltImage
 from imagefactory.host.devices import GpuAccess
 from imagefactory.verify import manifest as manifest_mod
@@ -146,7 +147,7 @@ def test_tester_writes_the_manifest_after_the_audit(project, tmp_path: Path,
     lines: list[str] = []
     tester = Tester(engine, project.matrix, GpuAccess((), ()),
                     TestOptions(results_dir=tmp_path, quick=True, run_id="r1"),
-                    echo=lines.append)
+                    emit=lines_to(lines.append))
     monkeypatch.setattr(tester, "run_suite", lambda *a: [])  # the suite needs a container
 
     result = tester.run(built)
@@ -176,7 +177,7 @@ def test_no_manifest_when_the_container_does_not_start(project, tmp_path: Path) 
     built = BuiltImage(variant, IMAGE_ID, f"{project.matrix.repository}:cpu", None)
     lines: list[str] = []
     result = Tester(engine, project.matrix, GpuAccess((), ()),
-                    TestOptions(results_dir=tmp_path, run_id="r2"), echo=lines.append
+                    TestOptions(results_dir=tmp_path, run_id="r2"), emit=lines_to(lines.append)
                     ).run(built)
     assert not result.passed and result.rocm is None
     assert "  manifest: none (the container did not start)" in lines

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from suite_session import CPU_CONFIG, SESSION
 
+from imagefactory.commands._render import collect
 from imagefactory.engine.base import ContainerSpec
 from imagefactory.engine.containers import RUN_LABEL, new_run_id
 from imagefactory.host.devices import DeviceMapping, GpuAccess
@@ -275,7 +276,7 @@ def test_container_output_is_escaped_and_redacted_before_it_is_shown(project) ->
                                     b"https://bob:pa/ss w0rd@ghcr.io/x\nlast \x1b[31m")
     shown: list[str] = []
     tester = Tester(engine, project.matrix, GpuAccess((), ()), TestOptions(quick=True),
-                    echo=shown.append)
+                    emit=collect(shown.append))
     container = ContainerInfo("c" * 64, "n", "img", "running")
     engine.containers[container.id] = container  # exec needs a running container, as Docker
     tester._run_conv(container, project.matrix.get("cpu"), None)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fake_engine import FakeEngine
 
+from imagefactory.commands._render import collect
 from imagefactory.engine.base import ContainerEngine
 from imagefactory.engine.images import BuiltImage
 from imagefactory.errors import EXIT_USAGE, ImagefactoryError, JobError, UsageError
@@ -18,6 +19,7 @@ from imagefactory.paths import Paths
 from imagefactory.project import Project
 from imagefactory.share import reader
 from imagefactory.verify import run as verify_run  # its test_variants is no pytest test
+from imagefactory.verify.events import BundleWritten, TestFinished
 from imagefactory.verify.results import Check, TestResult
 from imagefactory.verify.tester import TestOptions
 
@@ -36,7 +38,7 @@ def run(project: Project, names: list[str], opener: Opener, echo: list[str] | No
         devices: tuple[str, ...] = (), **options: object) -> list[TestResult]:
     lines = [] if echo is None else echo
     return verify_run.test_variants(project, names, TestOptions(**options),  # type: ignore[arg-type]
-                                    devices=devices, echo=lines.append, opener=opener,
+                                    devices=devices, emit=collect(lines.append), opener=opener,
                                     host_isas=["gfx1012"])
 
 
@@ -82,7 +84,7 @@ class PassingTester:
     each image, as Tester.run returns it, unsaved."""
 
     def __init__(self, engine: ContainerEngine, matrix: object, access: object,
-                 options: TestOptions, echo: object) -> None:
+                 options: TestOptions, emit: object) -> None:
         self.options = options
 
     def run(self, built: BuiltImage) -> TestResult:
@@ -109,6 +111,14 @@ def test_each_result_is_saved_and_echoed(project, tmp_path, monkeypatch, target)
     assert TestResult.load(where, name) == results[0]
     bundle = where / "bundles" / f"{name}.json"  # the shareable bundle beside the result
     assert echo == [f"{name}: PASSED in 1.2 s -> {saved}", f"{name}: result bundle -> {bundle}"]
+    events: list[object] = []
+    verify_run.test_variants(project, [name], TestOptions(results_dir=tmp_path / "again",
+                                                          target=target),
+                             emit=events.append, opener=Opener(fake), host_isas=["gfx1012"])
+    again = Paths.for_output(project.output_dir, tmp_path / "again")
+    where = again.stages if target else again.results
+    assert events == [TestFinished(name, True, 1.25, where / f"{name}.json"),
+                      BundleWritten(name, where / "bundles" / f"{name}.json")]
     assert reader.load(bundle).ours["image_id"] == image.id
     if target:
         assert not Path(tmp_path / "r" / f"{name}.json").exists()

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import JobError
 from ..safety import MAX_RESULT_BYTES, clean, escape_control, json_loads, read_text
-from ..schema import Any_, Arr, Bool, Enum, Int, Map, Node, Obj, Opt, Str, document
+from ..schema import DIGEST, GFX, Any_, Arr, Bool, Enum, Int, Map, Node, Obj, Opt, Str, document
 from ..share import reader
 from ..share.bundle import bundle_path
 from ..verify.results import Check, ConvCase, TestResult, stored_results
@@ -360,8 +360,8 @@ def markdown(extra: dict[str, Any]) -> list[str]:
 
 TIME = Str(40)
 GROUP = Obj({
-    "variant": Str(63), "digest": Str(71, r"sha256:[0-9a-f]{64}"), "published": Bool(),
-    "gpu": Str(300), "isa": Opt(Str(8, r"gfx[0-9a-f]{3,4}")), "hosts": Int(1),
+    "variant": Str(63), "digest": Str(71, DIGEST), "published": Bool(),
+    "gpu": Str(300), "isa": Opt(Str(8, GFX)), "hosts": Int(1),
     "runs": Int(1), "host_ids": Arr(Str(40), 100_000),
     "cases": Obj({"every_host": Arr(Str(CASE_CHARS), 100_000),
                   "some_hosts": Arr(Str(CASE_CHARS), 100_000),

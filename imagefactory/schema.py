@@ -4,9 +4,11 @@ cannot drift. The reader is the stricter of the two where JSON Schema cannot say
 control or bidi characters anywhere, whole numbers that are JSON integers, bounded
 numbers); whatever the reader accepts, the schema accepts (tests/share check both ways).
 
-The result bundle and compatibility.json are read with `Node.check`; variants.yaml is read
-by matrix/loader.py (file:line errors) and its schema is rendered from the recipes and the
-loader's keys (matrix/schema.py). `python -m imagefactory.schemafiles` rewrites schemas/.
+The result bundle, compatibility.json, the stored test result (verify/results.py) and the
+publish record (share/record.py) are read with `Node.check`; variants.yaml is read by
+matrix/loader.py (file:line errors) and its schema is rendered from the recipes and the
+loader's keys (matrix/schema.py), all with the shared patterns below.
+`python -m imagefactory.schemafiles` rewrites schemas/.
 """
 
 from __future__ import annotations

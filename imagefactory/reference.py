@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .schema import DIGEST as _DIGEST
+
 NAME_TOTAL_MAX = 255  # reference.go NameTotalLengthMax
 TAG_MAX = 128
 
@@ -34,7 +36,7 @@ _DOMAIN_RE = re.compile(DOMAIN, re.ASCII)
 _NAME_RE = re.compile(NAME, re.ASCII)
 _REFERENCE_RE = re.compile(
     rf"(?P<name>{NAME})(?::(?P<tag>{TAG}))?(?:@(?P<digest>{DIGEST}))?", re.ASCII)
-_SHA256 = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
+_SHA256 = re.compile(_DIGEST, re.ASCII)
 
 
 class ReferenceError(ValueError):

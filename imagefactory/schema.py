@@ -4,9 +4,11 @@ cannot drift. The reader is the stricter of the two where JSON Schema cannot say
 control or bidi characters anywhere, whole numbers that are JSON integers, bounded
 numbers); whatever the reader accepts, the schema accepts (tests/share check both ways).
 
-The result bundle and compatibility.json are read with `Node.check`; variants.yaml is read
-by matrix/loader.py (file:line errors) and its schema is rendered from the recipes and the
-loader's keys (matrix/schema.py). `python -m imagefactory.schemafiles` rewrites schemas/.
+The result bundle, compatibility.json, the stored test result (verify/results.py) and the
+publish record (share/record.py) are read with `Node.check`; variants.yaml is read by
+matrix/loader.py (file:line errors) and its schema is rendered from the recipes and the
+loader's keys (matrix/schema.py), all with the shared patterns below.
+`python -m imagefactory.schemafiles` rewrites schemas/.
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ from .safety import escape_control, first_control
 
 MAX_NUMBER = 1e15  # seconds, errors, sizes: anything larger is not a measurement
 
+# --- the shapes every reader shares: variants.yaml (matrix/loader.py, matrix/recipes.py), the
+# stored test result and publish record (verify/), the result bundle (share/reader.py) and
+# compatibility.json (report/merge.py). Defined once, here at the bottom layer; each is applied
+# with fullmatch and written so ECMA-262 reads it the same (the published schemas).
+
+# A variant's name becomes file and folder names (dockerfiles/<v>/, results/<v>.json,
+# <v>.quick.json, <v>.publish.json, ...): no dot, so `<v>.quick` cannot be a variant.
+VARIANT_NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
+NAME = r"[a-z0-9][a-z0-9._-]{0,62}"  # profile and family names
+GFX = r"gfx[0-9a-f]{3,4}"  # one GPU target (gfx1010, gfx90a)
+SHA256 = r"[0-9a-f]{64}"  # a sha256 in hex, lowercase
+DIGEST = rf"sha256:{SHA256}"  # an image id, or the manifest digest a registry serves
+STATUS = r"[a-z][a-z0-9-]{0,39}"  # a conv check case's status word (ok, hang, not-run...)
+
 
 class SchemaError(ValueError):
     """A document that does not follow its schema: the field and what is wrong."""
@@ -28,6 +44,7 @@ class SchemaError(ValueError):
     def __init__(self, where: str, message: str) -> None:
         super().__init__(f"{where or '(top)'}: {message}")
         self.where = where
+        self.message = message
 
 
 def kind(value: Any) -> str:
@@ -49,13 +66,20 @@ class Node:
 class Str(Node):
     max: int = 200
     pattern: str | None = None  # full match; written so ECMA-262 reads it the same
+    # What a value the pattern refuses is, said before any other problem: "{value!r} is not
+    # a valid variant" ({value} is the text escaped and cut to 40 characters).
+    message: str | None = None
+    controls: bool = False  # free text that may hold newlines and tabs (a check's detail)
 
     def check(self, value: Any, where: str) -> Any:
         if type(value) is not str:
             raise SchemaError(where, f"expected a string, got {kind(value)}")
+        if self.message is not None and self.pattern is not None and \
+                not re.fullmatch(self.pattern, value):
+            raise SchemaError(where, self.message.format(value=escape_control(value)[:40]))
         if len(value) > self.max:
             raise SchemaError(where, f"longer than {self.max} characters")
-        bad = first_control(value)
+        bad = None if self.controls else first_control(value)
         if bad is not None:
             raise SchemaError(where, f"control character {escape_control(bad)} in the text")
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
@@ -64,8 +88,9 @@ class Str(Node):
         return value
 
     def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "string", "maxLength": self.max,
-                               "not": {"pattern": "[\\u0000-\\u001f\\u007f-\\u009f]"}}
+        out: dict[str, Any] = {"type": "string", "maxLength": self.max}
+        if not self.controls:
+            out["not"] = {"pattern": "[\\u0000-\\u001f\\u007f-\\u009f]"}
         if self.pattern is not None:
             out["pattern"] = f"^(?:{self.pattern})$"
         return out
@@ -91,7 +116,7 @@ class Int(Node):
 class Num(Node):
     def check(self, value: Any, where: str) -> Any:
         if type(value) not in (int, float) or not math.isfinite(value):
-            raise SchemaError(where, f"expected a number, got {kind(value)}")
+            raise SchemaError(where, f"expected a finite number, got {kind(value)}")
         if abs(value) > MAX_NUMBER:
             raise SchemaError(where, f"{value:g} is not a plausible measurement")
         return value
@@ -168,7 +193,7 @@ class Map(Node):
     """An object with free keys of one shape and values of one shape."""
 
     value: Node
-    key: str = r"[A-Za-z_][A-Za-z0-9_.-]{0,63}"
+    key: str | None = r"[A-Za-z_][A-Za-z0-9_.-]{0,63}"  # None: any string
     max: int = 200
     min: int = 0
 
@@ -181,15 +206,17 @@ class Map(Node):
             raise SchemaError(where, f"needs at least {self.min} key(s)")
         out = {}
         for k, v in value.items():
-            if type(k) is not str or not re.fullmatch(self.key, k):
+            if type(k) is not str or (self.key is not None and not re.fullmatch(self.key, k)):
                 raise SchemaError(where, f"key {escape_control(k)[:40]!r} is not of the form "
                                          f"{self.key}")
             out[k] = self.value.check(v, f"{where}.{k}")
         return out
 
     def schema(self) -> dict[str, Any]:
-        out = {"type": "object", "propertyNames": {"pattern": f"^(?:{self.key})$"},
-               "additionalProperties": self.value.schema(), "maxProperties": self.max}
+        out: dict[str, Any] = {"type": "object"}
+        if self.key is not None:
+            out["propertyNames"] = {"pattern": f"^(?:{self.key})$"}
+        out.update(additionalProperties=self.value.schema(), maxProperties=self.max)
         if self.min:
             out["minProperties"] = self.min
         return out
@@ -238,6 +265,21 @@ class Obj(Node):
         props = {k: n.schema() for k, n in {**self.required, **self.optional}.items()}
         return {"type": "object", "properties": props, "required": list(self.required),
                 "additionalProperties": self.extra}
+
+
+@dataclass(frozen=True)
+class Make(Node):
+    """`node`, then what `make` builds from its reading (a frozen dataclass): the document is
+    described once and the reader returns objects, never the raw JSON."""
+
+    node: Node
+    make: Callable[[Any], Any]
+
+    def check(self, value: Any, where: str) -> Any:
+        return self.make(self.node.check(value, where))
+
+    def schema(self) -> dict[str, Any]:
+        return self.node.schema()
 
 
 # --- combinations: a document whose shape depends on its own fields (variants.yaml) ----------

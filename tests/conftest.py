@@ -219,3 +219,46 @@ def cpu_image(engine, cpu_project: Project, tmp_path_factory: pytest.TempPathFac
     assert result.tag is not None
     yield result.tag
     engine.remove_image(result.tag, prune=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def written_documents_meet_their_schemas() -> Iterator[None]:
+    """Every test result (TestResult.save) and publish record (Publisher.write_record) a
+    test writes in this process meets its published schema (schemas/test-result.v1.json,
+    schemas/publish-record.v1.json; issue #26). Checked after the write and reported at the
+    end of the session, so no product code sees the check."""
+    import json
+
+    import jsonschema
+
+    from imagefactory.publish.publisher import Publisher
+    from imagefactory.verify.results import TestResult
+
+    root = Path(__file__).resolve().parents[1] / "schemas"
+    validators = {name: jsonschema.Draft202012Validator(json.loads((root / name).read_text()))
+                  for name in ("test-result.v1.json", "publish-record.v1.json")}
+    bad: list[str] = []
+
+    def checked(write, name):  # type: ignore[no-untyped-def]
+        @functools.wraps(write)
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            path = write(*args, **kwargs)
+            try:
+                data = json.loads(Path(path).read_text())
+            except (OSError, ValueError):
+                return path
+            bad.extend(f"{path}: {e.json_path}: {e.message}"
+                       for e in validators[name].iter_errors(data))
+            return path
+        return wrapper
+
+    save, write_record = TestResult.save, Publisher.write_record
+    TestResult.save = checked(save, "test-result.v1.json")  # type: ignore[method-assign]
+    Publisher.write_record = checked(  # type: ignore[method-assign]
+        write_record, "publish-record.v1.json")
+    try:
+        yield
+    finally:
+        TestResult.save, Publisher.write_record = save, write_record  # type: ignore[method-assign]
+    assert not bad, "written documents that do not meet their published schema:\n" + \
+        "\n".join(bad[:20])

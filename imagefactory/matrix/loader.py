@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .. import schema
 from ..errors import ConfigError
 from ..paths import CRASHES_DIR, LOGS_DIR, STAGES_DIR, STATE_DIR
 from ..reference import ReferenceError, check_repository, parse_reference
@@ -29,11 +30,11 @@ _P = tuple[str | int, ...]  # a field's path in the YAML document
 # Values printed into Dockerfiles: one line, no quoting/escaping/expansion characters.
 _UNSAFE = re.compile(r'[\n\r"\\$`\x00]')
 # Every pattern is applied with fullmatch: a `$` anchor also matches before a final newline.
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # profile and family names
-# A variant's name becomes file and folder names (dockerfiles/<v>/, results/<v>.json,
-# <v>.quick.json, <v>.publish.json, ...): no dot, so `<v>.quick` cannot be a variant, and
-# none of the names the tool itself writes beside them.
-_VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# The names and GPU targets every reader shares are schema.py's (defined once there).
+_NAME = re.compile(schema.NAME)  # profile and family names
+# A variant's name becomes file and folder names (schema.VARIANT_NAME: no dot), and is none
+# of the names the tool itself writes beside them.
+_VARIANT_NAME = re.compile(schema.VARIANT_NAME)
 RESERVED_VARIANT_NAMES = frozenset({
     "compatibility",  # report/writer.py: compatibility.json, COMPATIBILITY.md, .png
     "templates", "files",  # dockerfiles/templates, dockerfiles/files
@@ -43,7 +44,7 @@ RESERVED_VARIANT_NAMES = frozenset({
 })
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-_GFX = re.compile(r"gfx[0-9a-f]{3,4}")
+_GFX = re.compile(schema.GFX)
 # What render/rocm_apt.py derives the apt suite from: load refuses what render would.
 _ROCM_VERSION = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3}){0,2}")
 # TheRock's nightlies are PEP 440 pre-releases (7.15.0a20260712); no apt suite derives from

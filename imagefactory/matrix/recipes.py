@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
+from ..schema import GFX
+from ..schema import SHA256 as _SHA256
+
 # --- what a value may be --------------------------------------------------------------
 
 
@@ -50,12 +53,12 @@ def _k(pattern: str, what: str) -> Kind:
 VERSION = _k(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}", "version")
 NUMBER = _k(r"[1-9][0-9]{0,3}", "number (1-9999)")
 SHA1 = _k(r"[0-9a-f]{40}", "git commit (40 lowercase hex digits)")
-SHA256 = _k(r"[0-9a-f]{64}", "sha256 (64 lowercase hex digits)")
+SHA256 = _k(_SHA256, "sha256 (64 lowercase hex digits)")
 GIT_REF = _k(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])", "git ref")
 WORD = _k(r"[a-z][a-z0-9-]{0,31}", "name (lowercase letters, digits, -)")
 CODENAME = _k(r"[a-z]{2,20}", "distribution codename")
 UBUNTU = _k(r"[0-9]{2}\.[0-9]{2}", "Ubuntu release (NN.NN)")
-GFX_LIST = _k(r"gfx[0-9a-f]{3,4}(;gfx[0-9a-f]{3,4}){0,15}", "GPU target list (gfxNNNN;...)")
+GFX_LIST = _k(rf"{GFX}(;{GFX}){{0,15}}", "GPU target list (gfxNNNN;...)")
 ABS_PATH = _k(r"(/(?!\.{1,2}(?:/|$))[A-Za-z0-9._+-]+){1,16}", "absolute path (no . or ..)")
 URL = _k(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+:@=,-]*)*",
          "http(s) URL")

@@ -32,14 +32,12 @@ from ..identity import (
 )
 from ..matrix.loader import Matrix, Variant
 from ..safety import (
-    MAX_RESULT_BYTES,
     escape_control,
     json_dumps,
-    json_loads,
-    read_text,
     redact,
     write_atomic,
 )
+from ..share import record as records
 from ..verify.results import TestResult, result_path
 from .events import PushNote
 from .gate import Evidence, first_problem
@@ -334,13 +332,14 @@ class Publisher:
     def _mark_stale(self, plan: Plan, exc: BaseException) -> None:
         """Keep the last record (what the registry may still serve) but say it is not the
         outcome of this push."""
-        path = self.results_dir / f"{plan.variant.name}.publish.json"
-        try:  # the one bounded, regular-file, strict-JSON reader (safety.py)
-            record = json_loads(read_text(path, MAX_RESULT_BYTES, error=JobError))
-        except (JobError, ValueError, RecursionError):
+        path = records.record_path(self.results_dir, plan.variant.name)
+        try:  # the strict reader (share/record.py); one that does not read names nothing
+            last = records.load(path)
+        except JobError:
             return
-        if not isinstance(record, dict):
+        if last is None:
             return
+        record = dict(last.data)
         record["stale"] = True
         record["stale_since"] = _now()
         record["stale_reason"] = (f"a later push of image {plan.built.short_id} failed: "
@@ -431,7 +430,7 @@ class Publisher:
             record["note"] = ("published with --skip-tests: this image id had no passing "
                               "test result; tag "
                               f"{plan.variant.name}-{UNTESTED_SUFFIX} marks it in the registry")
-        return _write_json(self.results_dir / f"{plan.variant.name}.publish.json", record)
+        return _write_json(records.record_path(self.results_dir, plan.variant.name), record)
 
 
 def summary(result: TestResult | None) -> dict[str, Any] | None:

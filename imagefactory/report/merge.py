@@ -12,7 +12,6 @@ of a run already counted. Linear in the number of bundles (bench/bench_merge.py)
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JobError
-from ..safety import MAX_RESULT_BYTES, clean, escape_control, json_loads, read_text
-from ..schema import Any_, Arr, Bool, Enum, Int, Map, Node, Obj, Opt, Str, document
+from ..safety import clean, escape_control
+from ..schema import DIGEST, GFX, Any_, Arr, Bool, Enum, Int, Map, Node, Obj, Opt, Str, document
 from ..share import reader
+from ..share import record as records
 from ..share.bundle import bundle_path
 from ..verify.results import Check, ConvCase, TestResult, stored_results
 from .writer import Compatibility, _md_escape
@@ -91,22 +91,17 @@ def published_digests(results_dirs: Iterable[Path]) -> dict[str, str]:
     itself too (a bundle names the digest, a local result the image id)."""
     out: dict[str, str] = {}
     for d in results_dirs:
-        for path in sorted(d.glob("*.publish.json")) if d.is_dir() else ():
-            try:
-                record = json_loads(read_text(path, MAX_RESULT_BYTES, error=JobError))
-            except (JobError, ValueError, RecursionError):
+        for path in sorted(d.glob(f"*{records.SUFFIX}")) if d.is_dir() else ():
+            try:  # a record that does not read (share/record.py) names nothing
+                record = records.load(path)
+            except JobError:
                 continue
-            if not isinstance(record, dict) or record.get("stale"):
+            if record is None or record.stale:
                 continue
-            digest, image_id = record.get("digest"), record.get("image_id")
-            if isinstance(digest, str) and _DIGEST.fullmatch(digest):
-                out[digest] = digest
-                if isinstance(image_id, str) and _DIGEST.fullmatch(image_id):
-                    out[image_id] = digest
+            out[record.digest] = record.digest
+            if record.image_id is not None:
+                out[record.image_id] = record.digest
     return out
-
-
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def gpu_label(gpu: str | None, isa: str | None, device: str) -> str:
@@ -360,8 +355,8 @@ def markdown(extra: dict[str, Any]) -> list[str]:
 
 TIME = Str(40)
 GROUP = Obj({
-    "variant": Str(63), "digest": Str(71, r"sha256:[0-9a-f]{64}"), "published": Bool(),
-    "gpu": Str(300), "isa": Opt(Str(8, r"gfx[0-9a-f]{3,4}")), "hosts": Int(1),
+    "variant": Str(63), "digest": Str(71, DIGEST), "published": Bool(),
+    "gpu": Str(300), "isa": Opt(Str(8, GFX)), "hosts": Int(1),
     "runs": Int(1), "host_ids": Arr(Str(40), 100_000),
     "cases": Obj({"every_host": Arr(Str(CASE_CHARS), 100_000),
                   "some_hosts": Arr(Str(CASE_CHARS), 100_000),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,14 @@ from .. import __version__
 from ..errors import JobError
 from ..host import facts as host_facts
 from ..safety import (
-    MAX_RESULT_BYTES,
     escape_control,
     json_dumps,
-    json_loads,
-    read_text,
     write_atomic,
 )
 from ..verify.results import TestResult
 from .hostid import host_id, personal_words, scrub, scrubber
+from .record import PublishRecord, record_path
+from .record import load as load_record
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
@@ -52,28 +50,25 @@ def bundle_path(results_dir: Path, variant: str, scope: str = "full") -> Path:
     return results_dir / BUNDLES_DIR / name
 
 
-def publish_record(results_dir: Path, result: TestResult) -> Mapping[str, Any] | None:
-    """The publish record of this very image (same image id), if it was pushed from here."""
-    path = results_dir / f"{result.variant}.publish.json"
+def publish_record(results_dir: Path, result: TestResult) -> PublishRecord | None:
+    """The publish record of this very image (same image id, a repository named), if it
+    was pushed from here; a record that does not read (share/record.py) is none."""
+    path = record_path(results_dir, result.variant)
     if not path.is_file():
         return None
     try:
-        record = json_loads(read_text(path, MAX_RESULT_BYTES, error=JobError))
-    except (JobError, ValueError, RecursionError):
+        record = load_record(path)
+    except JobError:
         return None
-    if not isinstance(record, dict) or record.get("image_id") != result.image_id:
-        return None
-    digest, repo = record.get("digest"), record.get("repository")
-    if not (isinstance(digest, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
-            and isinstance(repo, str) and 0 < len(repo) <= 255):
+    if record is None or record.image_id != result.image_id or not record.repository:
         return None
     return record
 
 
-def image_subject(result: TestResult, record: Mapping[str, Any] | None) -> dict[str, Any]:
-    if record is not None:
-        return {"name": str(record["repository"]),
-                "digest": {"sha256": str(record["digest"]).removeprefix("sha256:")},
+def image_subject(result: TestResult, record: PublishRecord | None) -> dict[str, Any]:
+    if record is not None and record.repository:
+        return {"name": record.repository,
+                "digest": {"sha256": record.digest.removeprefix("sha256:")},
                 "annotations": {"kind": "image-digest", "image_id": result.image_id}}
     repo = result.image_tag.rpartition(":")[0] if ":" in result.image_tag else result.image_tag
     return {"name": repo or "local", "digest": {"sha256": result.image_id.removeprefix("sha256:")},

@@ -20,6 +20,12 @@ from typing import Any
 from ..errors import ConfigError
 from ..safety import clean, read_bytes
 from ..schema import (
+    DIGEST,
+    GFX,
+    NAME,
+    SHA256,
+    STATUS,
+    VARIANT_NAME,
     Arr,
     Bool,
     Enum,
@@ -47,10 +53,6 @@ MAX_BUNDLE_BYTES = 2 << 20  # a full conv check bundle is ~60 KiB
 MAX_DEPTH = 12  # a valid bundle nests 8 deep
 _MAX_DIGITS = 20
 
-SHA256 = r"[0-9a-f]{64}"
-IMAGE_ID = r"sha256:[0-9a-f]{64}"
-NAME = r"[a-z0-9][a-z0-9._-]{0,62}"  # variant and profile names (matrix/loader.py)
-GFX = r"gfx[0-9a-f]{3,4}"
 HEX16 = r"0x[0-9a-f]{4}"
 TIME = (r"|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
         r"(Z|[+-][0-9]{2}:[0-9]{2})?")  # ISO 8601, or empty in results that lack it
@@ -73,13 +75,13 @@ SUBJECT = Obj({
     "name": Str(255, r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}"),
     "digest": Obj({"sha256": Str(64, SHA256)}),
     "annotations": Obj({"kind": Enum(SUBJECT_KINDS)},
-                       {"image_id": Str(71, IMAGE_ID), "files": Int()}),
+                       {"image_id": Str(71, DIGEST), "files": Int()}),
 }, also=_subject_matches_kind)
 
 CONFIGURATION = Obj({
     "name": Enum((CONFIG_NAME,)),
     "annotations": Obj({
-        "variant": Str(63, NAME),
+        "variant": Str(63, VARIANT_NAME),
         "profile": Opt(Str(63, NAME)),
         "env": Map(Str(1000), key=r"[A-Za-z_][A-Za-z0-9_]{0,127}"),
         "flags": Obj({"scope": Enum(("full", "quick", "subset")), "quick": Bool(),
@@ -104,7 +106,7 @@ GPU = Obj({
                            max=64)})
 
 CASE = Obj({
-    "case": Str(200), "status": Str(40, r"[a-z][a-z0-9-]{0,39}"), "area": Str(64),
+    "case": Str(200), "status": Str(40, STATUS), "area": Str(64),
     "dtype": Str(32), "verdict": Enum(("ok", "fixed", "known", "regression")),
     "seconds": Opt(Num()), "compile_seconds": Opt(Num()), "run_seconds": Opt(Num()),
     "max_abs_err": Opt(Num()), "detail": Str(2000),
@@ -113,10 +115,10 @@ CASE = Obj({
 IMAGEFACTORY = Obj({
     "schema": Enum((SCHEMA,)),
     "version": Str(40),
-    "variant": Str(63, NAME),
+    "variant": Str(63, VARIANT_NAME),
     "profile": Opt(Str(63, NAME)),
     "scope": Enum(("full", "quick", "subset")),
-    "image_id": Str(71, IMAGE_ID),
+    "image_id": Str(71, DIGEST),
     "started_at": Str(40, TIME),
     "finished_at": Str(40, TIME),
     "reported": Obj({"torch": VERSION, "hip": VERSION, "rocm": VERSION, "gpu": Opt(TEXT),

@@ -6,25 +6,26 @@ contract: add fields freely, never rename or drop these. `schema` counts breakin
 
 Reading is strict (a result file may come from anywhere): the file is a bounded regular
 file, JSON without NaN/Infinity, `schema` must be the one this version writes, and every
-field this code declares is type-checked against its annotation (`passed` is a JSON true or
-false, never "false"). Fields this version does not know are ignored, so a newer writer can
-add optional fields without breaking older readers; declare a new field here with its type
-and it is checked from then on.
+field this code declares is checked by RESULT, the schema.py node derived from the
+dataclasses' annotations (`passed` is a JSON true or false, never "false") with the shared
+patterns of schema.py for the names, GPU targets, image id and statuses. The published
+schema, schemas/test-result.v1.json, is rendered from the same node. Fields this version
+does not know are ignored, so a newer writer can add optional fields without breaking older
+readers; declare a new field here with its type and it is checked from then on.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import re
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from .. import schema as s
 from ..errors import JobError
 from ..safety import (
     MAX_RESULT_BYTES,
@@ -37,13 +38,9 @@ from ..safety import (
 
 SCHEMA = 1
 PASSING_STATUSES = ("ok", "skipped")
-_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # variant and profile names (matrix/loader.py)
-_GFX = re.compile(r"gfx[0-9a-f]{3,4}")
-_STATUS = re.compile(r"[a-z][a-z0-9-]{0,39}")
 _MAX_ITEMS = 100_000
 _MAX_TEXT = 65_536
-_D = TypeVar("_D")
+SCHEMA_ID = "https://github.com/imagefactory/imagefactory/schemas/test-result.v1.json"
 
 
 class ResultError(ValueError):
@@ -109,8 +106,9 @@ class ConvCase:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConvCase:
-        """Strict: raises ResultError naming the field (convcheck's JSON is untrusted)."""
-        return _build(cls, data, "")
+        """Strict: raises ResultError naming the field (convcheck's JSON is untrusted; its
+        status is checked where a stored result is read)."""
+        return typing.cast(ConvCase, _read(_CONVCHECK_CASE, data))
 
 
 @dataclass(frozen=True)
@@ -201,23 +199,7 @@ class TestResult:
             # Written before `scope` existed: a --quick run said only `quick: true`, and
             # must not read as the full check.
             data = {**data, "scope": "quick"}
-        result = _build(cls, data, "")
-        if not _IMAGE_ID.fullmatch(result.image_id):
-            raise ResultError("image_id", "expected sha256:<64 hex digits>")
-        if result.scope not in SCOPES:
-            raise ResultError("scope", f"expected one of {', '.join(SCOPES)}")
-        # Names that end up in tags, file names and terminal lines have their shape checked;
-        # free text (details, GPU names) is escaped where it is printed.
-        for name, value, pattern in (("variant", result.variant, _NAME),
-                                     ("profile", result.profile, _NAME),
-                                     ("host", result.host, _GFX)):
-            if value is not None and not pattern.fullmatch(value):
-                raise ResultError(name, f"{escape_control(value)[:40]!r} is not a valid {name}")
-        for i, c in enumerate(result.conv):
-            if not _STATUS.fullmatch(c.status):
-                raise ResultError(f"conv[{i}].status", f"{escape_control(c.status)[:40]!r} is "
-                                                       "not a status (lowercase-words)")
-        return result
+        return typing.cast(TestResult, _read(RESULT, data))
 
     @classmethod
     def from_json(cls, text: str) -> TestResult:
@@ -307,63 +289,79 @@ def _json_kind(value: Any) -> str:
             list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
-def _build(cls: type[_D], data: Any, where: str) -> _D:
-    """A `cls` dataclass from a JSON object: each declared field checked against its
-    annotation; unknown keys ignored; fields with defaults optional."""
-    if not isinstance(data, dict):
-        raise ResultError(where, f"expected an object, got {_json_kind(data)}")
-    hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        path = f"{where}.{f.name}" if where else f.name
-        if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ResultError(path, "missing")
-            continue
-        values[f.name] = _typed(data[f.name], hints[f.name], path)
-    return cls(**values)
+def _read(node: s.Node, data: Any) -> Any:
+    try:
+        return node.check(data, "")
+    except s.SchemaError as exc:
+        raise ResultError(exc.where, exc.message) from None
 
 
-def _typed(value: Any, tp: Any, path: str) -> Any:
+# --- the shape of a stored result, derived from the dataclasses above --------------------
+
+
+def _node(tp: Any) -> s.Node:
+    """The node of one annotation: what the JSON value must be, and what it reads as."""
     if tp is Any:  # a free-form JSON value (already parsed strictly: no NaN, bounded size)
-        return value
+        return s.Any_()
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        rest = [o for o in options if o is not type(None)]
-        return _typed(value, rest[0], path)
+        options = [o for o in typing.get_args(tp) if o is not type(None)]
+        return s.Opt(_node(options[0]))
     if tp is bool:
-        if type(value) is not bool:
-            raise ResultError(path, f"expected true or false, got {_json_kind(value)}")
-        return value
+        return s.Bool()
     if tp is int:
-        if type(value) is not int:
-            raise ResultError(path, f"expected a whole number, got {_json_kind(value)}")
-        return value
+        return s.Int()
     if tp is float:
-        if type(value) not in (int, float) or not math.isfinite(value):
-            raise ResultError(path, f"expected a finite number, got {_json_kind(value)}")
-        return float(value)
-    if tp is str:
-        if type(value) is not str:
-            raise ResultError(path, f"expected a string, got {_json_kind(value)}")
-        if len(value) > _MAX_TEXT:
-            raise ResultError(path, f"longer than {_MAX_TEXT} characters")
-        return value
+        return s.Make(s.Num(), float)
+    if tp is str:  # free text: escaped where it is printed
+        return s.Str(_MAX_TEXT, controls=True)
     if origin is tuple:
-        if type(value) is not list:
-            raise ResultError(path, f"expected a list, got {_json_kind(value)}")
-        if len(value) > _MAX_ITEMS:
-            raise ResultError(path, f"more than {_MAX_ITEMS} items")
         (item,) = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        return tuple(_typed(v, item, f"{path}[{i}]") for i, v in enumerate(value))
+        return s.Make(s.Arr(_node(item), _MAX_ITEMS), tuple)
     if origin in (Mapping, dict):
-        if type(value) is not dict:
-            raise ResultError(path, f"expected an object, got {_json_kind(value)}")
         _, vt = typing.get_args(tp)
-        return {k: _typed(v, vt, f"{path}.{k}") for k, v in value.items()}
+        return s.Map(_node(vt), key=None, max=_MAX_ITEMS)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _build(tp, value, path)
+        return _shape(tp)
     raise TypeError(f"unsupported result field type {tp!r}")  # a programming error
+
+
+def _shape(cls: type, overrides: Mapping[str, s.Node] | None = None,
+           required: tuple[str, ...] = ()) -> s.Node:
+    """A `cls` dataclass from a JSON object: each declared field checked against its
+    annotation (or its override); unknown keys ignored; fields with defaults optional."""
+    hints = typing.get_type_hints(cls)
+    needed: dict[str, s.Node] = {}
+    optional: dict[str, s.Node] = {}
+    for f in fields(cls):
+        node = (overrides or {}).get(f.name) or _node(hints[f.name])
+        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        (needed if missing or f.name in required else optional)[f.name] = node
+    return s.Make(s.Obj(needed, optional, extra=True), lambda values: cls(**values))
+
+
+def _named(pattern: str, max_: int, what: str) -> s.Str:
+    # Names that end up in tags, file names and terminal lines have their shape checked.
+    return s.Str(max_, pattern, message="{value!r} is not a valid " + what)
+
+
+_CONVCHECK_CASE = _shape(ConvCase)
+RESULT = _shape(TestResult, {
+    "schema": s.Enum((SCHEMA,)),  # from_dict says which version it reads first
+    "variant": _named(s.VARIANT_NAME, 63, "variant"),
+    "image_id": s.Str(71, s.DIGEST, message="expected sha256:<64 hex digits>"),
+    "profile": s.Opt(_named(s.NAME, 63, "profile")),
+    "host": s.Opt(_named(s.GFX, 8, "host")),
+    "scope": s.Str(8, "|".join(SCOPES), message=f"expected one of {', '.join(SCOPES)}"),
+    "conv": s.Make(s.Arr(_shape(ConvCase, {
+        "status": s.Str(40, s.STATUS, message="{value!r} is not a status (lowercase-words)"),
+    }), _MAX_ITEMS), tuple),
+}, required=("schema",))
+
+
+def schema_document() -> dict[str, Any]:
+    return s.document(RESULT, SCHEMA_ID, f"imagefactory test result, schema {SCHEMA}",
+                      "What one `imagefactory test VARIANT` run found out, as stored in "
+                      "<results>/<variant>.json (.quick.json, .subset.json): what `push` "
+                      "gates on and `report` reads. Fields this schema does not name are "
+                      "allowed (a newer writer's) and ignored.")

@@ -19,6 +19,7 @@ from imagefactory.project import Project
 from imagefactory.publish.publisher import Published
 from imagefactory.publish.registry import Credentials, Target
 from imagefactory.publish.run import publish_variants
+from imagefactory.share import record as records
 from imagefactory.verify.results import Check, ConvCase, TestResult
 
 TARGET = Target.parse("registry.example:5000/team")
@@ -94,6 +95,8 @@ def test_published_tags_are_echoed_and_recorded(project, fake, tmp_path) -> None
     assert info[-1] == f"cpu: verified in the registry; record {tmp_path / 'cpu.publish.json'}"
     record = json.loads((tmp_path / "cpu.publish.json").read_text())
     assert record["image_id"] == image_id
+    read = records.load(tmp_path / "cpu.publish.json")  # the strict reader takes it back
+    assert read is not None and read.digest == record["digest"] and read.image_id == image_id
 
 
 def test_the_run_emits_the_plan_the_tags_and_the_record_as_events(project, fake,

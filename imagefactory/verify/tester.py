@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from convcheck.vocabulary import DECLARED, FIXED, KNOWN, REGRESSION
+
 from ..engine.base import ContainerEngine, ContainerInfo, EngineError
 from ..engine.containers import session_labels
 from ..engine.images import BuiltImage
@@ -242,8 +244,8 @@ class Tester:
     def _echo_verdicts(self, conv: tuple[ConvCase, ...]) -> None:
         """Known failures and fixed cases, each in its own mark and colour, apart from
         regressions (which the failure summary names)."""
-        marks = {"known": ("known", "yellow"), "fixed": ("FIXED", "cyan"),
-                 "regression": ("REGR ", "red")}
+        marks = {KNOWN: ("known", "yellow"), FIXED: ("FIXED", "cyan"),
+                 REGRESSION: ("REGR ", "red")}
         for c in conv:
             if c.verdict in marks:
                 mark, colour = marks[c.verdict]
@@ -461,7 +463,7 @@ class Tester:
         # convcheck exits 1 when a case failed: known failures alone do not fail the check.
         ok = (rc == 0 or (rc == 1 and passes(verdicts))) and bool(cases) and passes(verdicts)
         detail = counts + "".join(f", {n} {k}" for k, n in data["verdicts"].items()
-                                  if k in ("known", "fixed"))
+                                  if k in DECLARED)
         if rc != 0:  # with every case ok, the reason is only in its output
             detail += f"; convcheck exited {rc}" + (
                 f": {' | '.join(tail[-3:])}" if all(c.ok for c in cases) else "")

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from convcheck.cases import Case
 from convcheck.classify import CLASSES, Verdict, classify, parse_result, short
-from convcheck.vocabulary import AREAS, NOT_RUN, OK, PASSING, UNCHECKED, WRONG_RESULT
+from convcheck.vocabulary import AREAS, NOT_RUN, OK, WRONG_RESULT, area_works
 from convcheck.zygote import Zygote, ZygoteError, ZygoteTimeout
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -367,15 +367,7 @@ def works(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     (all skipped or not-run); ok/failed/skipped counts and the failing classes."""
     out: dict[str, dict[str, Any]] = {}
     for area in AREAS:
-        mine = [e for e in results if e.get("area") == area]
-        if not mine:
-            continue
-        ok = sum(e["status"] == OK for e in mine)
-        unchecked = sum(e["status"] in UNCHECKED for e in mine)
-        failed = len(mine) - ok - unchecked
-        verdict = ("not checked" if ok + failed == 0 else "yes" if failed == 0
-                   else "no" if ok == 0 else f"partly ({ok}/{ok + failed})")
-        out[area] = {"verdict": verdict, "ok": ok, "failed": failed, "unchecked": unchecked,
-                     "classes": sorted({e["status"] for e in mine}
-                                       - {*PASSING, *UNCHECKED})}
+        mine = [str(e["status"]) for e in results if e.get("area") == area]
+        if mine:
+            out[area] = area_works(mine)
     return out

@@ -8,6 +8,8 @@ nothing else of convcheck: the host imports it without torch.
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 # Every class a case can end in (design.md's table), in the order summaries list them: the
 # passing ones first, then the failures (classify.py decides which, most specific signature
 # first), then the parent's own not-run. Each with what it means, in users' words (the
@@ -49,8 +51,8 @@ GPU_RESET_CLASSES: frozenset[str] = frozenset({"gpu-hang"})
 FIXED, KNOWN, REGRESSION = "fixed", "known", "regression"
 VERDICTS: dict[str, str] = {
     OK: "ran and matches the CPU reference",
-    FIXED: "declared a known failure, but ran and matched",
     KNOWN: "failed as the variant declares (variants.yaml known_failures: reason, source)",
+    FIXED: "declared a known failure, but ran and matched",
     REGRESSION: "failed and no known failure covers it",
 }
 # Verdicts of a failed case that a variant declares (shown apart from the classes).
@@ -84,3 +86,18 @@ AREA_WORDS: dict[str, str] = {
     "int8-fp8": "int8/fp8 matmul",
     "basics": "matmul, Linear, pooling",
 }
+
+
+def area_works(statuses: Sequence[str]) -> dict[str, Any]:
+    """What the classes of one area's cases say to a user: does it work here? verdict "yes"
+    (every case that ran is ok), "no" (none is), "partly (ok/ran)", "not checked" (all
+    skipped or not-run); the ok/failed/unchecked counts and the failing classes. The
+    check's "works" line (runner.works) and the host's merged runs (report/merge.py) both
+    read it."""
+    ok = sum(s == OK for s in statuses)
+    unchecked = sum(s in UNCHECKED for s in statuses)
+    failed = len(statuses) - ok - unchecked
+    verdict = ("not checked" if ok + failed == 0 else "yes" if failed == 0
+               else "no" if ok == 0 else f"partly ({ok}/{ok + failed})")
+    return {"verdict": verdict, "ok": ok, "failed": failed, "unchecked": unchecked,
+            "classes": sorted(set(statuses) - {*PASSING, *UNCHECKED})}

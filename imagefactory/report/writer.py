@@ -175,7 +175,7 @@ def cell_text(c: ConvCase | None) -> str:
     if c.verdict == vocabulary.KNOWN:
         return f"{c.status} (known)"
     extra = ""
-    if c.status == "wrong-result" and c.max_abs_err is not None:
+    if c.status == vocabulary.WRONG_RESULT and c.max_abs_err is not None:
         extra = f" (err {c.max_abs_err:.1e})"
     elif c.status == "hang" and c.seconds is not None:
         extra = f" (> {_seconds(c.seconds)})"

@@ -12,6 +12,11 @@ export IMAGEFACTORY_SUITE_VENV="$PWD/$venv"
 export IMAGEFACTORY_REQUIRE_DOCKER=1
 ruff check .
 mypy --strict imagefactory
+# The in-image conv check (stdlib + torch; Python 3.8 .. 3.12 in the images) as a package of
+# its own, at the oldest Python mypy 2.x accepts for --python-version (3.10; py38 syntax is
+# ruff's job: dockerfiles/files/python/ruff.toml). torch is Any ([tool.mypy] overrides).
+mypy --strict --python-version 3.10 dockerfiles/files/python/convcheck \
+    dockerfiles/files/python/im2col_fallback.py
 # The workflows: actions pinned by commit, no persisted credentials, least permissions.
 zizmor --offline .github
 # the layer rules of pyproject.toml [tool.importlinter] (#26)

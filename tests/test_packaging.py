@@ -32,8 +32,14 @@ def test_wheel_ships_matrix_templates_files_and_suite(wheel: Path) -> None:
                      "imagefactory/_shipped/dockerfiles/files/python/convcheck/__main__.py",
                      "imagefactory/_shipped/dockerfiles/cpu/Dockerfile",
                      "imagefactory/verify/suite/test_image.py",
-                     "imagefactory/verify/suite/pytest.ini"):
+                     "imagefactory/verify/suite/pytest.ini",
+                     # convcheck, a second top-level package the host imports
+                     "convcheck/__init__.py", "convcheck/vocabulary.py",
+                     "convcheck/__main__.py"):
         assert required in names, required
+    # only the package: not the in-image folder's other modules (sitecustomize would run in
+    # every interpreter that has site-packages on its path)
+    assert not {"sitecustomize.py", "im2col_fallback.py"} & names
     # every stage package ships (an unanchored `build/` in .gitignore once dropped build/)
     for stage in ("matrix", "render", "engine", "build", "verify", "publish", "report", "host"):
         assert f"imagefactory/{stage}/__init__.py" in names, stage
@@ -65,6 +71,28 @@ def test_installed_wheel_lists_every_variant_from_any_folder(wheel: Path,
     variants = Project.locate(REPO / "variants.yaml").matrix.variants
     assert proc.stdout.count('"name"') == len(variants)
     assert '"cpu"' in proc.stdout and '"rocm62-patched"' in proc.stdout
+    # convcheck imports from the wheel, and without torch (the host has none)
+    proc = subprocess.run([sys.executable, "-c", "import sys, convcheck.vocabulary, "
+                           "imagefactory.report.writer; print(convcheck.__file__); "
+                           "print('torch' in sys.modules)"], cwd=empty,
+                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, check=True)
+    origin, torch_loaded = proc.stdout.split()
+    assert Path(origin).is_relative_to(target) and torch_loaded == "False"
+
+
+def test_editable_install_imports_convcheck_without_torch() -> None:
+    """`pip install -e .` maps both packages to the checkout; importing the host (and the
+    vocabulary the host reads) never imports torch."""
+    code = ("import sys, convcheck, imagefactory.report.writer, imagefactory.publish.gate; "
+            "print(convcheck.__file__); print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('torch', 'sitecustomize', 'im2col_fallback') "
+            "and m != 'sitecustomize'))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True,
+                          text=True, check=True)
+    origin, loaded = proc.stdout.splitlines()
+    assert origin == str(REPO / "dockerfiles/files/python/convcheck/__init__.py")
+    assert loaded == "[]"
 
 
 def test_without_a_local_matrix_the_shipped_one_is_used(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from convcheck.vocabulary import FIXED, KNOWN, REGRESSION
 from rich.console import Console
 from rich.text import Text
 
@@ -49,8 +50,8 @@ Stream = Literal["out", "err"]
 _STATUS_STYLE = {
     "waiting": "dim", "building": "yellow", BUILT: "green", SKIPPED: "green",
     FAILED: "bold red", BLOCKED: "red", CANCELLED: "red"}
-_MARKS = {"known": ("known", "yellow"), "fixed": ("FIXED", "cyan"),
-          "regression": ("REGR ", "red")}
+_MARKS = {KNOWN: ("known", "yellow"), FIXED: ("FIXED", "cyan"),
+          REGRESSION: ("REGR ", "red")}
 
 
 # -- the words ---------------------------------------------------------------------------

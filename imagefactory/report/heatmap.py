@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from convcheck.vocabulary import DECLARED, FIXED, KNOWN
 from PIL import Image, ImageDraw, ImageFont
 
 from ..safety import escape_control
@@ -117,7 +118,7 @@ def render(compat: Compatibility) -> tuple[Image.Image, dict[tuple[int, str], Bo
                       f"{r.counts.get('ok', 0)}/{len(r.result.conv)} ok")] for r in shown_rows]
     cell_w = max([CELL_W] + [width(t) + 8 for lines in header_lines for t in lines])
     title_h, header_h = 28, 4 * (FONT_SIZE + 4) + PAD
-    legend_items = [*CLASSES, "known", "fixed", NOT_RUN]
+    legend_items = [*CLASSES, KNOWN, FIXED, NOT_RUN]
     legend_cols = max(1, (label_w + cols * cell_w) // 190)
     legend_h = ((len(legend_items) + legend_cols - 1) // legend_cols) * (CELL_H + 4) + PAD
     w = label_w + cols * cell_w + PAD
@@ -144,7 +145,7 @@ def render(compat: Compatibility) -> tuple[Image.Image, dict[tuple[int, str], Bo
         for i, row in enumerate(shown_rows):
             c = compat.cell(row, case)
             status = c.status if c else NOT_RUN
-            key = c.verdict if c is not None and c.verdict in ("known", "fixed") else status
+            key = c.verdict if c is not None and c.verdict in DECLARED else status
             x = label_w + i * cell_w
             box = (x, y, x + cell_w - 2, y + CELL_H - 2)  # a 2 px white grid between cells
             d.rectangle(box, fill=colour(key))

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convcheck.vocabulary import area_works
+
 from ..errors import JobError
 from ..safety import clean, escape_control
 from ..schema import DIGEST, GFX, Any_, Arr, Bool, Enum, Int, Map, Node, Obj, Opt, Str, document
@@ -152,17 +154,8 @@ def result_of_bundle(b: reader.Bundle) -> TestResult:
 def works(conv: Sequence[ConvCase]) -> dict[str, dict[str, Any]]:
     """Per area, what the conv check's own summary says (convcheck/runner.py works(), which
     a bundle does not carry): yes, no, partly (ok/ran) or not checked."""
-    out: dict[str, dict[str, Any]] = {}
-    for area in dict.fromkeys(c.area for c in conv if c.area):
-        mine = [c for c in conv if c.area == area]
-        ok = sum(c.status == "ok" for c in mine)
-        unchecked = sum(c.status in ("skipped", "not-run") for c in mine)
-        failed = len(mine) - ok - unchecked
-        verdict = ("not checked" if ok + failed == 0 else "yes" if failed == 0
-                   else "no" if ok == 0 else f"partly ({ok}/{ok + failed})")
-        out[area] = {"verdict": verdict, "ok": ok, "failed": failed, "unchecked": unchecked,
-                     "classes": sorted({c.status for c in mine} - {"ok", "skipped", "not-run"})}
-    return out
+    return {area: area_works([c.status for c in conv if c.area == area])
+            for area in dict.fromkeys(c.area for c in conv if c.area)}
 
 
 def folder_host_id(results_dir: Path) -> str:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from convcheck.vocabulary import FIXED, KNOWN, OK, REGRESSION
+
 from ..engine.runspec import GpuRunSpec
 from . import merge
 from .writer import AREA_WORDS, Compatibility, Row, _gpu_code_lines, _works_in_words
@@ -161,15 +163,15 @@ def source_link(text: str) -> Link | None:
 
 
 def _case_text(status: str, verdict: str, seconds: float | None) -> str:
-    if status == "ok":
+    if status == OK:
         t = "ok" if seconds is None else f"ok {seconds:.2f} s"
-        return t + (" (fixed)" if verdict == "fixed" else "")
-    return f"{status} (known)" if verdict == "known" else status
+        return t + (" (fixed)" if verdict == FIXED else "")
+    return f"{status} (known)" if verdict == KNOWN else status
 
 
 def _result_view(i: int, row: Row, run: merge.Run) -> ResultView:
     r = row.result
-    cases = tuple(CaseView(c.case, c.status, c.verdict or ("ok" if c.ok else "regression"),
+    cases = tuple(CaseView(c.case, c.status, c.verdict or (OK if c.ok else REGRESSION),
                            _case_text(c.status, c.verdict, c.seconds), c.area, c.detail,
                            c.known_reason, source_link(c.known_source))
                   for c in r.conv)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from convcheck.vocabulary import DECLARED, NOT_RUN
+
 from .heatmap import COLOURS, UNKNOWN, _text_colour, one_line
 from .sitemodel import ResultView
 
@@ -84,8 +86,8 @@ def layout(results: tuple[ResultView, ...]) -> Heatmap:
         by_case = {c.case: c for c in r.cases}
         for k, name in enumerate(rows):
             c = by_case.get(name)
-            key = "not-run" if c is None else (c.verdict if c.verdict in ("known", "fixed")
-                                               else c.status)
+            key = NOT_RUN if c is None else (c.verdict if c.verdict in DECLARED
+                                             else c.status)
             rgb = COLOURS.get(key, UNKNOWN)
             text = "" if c is None else c.text
             title = (f"{r.label} on {r.host}: {name}: "

@@ -16,6 +16,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from convcheck import vocabulary
+from convcheck.vocabulary import OK, REGRESSION
+
 from ..errors import JobError
 from ..safety import escape_control, json_dumps, write_atomic
 from ..verify.results import ConvCase, TestResult, profile_label, stored_results
@@ -25,35 +28,12 @@ MARKDOWN = "COMPATIBILITY.md"
 JSON = "compatibility.json"
 PNG = "compatibility.png"
 
-# design.md's failure classes, best first; `error` is a case that could not run at all.
-CLASSES: dict[str, str] = {
-    "ok": "ran and matches the CPU reference",
-    "wrong-result": "ran, but differs from the CPU reference beyond tolerance",
-    "skipped": "a feature this image's torch does not have (e.g. SDPA before 2.0); passes",
-    "hang": "no result before the timeout (and one longer budget if it was still compiling)",
-    "gpu-hang": "the driver reset the GPU (HW Exception ... reason :GPU Hang); the run stops",
-    "aperture-violation": "HSA_STATUS_ERROR_MEMORY_APERTURE_VIOLATION",
-    "memory-fault": "Memory access fault by GPU / an illegal memory access was encountered",
-    "illegal-instruction": "HSA_STATUS_ERROR_ILLEGAL_INSTRUCTION: a kernel used an instruction "
-    "this GPU lacks",
-    "gpu-exception": "HSA_STATUS_ERROR_EXCEPTION: another hardware exception",
-    "no-kernel": "invalid device function / hipErrorNoBinaryForGpu / rocBLAS cannot read its "
-    "TensileLibrary: no code for this GPU",
-    "invalid-isa": "HSA_STATUS_ERROR_INVALID_ISA",
-    "out-of-memory": "out of memory (HIP, torch's allocator or HSA_STATUS_ERROR_OUT_OF_RESOURCES)",
-    "miopen-error": "a miopenStatus error",
-    "compile-error": "torch.compile could not build the kernel (inductor / Triton error)",
-    "crash": "killed by SIGSEGV / SIGABRT with no known signature",
-    "error": "the case could not run",
-    "not-run": "not started: a GPU reset ended the run before it",
-}
-NOT_RUN = "not-run"
-# Verdicts against the variant's known_failures (verify/known.py), shown apart from classes.
-VERDICTS: dict[str, str] = {
-    "known": "failed as the variant declares (variants.yaml known_failures: reason, source)",
-    "fixed": "declared a known failure, but ran and matched",
-    "regression": "failed and no known failure covers it",
-}
+# design.md's failure classes with what each means, passing first, and the verdicts against
+# the variant's known_failures (verify/known.py), shown apart from classes: convcheck's words
+# (convcheck/vocabulary.py), as the check itself uses them.
+CLASSES: dict[str, str] = vocabulary.CLASSES
+NOT_RUN = vocabulary.NOT_RUN
+VERDICTS: dict[str, str] = {k: v for k, v in vocabulary.VERDICTS.items() if k != vocabulary.OK}
 
 
 @dataclass(frozen=True)
@@ -77,10 +57,10 @@ class Row:
         regressions)."""
         out: Counter[str] = Counter()
         for c in self.result.conv:
-            if c.verdict in ("known", "fixed"):
+            if c.verdict in vocabulary.DECLARED:
                 out[c.verdict] += 1
             elif not c.ok:
-                out["regression"] += 1
+                out[vocabulary.REGRESSION] += 1
         return out
 
     @property
@@ -101,13 +81,13 @@ class Row:
     def summary(self) -> str:
         r = self.result
         n = len(r.conv)
-        ok = self.counts.get("ok", 0)
+        ok = self.counts.get(vocabulary.OK, 0)
         bad = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items(), key=_class_order)
-                        if k != "ok")
+                        if k != vocabulary.OK)
         checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)} image checks passed"
         scope = "" if r.scope == "full" else f" ({r.scope} run)"
         v = self.verdicts
-        judged = ", ".join(f"{v[k]} {k}" for k in ("known", "fixed", "regression") if v[k])
+        judged = ", ".join(f"{v[k]} {k}" for k in VERDICTS if v[k])
         return (f"{'PASSED' if r.passed else 'FAILED'}{scope}: {ok}/{n} conv cases ok"
                 + (f" ({bad})" if bad else "") + (f"; {judged}" if judged else "")
                 + f"; {checks}")
@@ -185,17 +165,17 @@ def _seconds(s: float | None) -> str:
 def cell_text(c: ConvCase | None) -> str:
     if c is None:
         return "·"
-    if c.status == "ok":
+    if c.status == vocabulary.OK:
         compiled = (f" (compile {_seconds(c.compile_seconds)})"
                     if c.compile_seconds is not None and c.compile_seconds >= 1 else "")
         return (f"ok {_seconds(c.seconds)}{compiled}".strip()
-                + (" (fixed)" if c.verdict == "fixed" else ""))
-    if c.status in ("skipped", NOT_RUN):
+                + (" (fixed)" if c.verdict == vocabulary.FIXED else ""))
+    if c.status in vocabulary.UNCHECKED:
         return c.status
-    if c.verdict == "known":
+    if c.verdict == vocabulary.KNOWN:
         return f"{c.status} (known)"
     extra = ""
-    if c.status == "wrong-result" and c.max_abs_err is not None:
+    if c.status == vocabulary.WRONG_RESULT and c.max_abs_err is not None:
         extra = f" (err {c.max_abs_err:.1e})"
     elif c.status == "hang" and c.seconds is not None:
         extra = f" (> {_seconds(c.seconds)})"
@@ -296,7 +276,8 @@ def markdown(compat: Compatibility, png: str | None = PNG, generated: str | None
         lines.append(f"| {_md_code(case)} | " + " | ".join(cells) + " |")
     lines += ["", "## Classes", ""]
     lines += [f"- `{name}`: {what}" for name, what in CLASSES.items()]
-    lines += [f"- ({name}): {what}" for name, what in VERDICTS.items() if name != "regression"]
+    lines += [f"- ({name}): {what}" for name, what in VERDICTS.items()
+              if name != vocabulary.REGRESSION]
     lines += ["- `·`: not run in that result (a --quick or --cases run)", ""]
     return "\n".join([*lines, *extra])
 
@@ -339,7 +320,7 @@ def to_json(compat: Compatibility, generated: str | None = None,
                                "max_abs_err": c.max_abs_err, "area": c.area,
                                "compile_seconds": c.compile_seconds,
                                "run_seconds": c.run_seconds,
-                               "verdict": c.verdict or ("ok" if c.ok else "regression"),
+                               "verdict": c.verdict or (OK if c.ok else REGRESSION),
                                "known_reason": c.known_reason,
                                "known_source": c.known_source} for c in r.conv},
             "works": {k: dict(v) for k, v in r.conv_works.items()},
@@ -351,18 +332,8 @@ def to_json(compat: Compatibility, generated: str | None = None,
             "cases": list(compat.cases), "rows": rows, **(extra or {})}
 
 
-# convcheck's areas in users' words (convcheck/cases.py AREAS; the host cannot import it).
-AREA_WORDS: dict[str, str] = {
-    "convolutions": "convolutions",
-    "fp16": "fp16/bf16",
-    "normalization": "BatchNorm training, GroupNorm, LayerNorm",
-    "rnn": "LSTM/GRU",
-    "tensor-ops": "nonzero/unique/sort/scatter",
-    "attention": "attention (SDPA)",
-    "training": "training (ResNet-18, SD UNet block)",
-    "memory": "large allocations",
-    "basics": "matmul, Linear, pooling",
-}
+# convcheck's areas in users' short words (convcheck/vocabulary.py, beside cases' AREAS).
+AREA_WORDS: dict[str, str] = vocabulary.AREA_WORDS
 
 
 def _works_in_words(works: Any) -> list[tuple[str, dict[str, Any]]]:

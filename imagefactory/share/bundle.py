@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from convcheck.vocabulary import OK, REGRESSION
+
 from .. import __version__
 from ..errors import JobError
 from ..host import facts as host_facts
@@ -129,7 +131,7 @@ def make(result: TestResult, *, env: Mapping[str, str], subject: dict[str, Any],
             failed.append(name)
     cases = [{"case": text(c.case), "status": c.status, "area": text(c.area, 64) or "",
               "dtype": text(c.dtype, 32) or "",
-              "verdict": c.verdict or ("ok" if c.ok else "regression"),
+              "verdict": c.verdict or (OK if c.ok else REGRESSION),
               "seconds": c.seconds, "compile_seconds": c.compile_seconds,
               "run_seconds": c.run_seconds, "max_abs_err": c.max_abs_err,
               "detail": text(c.detail, _DETAIL) or ""} for c in result.conv]

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from convcheck.vocabulary import VERDICTS
+
 from ..errors import ConfigError
 from ..safety import clean, read_bytes
 from ..schema import (
@@ -107,7 +109,7 @@ GPU = Obj({
 
 CASE = Obj({
     "case": Str(200), "status": Str(40, STATUS), "area": Str(64),
-    "dtype": Str(32), "verdict": Enum(("ok", "fixed", "known", "regression")),
+    "dtype": Str(32), "verdict": Enum(tuple(VERDICTS)),
     "seconds": Opt(Num()), "compile_seconds": Opt(Num()), "run_seconds": Opt(Num()),
     "max_abs_err": Opt(Num()), "detail": Str(2000),
 })

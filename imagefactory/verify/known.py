@@ -13,15 +13,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from convcheck.vocabulary import FIXED, KNOWN, OK, PASSING, REGRESSION, VERDICTS
+
 from ..matrix.loader import KnownFailure, Variant
 
-OK, FIXED, KNOWN, REGRESSION = "ok", "fixed", "known", "regression"
-VERDICTS: dict[str, str] = {
-    OK: "ran and matches the CPU reference",
-    FIXED: "declared a known failure, but ran and matched: the gap is closed",
-    KNOWN: "failed as the variant declares (known_failures: reason and source)",
-    REGRESSION: "failed and no known failure covers it",
-}
+# The verdicts (with what each means) and the passing classes are convcheck's words
+# (convcheck/vocabulary.py), shared with the report and the gate.
 
 
 @dataclass(frozen=True)
@@ -29,10 +26,6 @@ class Verdict:
     case: str
     verdict: str
     known: KnownFailure | None = None
-
-
-# Passing classes: ran and matched, or skipped (a feature this image's torch lacks).
-PASSING = ("ok", "skipped")
 
 
 def verdict(status: str, known: KnownFailure | None) -> str:

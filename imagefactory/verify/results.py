@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from convcheck.vocabulary import KNOWN, OK, PASSING
+
 from .. import schema as s
 from ..errors import JobError
 from ..safety import (
@@ -37,7 +39,8 @@ from ..safety import (
 )
 
 SCHEMA = 1
-PASSING_STATUSES = ("ok", "skipped")
+# The statuses a passing case has: convcheck's own words (convcheck/vocabulary.py).
+PASSING_STATUSES = PASSING
 _MAX_ITEMS = 100_000
 _MAX_TEXT = 65_536
 SCHEMA_ID = "https://github.com/imagefactory/imagefactory/schemas/test-result.v1.json"
@@ -90,19 +93,19 @@ class ConvCase:
     @property
     def ok(self) -> bool:
         """Passed: ok, or skipped (a feature this image's torch does not have)."""
-        return self.status in ("ok", "skipped")
+        return self.status in PASSING_STATUSES
 
     @property
     def agrees_with_pass(self) -> bool:
         """A case a passing result may contain: ran fine, skipped (a feature this torch
         lacks), or failed exactly as the variant declares (a known failure)."""
-        return self.status in PASSING_STATUSES or (self.verdict == "known" and self.status
-                                                   != "ok")
+        return self.status in PASSING_STATUSES or (self.verdict == KNOWN and self.status
+                                                   != OK)
 
     @property
     def known(self) -> bool:
         """Failed, as the variant declares it does."""
-        return not self.ok and self.verdict == "known"
+        return not self.ok and self.verdict == KNOWN
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConvCase:

@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from convcheck.vocabulary import DECLARED, FIXED, KNOWN, REGRESSION
+
 from ..engine.base import ContainerEngine, ContainerInfo, EngineError
 from ..engine.containers import session_labels
 from ..engine.images import BuiltImage
@@ -242,7 +244,7 @@ class Tester:
     def _echo_verdicts(self, conv: tuple[ConvCase, ...]) -> None:
         """Known failures, fixed cases and regressions, each marked by the renderer."""
         for c in conv:
-            if c.verdict in ("known", "fixed", "regression"):
+            if c.verdict in (KNOWN, FIXED, REGRESSION):
                 self.emit(Verdict(c))
 
     def miopen_cache(self, variant: Variant, built: BuiltImage) -> str | None:
@@ -450,7 +452,7 @@ class Tester:
         # convcheck exits 1 when a case failed: known failures alone do not fail the check.
         ok = (rc == 0 or (rc == 1 and passes(verdicts))) and bool(cases) and passes(verdicts)
         detail = counts + "".join(f", {n} {k}" for k, n in data["verdicts"].items()
-                                  if k in ("known", "fixed"))
+                                  if k in DECLARED)
         if rc != 0:  # with every case ok, the reason is only in its output
             detail += f"; convcheck exited {rc}" + (
                 f": {' | '.join(tail[-3:])}" if all(c.ok for c in cases) else "")

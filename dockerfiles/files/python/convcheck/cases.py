@@ -39,22 +39,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from convcheck import vocabulary
+
 CONV_OPS = ("conv1d", "conv2d", "conv3d", "convtranspose2d")
 
-# Areas, in the order the summary lists them, with the words users ask in.
-AREAS: dict[str, str] = {
-    "convolutions": "convolutions (fp32)",
-    "fp16": "half precision (fp16/bf16 convolutions and matmul)",
-    "normalization": "normalization (BatchNorm training, GroupNorm, LayerNorm)",
-    "rnn": "recurrent networks (LSTM, GRU)",
-    "tensor-ops": "tensor ops (nonzero, unique, cumsum, sort, topk, scatter/index_put)",
-    "attention": "attention (scaled_dot_product_attention)",
-    "training": "training (ResNet-18 step, SD UNet block)",
-    "memory": "large allocations",
-    "compile": "torch.compile (Triton/inductor kernels)",
-    "int8-fp8": "int8 and fp8 matmul",
-    "basics": "basic math (matmul, Linear, pooling)",
-}
+# Areas, in the order the summary lists them, with the words users ask in (vocabulary.py).
+AREAS = vocabulary.AREAS
 
 
 @dataclass(frozen=True)
@@ -103,8 +93,9 @@ def _both(base: str, op: str, args: dict[str, Any], dtype: str = "float32",
 
 
 def _conv2d(k: int, cin: int, cout: int, hw: int, tag: str = "", **kw: int) -> list[Case]:
-    args = {"batch": 2, "cin": cin, "cout": cout, "size": (hw, hw), "kernel": k,
-            "stride": 1, "padding": k // 2, "dilation": 1, "groups": 1}
+    args: dict[str, Any] = {"batch": 2, "cin": cin, "cout": cout, "size": (hw, hw),
+                            "kernel": k, "stride": 1, "padding": k // 2, "dilation": 1,
+                            "groups": 1}
     args.update(kw)
     if args["dilation"] > 1 and "padding" not in kw:
         args["padding"] = args["dilation"] * (k - 1) // 2
@@ -242,6 +233,7 @@ def flops(case: Case) -> float | None:
     A backward case times forward + backward: input and weight gradients each cost a
     forward's worth, so 3x."""
     a = case.args
+    fwd: float
     if case.op in ("conv1d", "conv2d", "conv3d"):
         out = [conv_out_size(s, a["kernel"], a["stride"], a["padding"], a["dilation"])
                for s in a["size"]]

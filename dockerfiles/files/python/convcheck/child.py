@@ -459,7 +459,7 @@ def _resnet18(classes: int) -> tuple[Any, str]:
 
     nn = torch.nn
 
-    class Basic(nn.Module):
+    class Basic(torch.nn.Module):
         def __init__(self, cin: int, cout: int, stride: int) -> None:
             super().__init__()
             self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)

@@ -22,31 +22,15 @@ import json
 import re
 import signal
 from dataclasses import dataclass
+from typing import Any
 
-CLASSES = (
-    "ok",
-    "skipped",
-    "wrong-result",
-    "hang",
-    "gpu-hang",
-    "aperture-violation",
-    "memory-fault",
-    "illegal-instruction",
-    "gpu-exception",
-    "no-kernel",
-    "invalid-isa",
-    "out-of-memory",
-    "miopen-error",
-    "compile-error",
-    "crash",
-    "error",
-    "not-run",
-)
-# A class that ends the run: the driver reset the GPU, so every case after it would fail for
-# that reason alone (they are marked not-run instead).
-GPU_RESET_CLASSES = frozenset({"gpu-hang"})
-# Verdicts a child may report for itself (exit 0 with a result line).
-CHILD_VERDICTS = ("ok", "wrong-result", "skipped")
+from convcheck import vocabulary
+
+# The classes, the child's own verdicts and the class that ends the run are vocabulary.py's
+# (imported by the host too); CLASSES here is their names, in the table's order.
+CLASSES: tuple[str, ...] = tuple(vocabulary.CLASSES)
+CHILD_VERDICTS = vocabulary.CHILD_VERDICTS
+GPU_RESET_CLASSES = vocabulary.GPU_RESET_CLASSES
 
 # The strings below are the runtimes' own; where each is printed (upstream file @ ref):
 #   ROCR  = ROCm/ROCR-Runtime @ rocm-6.2.4 (same text in rocm-5.2.3 unless noted)
@@ -122,7 +106,7 @@ MAX_DETAIL = 200
 class Verdict:
     status: str
     detail: str
-    result: dict | None = None
+    result: dict[str, Any] | None = None
 
 
 def find_signature(output: str) -> tuple[str, str] | None:
@@ -136,7 +120,7 @@ def find_signature(output: str) -> tuple[str, str] | None:
     return None
 
 
-def parse_result(stdout: str) -> dict | None:
+def parse_result(stdout: str) -> dict[str, Any] | None:
     """The child's last result line (JSON), if it printed one."""
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARK):

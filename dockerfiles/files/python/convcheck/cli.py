@@ -7,19 +7,16 @@ Exit status: 0 iff every case is ok (or skipped: a feature this torch lacks), 1 
 from __future__ import annotations
 
 import argparse
-import atexit
-import contextlib
 import json
 import os
 import signal
 import sys
 import time
-import traceback
-from typing import Any, Callable, NoReturn
+from typing import Any
 
 from convcheck import faults
-from convcheck.cases import AREAS, BY_ID, CASES, select
-from convcheck.classify import GPU_RESET_CLASSES
+from convcheck.cases import CASES, Case, select
+from convcheck.childmode import DEVICES, child_exit, child_main
 from convcheck.profiles import PROFILES, profile_env
 from convcheck.runner import (
     DEFAULT_ISOLATION,
@@ -32,12 +29,12 @@ from convcheck.runner import (
     summarize,
     works,
 )
+from convcheck.vocabulary import AREAS, CLASSES, GPU_RESET_CLASSES, NOT_RUN, OK, PASSING
 
 DEFAULT_TIMEOUT = 120.0  # per case: the first MIOpen Find of a big conv can take a while
 # One longer budget for a case still using CPU at its timeout (compiling, see runner): a cold
 # MIOpen cache compiles for minutes on RDNA1.
 DEFAULT_RETRY_BUDGET = 600.0
-PASSING = ("ok", "skipped")
 # The base image sets IMAGEFACTORY_GPU=none in CPU-only images; everywhere else check the GPU.
 DEFAULT_DEVICE = "cpu" if os.environ.get("IMAGEFACTORY_GPU") == "none" else "cuda"
 
@@ -46,13 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python3 -m convcheck",
         description="Run convolution cases on the GPU (or CPU), each in its own process with "
-        "a timeout, and classify each: ok, skipped, wrong-result, hang, gpu-hang, "
-        "aperture-violation, memory-fault, illegal-instruction, gpu-exception, no-kernel, "
-        "invalid-isa, out-of-memory, miopen-error, compile-error, crash, error (not-run: "
-        "after a GPU reset).",
+        "a timeout, and classify each: "
+        + ", ".join(c for c in CLASSES if c != NOT_RUN) + f" ({NOT_RUN}: after a GPU reset).",
     )
     p.add_argument("--quick", action="store_true", help="run the short subset")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=DEFAULT_DEVICE,
+    p.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE,
                    help=f"cuda also means ROCm/HIP (default here: {DEFAULT_DEVICE})")
     p.add_argument("--profile", metavar="NAME",
                    help=f"env profile(s) for the cases, comma-separated: {', '.join(PROFILES)}")
@@ -76,63 +71,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def child_exit(run: Callable[[], int]) -> NoReturn:
-    """End a case's child (forked or spawned) without interpreter finalization.
-
-    Why: autograd's device thread may still drop its last reference to a finished backward
-    graph task, whose future holds the output tensors, right after autograd.grad() returned
-    in the main thread; decref'ing their PyObjects needs the GIL. If the main thread is
-    finalizing by then, CPython (3.9+) ends that thread with pthread_exit, whose forced
-    unwind meets a noexcept destructor: std::terminate, "terminate called without an active
-    exception", SIGABRT after the result was printed. Seen on the H100 (torch 2.11+cu130,
-    Python 3.12) in forked and in spawned children alike (core backtrace and counts in
-    bench/results/h100-fork-exit.md); pytorch/pytorch issues 38228 and 38230 describe the
-    mechanism. The result is already on stdout, so the child flushes, runs its atexit
-    handlers (the test faults' "crash at exit" hook among them) and leaves with os._exit.
-    """
-    try:
-        code = run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except KeyboardInterrupt:
-        code = 130
-    except BaseException:  # as the interpreter would report it, then the same exit status
-        traceback.print_exc()
-        code = 1
-    with contextlib.suppress(Exception):
-        atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
-
-
-def _child_main(args: argparse.Namespace) -> int:
-    from convcheck import child
-
-    if args.probe:
-        child.emit(child.probe(args.device))
-        return 0
-    case = BY_ID.get(args.run_case)
-    if case is None:
-        sys.stderr.write(f"unknown case {args.run_case!r}\n")
-        return 2
-    child.emit(child.run_case(case, args.device))
-    return 0
-
-
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
 def _row(entry: dict[str, Any], width: int) -> str:
     status = entry["status"]
-    if status == "not-run":
+    if status == NOT_RUN:
         return f"{entry['case']:<{width}}  not-run ({entry['detail'].split(' (')[0]})"
     row = (f"{entry['case']:<{width}}  {status:<18} {entry['seconds']:>8.2f} "
            f"{_fmt(entry['gflops'], '.1f'):>9} {_fmt(entry['max_abs_err'], '.1e'):>9} "
            f"{_fmt(entry['max_rel_err'], '.1e'):>9}")
-    return row if entry["status"] == "ok" else f"{row}  {entry['detail']}"
+    return row if entry["status"] == OK else f"{row}  {entry['detail']}"
 
 
 def _header(info: dict[str, Any], note: str, device: str, profile: str | None,
@@ -152,10 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.zygote:  # returns in the zygote at the end, and in every child it forks
         from convcheck import zygote
 
-        return zygote.zygote_main(lambda child_argv: child_exit(
-            lambda: _child_main(parser.parse_args(child_argv))))
+        return zygote.zygote_main()
     if args.run_case or args.probe:
-        child_exit(lambda: _child_main(args))
+        child_exit(lambda: child_main(args.run_case, args.probe, args.device))
     try:
         env = child_env(profile_env(args.profile))
         faults.parse(os.environ.get(faults.ENV, ""))
@@ -177,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     return _run(args, cases, env)
 
 
-def _run(args: argparse.Namespace, cases: list, env: dict[str, str]) -> int:
+def _run(args: argparse.Namespace, cases: list[Case], env: dict[str, str]) -> int:
     start = time.monotonic()
     with Launcher(args.isolation, env, args.retry_budget) as launcher:
         results, info, notes, reset = _run_cases(args, cases, launcher)
@@ -194,8 +143,8 @@ def _run(args: argparse.Namespace, cases: list, env: dict[str, str]) -> int:
     return 0 if all(entry["status"] in PASSING for entry in results) else 1
 
 
-def _run_cases(args: argparse.Namespace, cases: list, launcher: Launcher
-               ) -> tuple[list, dict[str, Any], list[str], str | None]:
+def _run_cases(args: argparse.Namespace, cases: list[Case], launcher: Launcher
+               ) -> tuple[list[dict[str, Any]], dict[str, Any], list[str], str | None]:
     notes: list[str] = []
 
     def print_notes() -> None:
@@ -237,7 +186,7 @@ def _run_cases(args: argparse.Namespace, cases: list, launcher: Launcher
     return results, info, notes, (gpu_reset[0] if gpu_reset else None)
 
 
-def _write_json(args: argparse.Namespace, info: dict[str, Any], results: list,
+def _write_json(args: argparse.Namespace, info: dict[str, Any], results: list[dict[str, Any]],
                 summary: dict[str, int], total: float, notes: list[str],
                 extra: dict[str, Any]) -> None:
     doc = {"device": args.device, "profile": args.profile, "torch": info.get("torch"),

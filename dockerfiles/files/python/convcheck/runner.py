@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 from convcheck.cases import Case
 from convcheck.classify import CLASSES, Verdict, classify, parse_result, short
+from convcheck.vocabulary import AREAS, NOT_RUN, OK, WRONG_RESULT, area_works
 from convcheck.zygote import Zygote, ZygoteError, ZygoteTimeout
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,7 +91,7 @@ def _group_stat(pgid: int) -> tuple[float, bool]:
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
-        return 0.0
+        return 0.0, False
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -315,7 +316,7 @@ def run_case(case: Case, device: str, launcher: Launcher, timeout: float) -> dic
             verdict.detail = short(f"still busy at the {timeout:g} s timeout (compiling?): "
                                    f"done {run.extended:.0f} s later; {verdict.detail}")
     result = verdict.result or {}
-    measured = verdict.status in ("ok", "wrong-result")
+    measured = verdict.status in (OK, WRONG_RESULT)
     return {
         "case": case.id,
         "status": verdict.status,
@@ -336,7 +337,7 @@ def run_case(case: Case, device: str, launcher: Launcher, timeout: float) -> dic
 
 def not_run(case: Case, why: str) -> dict[str, Any]:
     """The entry of a case the run did not start (after a GPU reset)."""
-    return {"case": case.id, "status": "not-run", "seconds": 0.0, "gflops": None,
+    return {"case": case.id, "status": NOT_RUN, "seconds": 0.0, "gflops": None,
             "max_abs_err": None, "max_rel_err": None, "detail": why, "isolation": None,
             "area": case.area, "dtype": case.dtype, "compile_seconds": None,
             "run_seconds": None, "budget_extended": 0.0}
@@ -364,19 +365,9 @@ def works(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per area (cases.AREAS order), what a user wants to know: does it work here?
     verdict: "yes" (every case that ran is ok), "no" (none is), "partly", "not checked"
     (all skipped or not-run); ok/failed/skipped counts and the failing classes."""
-    from convcheck.cases import AREAS
-
     out: dict[str, dict[str, Any]] = {}
     for area in AREAS:
-        mine = [e for e in results if e.get("area") == area]
-        if not mine:
-            continue
-        ok = sum(e["status"] == "ok" for e in mine)
-        unchecked = sum(e["status"] in ("skipped", "not-run") for e in mine)
-        failed = len(mine) - ok - unchecked
-        verdict = ("not checked" if ok + failed == 0 else "yes" if failed == 0
-                   else "no" if ok == 0 else f"partly ({ok}/{ok + failed})")
-        out[area] = {"verdict": verdict, "ok": ok, "failed": failed, "unchecked": unchecked,
-                     "classes": sorted({e["status"] for e in mine}
-                                       - {"ok", "skipped", "not-run"})}
+        mine = [str(e["status"]) for e in results if e.get("area") == area]
+        if mine:
+            out[area] = area_works(mine)
     return out

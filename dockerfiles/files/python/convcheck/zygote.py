@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 READY_TIMEOUT_MIN = 30.0  # seconds for the zygote's `import torch` at the least
 # Pure-Python modules that torch imports lazily on a case's path, imported by the zygote too
@@ -74,7 +74,7 @@ def _preload() -> dict[str, Any]:
     import torch.nn.functional
 
     import im2col_fallback  # noqa: F401  (sitecustomize may have installed it already)
-    from convcheck import child, cli, faults  # noqa: F401
+    from convcheck import child, childmode, faults  # noqa: F401
 
     fault = faults.zygote_fault("zygote")  # tests only: a zygote that cannot start or dies
     if fault:
@@ -131,7 +131,7 @@ def serve(proto_in: int, proto_out: int) -> dict[str, Any] | None:
         line = _read_line(proto_in, buf)
         if line is None:
             return None
-        request = json.loads(line)
+        request: dict[str, Any] = json.loads(line)
         sys.stdout.flush()
         sys.stderr.flush()
         sync_r, sync_w = os.pipe()
@@ -149,9 +149,10 @@ def serve(proto_in: int, proto_out: int) -> dict[str, Any] | None:
         _write(proto_out, {"pid": pid, "status": _exit_status(status)})
 
 
-def zygote_main(run_child: Callable[[list[str]], int]) -> int:
-    """`python3 -m convcheck --zygote`: returns 0 when the parent closes the pipe; in each
-    forked child, what run_child(argv) returns (the child-mode exit status)."""
+def zygote_main() -> int:
+    """`python3 -m convcheck --zygote`: returns 0 when the parent closes the pipe (1 when it
+    could not get ready); each forked child runs its request's child-mode arguments
+    (childmode.run_argv) and leaves from there."""
     # The protocol moves off fds 0 and 1, so that nothing torch prints can corrupt it and no
     # case child can read or write it; the zygote's own output goes to its stderr.
     proto_in, proto_out = os.dup(0), os.dup(1)
@@ -177,7 +178,9 @@ def zygote_main(run_child: Callable[[list[str]], int]) -> int:
     request = serve(proto_in, proto_out)
     if request is None:
         return 0
-    return run_child(list(request["argv"]))
+    from convcheck import childmode
+
+    childmode.run_argv([str(arg) for arg in request["argv"]])
 
 
 # ------------------------------------------------------------------------- parent side

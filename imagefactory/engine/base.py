@@ -201,9 +201,11 @@ class ContainerEngine(abc.ABC):
 
     @abc.abstractmethod
     def exec(self, container: str, command: Sequence[str],
-             on_output: Callable[[bytes], None] | None = None) -> int:
+             on_output: Callable[[bytes], None] | None = None, *,
+             on_stderr: Callable[[bytes], None] | None = None) -> int:
         """Run a command in a running container, stdout and stderr together passed to
-        `on_output` as it comes; its exit code."""
+        `on_output` as it comes; its exit code. With `on_stderr`, stderr goes there apart
+        (testinfra's results keep the two streams: verify/suite/backend.py)."""
 
     @abc.abstractmethod
     def read_file(self, container: str, path: str) -> bytes | None:

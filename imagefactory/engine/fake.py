@@ -51,6 +51,9 @@ class FakeEngine(ContainerEngine):
     containers: dict[str, ContainerInfo] = field(default_factory=dict)
     builds: list[BuildCall] = field(default_factory=list)
     exec_output: bytes = b""  # what each exec prints (as one chunk)
+    # Scripted execs: (container, command) -> (exit code, stdout, stderr), or None for the
+    # default answer above (exit 0, exec_output). It may change the fake (put a file).
+    exec_answer: Callable[[str, Sequence[str]], tuple[int, bytes, bytes] | None] | None = None
     calls: list[str] = field(default_factory=list)
     unreachable: bool = False
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (container, path)
@@ -216,11 +219,21 @@ class FakeEngine(ContainerEngine):
                 if key in c.labels and (not value or c.labels[key] == value)]
 
     def exec(self, container: str, command: Sequence[str],
-             on_output: Callable[[bytes], None] | None = None) -> int:
+             on_output: Callable[[bytes], None] | None = None, *,
+             on_stderr: Callable[[bytes], None] | None = None) -> int:
         self._check(f"exec {' '.join(command)}")
-        if on_output is not None and self.exec_output:
-            on_output(self.exec_output)
-        return 0
+        answer = self.exec_answer(container, command) if self.exec_answer else None
+        if answer is None:
+            if on_output is not None and self.exec_output:
+                on_output(self.exec_output)
+            return 0
+        rc, out, err = answer
+        if out and on_output is not None:
+            on_output(out)
+        to_err = on_stderr or on_output  # without on_stderr the two streams are one
+        if err and to_err is not None:
+            to_err(err)
+        return rc
 
     def read_file(self, container: str, path: str) -> bytes | None:
         return self.files.get((container, path))

@@ -172,13 +172,14 @@ class Tester:
         variant = built.variant
         profile = variant.profile(self.options.profile)  # ConfigError if not offered
         env = variant.runtime_env(profile.name if profile else None)
+        started, t0 = _now(), time.monotonic()
         scope = "quick" if self.options.quick else "subset" if self.options.cases else "full"
         cache = self.miopen_cache(variant, built) if variant.rocm else None
         mounts: tuple[Mount, ...] = ()
         if cache:
             env = {**env, **MIOPEN_CACHE_ENV}
             mounts = (Mount(cache, MIOPEN_CACHE_DIR, volume=True),)
-        return RunPlan(profile, env, scope, cache, mounts, _now(), time.monotonic())
+        return RunPlan(profile, env, scope, cache, mounts, started, t0)
 
     def announce(self, built: BuiltImage, plan: RunPlan) -> None:
         """What is tested, how, and whether the host's GPU is the one the variant is for."""

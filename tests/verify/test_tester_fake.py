@@ -285,3 +285,34 @@ def test_the_suite_runs_inside_a_pytest_run_without_its_options(project, fake, t
     assert os.environ["PYTEST_ADDOPTS"] == "--this-option-does-not-exist"
     assert os.environ["PYTEST_PLUGINS"] == "no_such_plugin_module"
     assert os.environ.get("PYTEST_CURRENT_TEST") == before
+
+
+def test_a_rocm_run_mounts_its_miopen_cache_volume(project, tmp_path, monkeypatch) -> None:
+    """The cache volume is made before the container, mounted in it with MIOpen's paths
+    pointing there, kept after the run, and named in the result."""
+    from imagefactory.verify.tester import MIOPEN_CACHE_DIR, MIOPEN_CACHE_ENV
+
+    variant = next(v for v in project.matrix.variants if v.rocm and v.gfx_targets)
+    engine = FakeEngine()
+    image_id = "sha256:" + "d" * 64
+    engine.images[image_id] = ImageInfo(image_id, ("x:y",), {VARIANT_LABEL: variant.name},
+                                        entrypoint=(ENTRYPOINT,))
+    engine.exec_answer = ScriptedImage(engine, variant.runtime_env(None))
+    specs = []
+    create = engine.create_container
+
+    def recording(spec):  # type: ignore[no-untyped-def]
+        specs.append(spec)
+        return create(spec)
+
+    monkeypatch.setattr(engine, "create_container", recording)
+    built = BuiltImage(variant, image_id, "x:y", None)
+    result = make_tester(project, engine, tmp_path, [], cases=CASE).run(built)
+    name = f"imagefactory-miopen-{variant.name}-{'d' * 12}-nogpu"
+    assert result.miopen_cache == name and name in engine.volumes
+    assert engine.calls.index(f"create volume {name}") < engine.calls.index(
+        f"create {image_id}")
+    [spec] = specs
+    assert [(m.source, m.target) for m in spec.mounts] == [(name, MIOPEN_CACHE_DIR)]
+    assert MIOPEN_CACHE_ENV.items() <= dict(spec.environment).items()
+    assert engine.containers == {}

@@ -151,6 +151,15 @@ def test_build_tag_exec_copy_out_and_remove(engine: DockerEngine, project) -> No
             assert engine.read_file(c.id, "/greeting") == b"hi\n"
             assert engine.read_file(c.id, "/second") is None  # --target stopped before it
             assert engine.exec(c.id, ["sh", "-c", "exit 3"]) == 3
+            # stderr apart (on_stderr, what testinfra's results need), else with stdout
+            cmd = ["sh", "-c", "echo out; echo err >&2; echo out2; exit 4"]
+            so: list[bytes] = []
+            se: list[bytes] = []
+            assert engine.exec(c.id, cmd, so.append, on_stderr=se.append) == 4
+            assert (b"".join(so), b"".join(se)) == (b"out\nout2\n", b"err\n")
+            both: list[bytes] = []
+            assert engine.exec(c.id, cmd, both.append) == 4
+            assert sorted(b"".join(both).splitlines()) == [b"err", b"out", b"out2"]
         assert b"".join(out) == b"hi\n"
         run_label = f"io.imagefactory.run={c.labels['io.imagefactory.run']}"
         assert engine.list_containers(label=run_label) == []

@@ -52,6 +52,9 @@ class FakeEngine(ContainerEngine):
     containers: dict[str, ContainerInfo] = field(default_factory=dict)
     builds: list[BuildCall] = field(default_factory=list)
     exec_output: bytes = b""  # what each exec prints (as one chunk)
+    # Scripted execs: (container, command) -> (exit code, stdout, stderr), or None for the
+    # default answer above (exit 0, exec_output). It may change the fake (put a file).
+    exec_answer: Callable[[str, Sequence[str]], tuple[int, bytes, bytes] | None] | None = None
     calls: list[str] = field(default_factory=list)
     unreachable: bool = False
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (container, path)
@@ -298,23 +301,35 @@ class FakeEngine(ContainerEngine):
                 if key in c.labels and (not value or c.labels[key] == value)]
 
     def exec(self, container: str, command: Sequence[str],
-             on_output: Callable[[bytes], None] | None = None) -> int:
-        """`sh -c 'exit N'` exits N and `cat PATH` prints the file (else fails as cat
-        does); anything else prints `exec_output` and exits 0."""
+             on_output: Callable[[bytes], None] | None = None, *,
+             on_stderr: Callable[[bytes], None] | None = None) -> int:
+        """`exec_answer` (when set and it answers) gives (rc, stdout, stderr); else
+        `sh -c 'exit N'` exits N and `cat PATH` prints the file (else fails as cat does);
+        anything else prints `exec_output` and exits 0. Without `on_stderr` the two streams
+        are one, as Docker's."""
         self._check(f"exec {' '.join(command)}")
         found = self._container(f"exec {command[0] if command else ''}", container)
         if found.status != "running":
             raise EngineError(f"exec {command[0] if command else ''}",
                               f"container {container} is not running", address=self.address,
                               status=409)
+        to_err = on_stderr or on_output
+        answer = self.exec_answer(container, command) if self.exec_answer else None
+        if answer is not None:
+            rc, out, err = answer
+            if out and on_output is not None:
+                on_output(out)
+            if err and to_err is not None:
+                to_err(err)
+            return rc
         words = list(command)
         if words[:2] == ["sh", "-c"] and len(words) == 3 and re.fullmatch(r"exit \d+", words[2]):
             return int(words[2].split()[1])
         if words[:1] == ["cat"] and len(words) == 2:
             content = self.read_file(container, words[1])
             if content is None:
-                if on_output is not None:
-                    on_output(f"cat: {words[1]}: No such file or directory\n".encode())
+                if to_err is not None:
+                    to_err(f"cat: {words[1]}: No such file or directory\n".encode())
                 return 1
             if on_output is not None and content:
                 on_output(content)

@@ -208,10 +208,12 @@ class ContainerEngine(abc.ABC):
 
     @abc.abstractmethod
     def exec(self, container: str, command: Sequence[str],
-             on_output: Callable[[bytes], None] | None = None) -> int:
+             on_output: Callable[[bytes], None] | None = None, *,
+             on_stderr: Callable[[bytes], None] | None = None) -> int:
         """Run a command in a running container, stdout and stderr together passed to
         `on_output` as it comes; its exit code. A container not running is an EngineError
-        (status 409)."""
+        (status 409). With `on_stderr`, stderr goes there apart (testinfra's results keep
+        the two streams: verify/suite/backend.py)."""
 
     @abc.abstractmethod
     def read_file(self, container: str, path: str) -> bytes | None:

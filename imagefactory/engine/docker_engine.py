@@ -412,15 +412,23 @@ class DockerEngine(ContainerEngine):
                               dict(r.get("Labels") or {})) for r in rows]
 
     def exec(self, container: str, command: Sequence[str],
-             on_output: Callable[[bytes], None] | None = None) -> int:
+             on_output: Callable[[bytes], None] | None = None, *,
+             on_stderr: Callable[[bytes], None] | None = None) -> int:
         api = self.client.api
         exec_id = self._call("exec", lambda: api.exec_create(
             container, list(command), stdout=True, stderr=True))["Id"]
 
         def run() -> int:
-            for chunk in api.exec_start(exec_id, stream=True):
-                if on_output:
-                    on_output(chunk)
+            if on_stderr is None:
+                for chunk in api.exec_start(exec_id, stream=True):
+                    if on_output:
+                        on_output(chunk)
+            else:  # demultiplexed: (stdout, stderr) frames, one of the two None
+                for out, err in api.exec_start(exec_id, stream=True, demux=True):
+                    if out and on_output:
+                        on_output(out)
+                    if err:
+                        on_stderr(err)
             return int(api.exec_inspect(exec_id)["ExitCode"])
 
         return self._call(f"exec {command[0] if command else ''}", run)

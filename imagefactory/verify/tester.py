@@ -6,10 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from convcheck.vocabulary import DECLARED, FIXED, KNOWN, REGRESSION
 
 from ..engine.base import ContainerEngine, ContainerInfo, EngineError
-from ..engine.containers import session_labels
+from ..engine.containers import TrackedContainer, session_labels
 from ..engine.images import BuiltImage
 from ..engine.runspec import GpuRunSpec, Mount
 from ..errors import JobError
@@ -25,7 +23,7 @@ from ..events import Emit, discard
 from ..host.devices import GpuAccess
 from ..host.gpuinfo import SysfsError, decode_gfx, read_sysfs
 from ..identity import MIOPEN_CACHE_LABEL, VARIANT_LABEL
-from ..matrix.loader import Matrix, Variant, override_in
+from ..matrix.loader import Matrix, Profile, Variant, override_in
 from ..paths import RESULTS_DIR
 from ..safety import clean
 from .events import CheckDone, TestLine, TestNote, Verdict
@@ -37,7 +35,6 @@ if TYPE_CHECKING:
     from .gpucode.isa import IsaReport
 
 log = logging.getLogger(__name__)
-SUITE_DIR = Path(__file__).resolve().parent / "suite"
 CONV_JSON = "/tmp/imagefactory-convcheck.json"
 # MIOpen's kernel cache and user find-db live in a volume per image and host GPU, kept
 # between `imagefactory test` runs: a first run compiles for minutes, later runs reuse it.
@@ -56,7 +53,7 @@ class TestOptions:
     timeout: float | None = None  # per conv case; None: convcheck's default
     cases: str | None = None  # conv case glob; None: all (of the quick set with quick)
     results_dir: Path = RESULTS_DIR
-    engine: str | None = None  # the engine URL, for testinfra's docker CLI
+    engine: str | None = None  # the engine URL (None: DOCKER_HOST or the docker context)
     run_id: str | None = None
     cold: bool = False  # empty the MIOpen cache volume first (first-run behaviour)
     # Libraries whose GPU code must cover the variant's ISA (verify/gpucode/check.py).
@@ -89,6 +86,36 @@ def _node_index(name: str) -> int:
 
 # -- the run ----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run decides before its container starts."""
+
+    profile: Profile | None
+    env: dict[str, str]
+    scope: str  # full, quick or subset
+    cache: str | None  # the MIOpen cache volume
+    mounts: tuple[Mount, ...]
+    started: str  # when, for the result
+    t0: float  # time.monotonic() then
+
+    @property
+    def profile_name(self) -> str | None:
+        return self.profile.name if self.profile else None
+
+
+@dataclass
+class Findings:
+    """What a run finds, step by step; the TestResult is made of it."""
+
+    checks: list[Check] = field(default_factory=list)
+    gpu_code: dict[str, Any] | None = None
+    conv: tuple[ConvCase, ...] = ()
+    conv_info: dict[str, Any] = field(default_factory=dict)
+    manifest: Manifest | None = None
+    suite_seconds: float = 0.0
+    conv_seconds: float = 0.0
+
+
 class Tester:
     """Tests variants' built images; one container per variant, always removed."""
 
@@ -116,97 +143,133 @@ class Tester:
         return "cuda" if self.access.found and variant.rocm else "cpu"
 
     def run(self, built: BuiltImage) -> TestResult:
+        """The image's tests in one container, removed however the run ends; the result
+        counts every check (the container start and the conv check included)."""
+        plan = self.plan(built)
+        found = Findings()
+        self.announce(built, plan)
+        tracked = self.engine.run_container(self.container_spec(built, plan).container_spec(),
+                                            role="test", run_id=self.options.run_id)
+        container = self.enter(tracked, found)
+        try:
+            if container is not None:
+                self.test_in(container, built, plan, found)
+            else:
+                self.echo("  manifest: none (the container did not start)")
+            # One count, the one the result and the report carry: every check, the
+            # container start and the conv check included.
+            self.echo(f"  checks: {sum(c.passed for c in found.checks)}/"
+                      f"{len(found.checks)} passed")
+        finally:
+            if container is not None:
+                tracked.__exit__(None, None, None)
+        self._echo_verdicts(found.conv)
+        return self.result(built, plan, found)
+
+    # -- the run's steps ----------------------------------------------------------------
+
+    def plan(self, built: BuiltImage) -> RunPlan:
+        """The profile, the environment and the MIOpen cache volume (made here, for a ROCm
+        variant) the container runs with."""
         variant = built.variant
         profile = variant.profile(self.options.profile)  # ConfigError if not offered
         env = variant.runtime_env(profile.name if profile else None)
         started, t0 = _now(), time.monotonic()
-        checks: list[Check] = []
-        gpu_code: dict[str, Any] | None = None
-        conv: tuple[ConvCase, ...] = ()
-        conv_info: dict[str, Any] = {}
-        manifest: Manifest | None = None
         scope = "quick" if self.options.quick else "subset" if self.options.cases else "full"
-        suite_seconds = conv_seconds = 0.0
-        devices = ", ".join(d.container for d in self.access.devices) or "none"
         cache = self.miopen_cache(variant, built) if variant.rocm else None
         mounts: tuple[Mount, ...] = ()
         if cache:
             env = {**env, **MIOPEN_CACHE_ENV}
             mounts = (Mount(cache, MIOPEN_CACHE_DIR, volume=True),)
-        self.echo(f"{variant.name}: testing {built.tag} ({built.short_id}), profile "
-                  f"{profile_label(profile.name if profile else None)}, devices {devices}")
+        return RunPlan(profile, env, scope, cache, mounts, started, t0)
+
+    def announce(self, built: BuiltImage, plan: RunPlan) -> None:
+        """What is tested, how, and whether the host's GPU is the one the variant is for."""
         from ..host.pick import isa_mismatch
 
-        note = isa_mismatch(self.matrix, variant, self.host_archs,
-                            profile.name if profile else None)
+        variant = built.variant
+        devices = ", ".join(d.container for d in self.access.devices) or "none"
+        self.echo(f"{variant.name}: testing {built.tag} ({built.short_id}), profile "
+                  f"{profile_label(plan.profile_name)}, devices {devices}")
+        note = isa_mismatch(self.matrix, variant, self.host_archs, plan.profile_name)
         if note:
             self.emit(TestNote(note))
-        # The same run spec `imagefactory run` execs: devices, group ids and ROCm's flags.
-        spec = GpuRunSpec(
+
+    def container_spec(self, built: BuiltImage, plan: RunPlan) -> GpuRunSpec:
+        """The same run spec `imagefactory run` execs: devices, group ids and ROCm's flags."""
+        variant = built.variant
+        return GpuRunSpec(
             built.image_id, labels={VARIANT_LABEL: variant.name},
             name=f"imagefactory-test-{variant.name}-{self.options.run_id or 'x'}",
             command=("sleep", "infinity"),  # via the image's ENTRYPOINT, which must pass it on
-            env=env,
+            env=plan.env,
             devices=tuple((d.host, d.container) for d in self.access.devices),
             group_ids=self.access.group_ids,
             network="none",  # nothing in the suite or the conv check needs a network
-            mounts=mounts,
+            mounts=plan.mounts,
         )
-        tracked = self.engine.run_container(spec.container_spec(), role="test",
-                                            run_id=self.options.run_id)
-        container: ContainerInfo | None
+
+    def enter(self, tracked: TrackedContainer, found: Findings) -> ContainerInfo | None:
+        """The started container, or None: either way the "container starts" check."""
         try:
             container = tracked.__enter__()
         except EngineError as exc:
-            checks.append(Check("container starts", False, exc.reason))
-            container = None
-        try:
-            if container is not None:
-                checks.append(Check("container starts", True, container.short_id))
-                t = time.monotonic()
-                checks += self.run_suite(container, built, env)
-                suite_seconds = time.monotonic() - t
-                self._echo_checks(checks)
-                self.echo(f"  suite: {suite_seconds:.1f} s")
-                for name, why in self.skipped:
-                    self.echo(f"  skip  {name}: {why}")
-                torch_here = not self.options.target or self.has_torch(container)
-                libraries = tuple(lib for lib in self.options.gpu_libraries
-                                  if torch_here or lib != "torch")
-                code_check, gpu_code = self.run_gpu_code(container, variant, env, built.tag,
-                                                         libraries)
-                if code_check is not None:
-                    checks.append(code_check)
-                # After the audit: the manifest carries the GPU code it found.
-                manifest = self.write_manifest(container, built, gpu_code, scope)
-                if not torch_here:
-                    self.echo(f"  conv: skipped: no torch in stage '{self.options.target}' "
-                              "(the conv check needs torch)")
-                else:
-                    t = time.monotonic()
-                    conv_check, conv, conv_info = self.run_conv(container, variant, profile)
-                    conv_seconds = time.monotonic() - t
-                    checks.append(conv_check)
-                    self.echo(f"  conv: {conv_check.detail} ({conv_seconds:.1f} s)")
-            else:
-                self.echo("  manifest: none (the container did not start)")
-            # One count, the one the result and the report carry: every check, the
-            # container start and the conv check included.
-            self.echo(f"  checks: {sum(c.passed for c in checks)}/{len(checks)} passed")
-        finally:
-            if container is not None:
-                tracked.__exit__(None, None, None)
+            found.checks.append(Check("container starts", False, exc.reason))
+            return None
+        found.checks.append(Check("container starts", True, container.short_id))
+        return container
+
+    def test_in(self, container: ContainerInfo, built: BuiltImage, plan: RunPlan,
+                found: Findings) -> None:
+        """The suite, the GPU code audit, the manifest (after the audit: it carries the GPU
+        code found), then the conv check, in the running container."""
+        self.suite_step(container, built, plan, found)
+        torch_here = not self.options.target or self.has_torch(container)
+        libraries = tuple(lib for lib in self.options.gpu_libraries
+                          if torch_here or lib != "torch")
+        code_check, found.gpu_code = self.run_gpu_code(container, built.variant, plan.env,
+                                                       built.tag, libraries)
+        if code_check is not None:
+            found.checks.append(code_check)
+        found.manifest = self.write_manifest(container, built, found.gpu_code, plan.scope)
+        if not torch_here:
+            self.echo(f"  conv: skipped: no torch in stage '{self.options.target}' "
+                      "(the conv check needs torch)")
+        else:
+            self.conv_step(container, built.variant, plan, found)
+
+    def suite_step(self, container: ContainerInfo, built: BuiltImage, plan: RunPlan,
+                   found: Findings) -> None:
+        t = time.monotonic()
+        found.checks += self.run_suite(container, built, plan.env)
+        found.suite_seconds = time.monotonic() - t
+        self._echo_checks(found.checks)
+        self.echo(f"  suite: {found.suite_seconds:.1f} s")
+        for name, why in self.skipped:
+            self.echo(f"  skip  {name}: {why}")
+
+    def conv_step(self, container: ContainerInfo, variant: Variant, plan: RunPlan,
+                  found: Findings) -> None:
+        t = time.monotonic()
+        conv_check, found.conv, found.conv_info = self.run_conv(container, variant,
+                                                                plan.profile)
+        found.conv_seconds = time.monotonic() - t
+        found.checks.append(conv_check)
+        self.echo(f"  conv: {conv_check.detail} ({found.conv_seconds:.1f} s)")
+
+    def result(self, built: BuiltImage, plan: RunPlan, found: Findings) -> TestResult:
+        variant, conv_info, manifest = built.variant, found.conv_info, found.manifest
         # A case that fails as the variant declares (known_failures) does not fail the run.
-        passed = all(c.passed for c in checks) and all(c.ok or c.known for c in conv)
-        self._echo_verdicts(conv)
+        passed = (all(c.passed for c in found.checks)
+                  and all(c.ok or c.known for c in found.conv))
         return TestResult(
             variant=variant.name, image_id=built.image_id, passed=passed,
-            checks=tuple(checks), conv=conv,
+            checks=tuple(found.checks), conv=found.conv,
             host=self.host_archs[0] if self.host_archs else None,
-            profile=profile.name if profile else None, image_tag=built.tag,
+            profile=plan.profile_name, image_tag=built.tag,
             inputs_hash=built.inputs_hash, device=self.conv_device(variant),
             devices=tuple(f"{d.host}:{d.container}" for d in self.access.devices),
-            quick=self.options.quick, scope=scope,
+            quick=self.options.quick, scope=plan.scope,
             # As the image reports them: the conv check's, else the manifest's.
             torch=conv_info.get("torch") or (manifest.torch if manifest else None),
             hip=conv_info.get("hip") or (manifest.hip if manifest else None),
@@ -214,11 +277,13 @@ class Tester:
             declared_torch=variant.torch.version,
             gpu=conv_info.get("gpu"), conv_summary=conv_info.get("summary") or {},
             conv_verdicts=conv_info.get("verdicts") or {},
-            started_at=started, finished_at=_now(), seconds=round(time.monotonic() - t0, 3),
-            suite_seconds=round(suite_seconds, 3), conv_seconds=round(conv_seconds, 3),
+            started_at=plan.started, finished_at=_now(),
+            seconds=round(time.monotonic() - plan.t0, 3),
+            suite_seconds=round(found.suite_seconds, 3),
+            conv_seconds=round(found.conv_seconds, 3),
             conv_works=conv_info.get("works") or {}, gpu_reset=conv_info.get("gpu_reset"),
-            miopen_cache=cache, cold=self.options.cold and cache is not None,
-            gpu_code=gpu_code,
+            miopen_cache=plan.cache, cold=self.options.cold and plan.cache is not None,
+            gpu_code=found.gpu_code,
         )
 
     def write_manifest(self, container: ContainerInfo, built: BuiltImage,
@@ -375,12 +440,18 @@ class Tester:
 
     def run_suite(self, container: ContainerInfo, built: BuiltImage, env: dict[str, str]
                   ) -> list[Check]:
-        if shutil.which("docker") is None:
-            return [Check("testinfra suite", False,
-                          "the docker CLI is not installed (testinfra's docker backend runs "
-                          "`docker exec`)")]
+        """The testinfra suite, in this process, its `host` execing through this run's
+        engine (verify/suite/backend.py): one Check per test that ran."""
+        from .suite.backend import engine_host
+        from .suite.plugin import run_suite
+
         facts = self.facts(container, built, env)
-        outcomes, rc = run_suite_process(container.id, facts, self.options.engine)
+        run = run_suite(facts, engine_host(self.engine, container.id))
+        log.debug("suite output:\n%s", run.output)
+        if run.exit_code in (2, 3, 4):  # collection errors, internal error, usage error
+            tail = run.output.strip()[-300:]
+            raise JobError(f"the testinfra suite could not run: {tail}")
+        outcomes, rc = run.outcomes, run.exit_code
         checks = [Check(o["name"], o["passed"], o["detail"]) for o in outcomes
                   if not o.get("skipped")]
         if self.options.target:  # a stage skips checks for a reason worth saying
@@ -457,49 +528,6 @@ class Tester:
             detail += f"; convcheck exited {rc}" + (
                 f": {' | '.join(tail[-3:])}" if all(c.ok for c in cases) else "")
         return Check("conv check", ok, detail), cases, data
-
-
-def run_suite_process(container_id: str, facts: dict[str, Any], engine: str | None
-                      ) -> tuple[list[dict[str, Any]], int]:
-    """`python -m pytest` on the suite in a process of its own (its environment changed
-    there, not in ours). Returns the outcomes and pytest's exit code."""
-    import signal
-    import subprocess
-    import sys
-    import tempfile
-
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
-    # No auto-loaded plugins (xdist, cov, ... would change how the suite runs); testinfra
-    # and ours are loaded by name. testinfra's docker backend runs the docker CLI: point it
-    # at the same engine.
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    if engine:
-        env["DOCKER_HOST"] = engine
-    # This very imagefactory, whichever way it was found (installed, or a checkout).
-    package_root = str(Path(__file__).resolve().parent.parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    with tempfile.TemporaryDirectory(prefix="imagefactory-suite-") as tmp:
-        facts_path, outcomes_path = Path(tmp) / "facts.json", Path(tmp) / "outcomes.json"
-        facts_path.write_text(json.dumps(facts), encoding="utf-8")
-        argv = [sys.executable, "-m", "pytest", str(SUITE_DIR),
-                f"--hosts=docker://{container_id}",
-                "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
-                "--import-mode=importlib", "-p", "testinfra.plugin",
-                "-p", "imagefactory.verify.suite.plugin", "--facts", str(facts_path),
-                "--outcomes", str(outcomes_path), "-p", "no:cacheprovider", "-q"]
-        log.debug("suite: %s", " ".join(argv))
-        proc = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, text=True,
-                              check=False)
-        if proc.returncode == 2 or proc.returncode == -signal.SIGINT:
-            raise KeyboardInterrupt  # pytest's "interrupted": the run must stop and clean up
-        if proc.returncode in (3, 4):  # internal error, usage error
-            tail = (proc.stdout + proc.stderr).strip()[-300:]
-            raise JobError(f"the testinfra suite could not run: {tail}")
-        try:
-            outcomes = json.loads(outcomes_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            outcomes = []
-    return outcomes, proc.returncode
 
 
 class LineSplitter:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagefactory.engine import docker_engine
-from imagefactory.engine.base import EngineUnreachable
+from imagefactory.engine.base import ContainerSpec, EngineUnreachable
 from imagefactory.engine.docker_engine import DockerEngine
 from imagefactory.identity import HASH_LABEL
 
@@ -97,4 +97,21 @@ def test_inspect_agrees_with_docker_py(engine: DockerEngine, docker_client,
     assert info is not None and info.id == raw["Id"]
     assert dict(info.labels) == raw["Config"]["Labels"] and HASH_LABEL in info.labels
     assert cpu_image in info.tags and info.size == raw["Size"]
+
+
+@pytest.mark.docker
+def test_exec_keeps_stderr_apart_when_asked(engine: DockerEngine) -> None:
+    """on_stderr (what testinfra's results need) gets stderr alone; without it both streams
+    come to on_output, as `docker exec` shows them."""
+    spec = ContainerSpec("debian:bookworm-slim", command=["sleep", "infinity"],
+                         network_mode="none")
+    cmd = ["sh", "-c", "echo out; echo err >&2; echo out2; exit 4"]
+    with engine.run_container(spec, role="test-engine") as c:
+        so: list[bytes] = []
+        se: list[bytes] = []
+        assert engine.exec(c.id, cmd, so.append, on_stderr=se.append) == 4
+        assert (b"".join(so), b"".join(se)) == (b"out\nout2\n", b"err\n")
+        both: list[bytes] = []
+        assert engine.exec(c.id, cmd, both.append) == 4
+        assert sorted(b"".join(both).splitlines()) == [b"err", b"out", b"out2"]
 

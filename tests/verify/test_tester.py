@@ -265,6 +265,45 @@ def test_interrupted_run_removes_its_container(docker_client, cpu_image, tmp_pat
     assert not list((tmp_path / "res").glob("cpu*.json"))
 
 
+@pytest.mark.docker
+def test_the_suite_s_host_execs_through_the_engine(engine, cpu_image) -> None:
+    """testinfra's Host over EngineBackend, on the real engine: the two streams apart, the
+    exit code, and testinfra's modules (which run their own commands) work."""
+    from imagefactory.verify.suite.backend import engine_host
+
+    spec = ContainerSpec(cpu_image, network_mode="none", command=["sleep", "infinity"])
+    with engine.run_container(spec, role="test") as c:
+        host = engine_host(engine, c.id)
+        cmd = host.run("echo %s; echo err >&2; exit 3", "it's quoted; not run")
+        assert (cmd.rc, cmd.stdout, cmd.stderr) == (3, "it's quoted; not run\n", "err\n")
+        assert host.file("/usr/local/bin/imagefactory-entrypoint").is_file
+        assert not host.file("/nonexistent").exists
+        assert host.check_output("printf 'h\\303\\251'") == "hé"  # not ASCII: decoded
+
+
+@pytest.mark.docker
+def test_no_docker_cli_is_needed(docker_client, cpu_image, tmp_path) -> None:
+    """The suite reaches the container through the engine, not `docker exec`: a PATH
+    without the docker CLI tests the image the same."""
+    import shutil
+
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python3").symlink_to(sys.executable)
+    assert shutil.which("docker", path=str(bare)) is None
+    run_id = new_run_id()
+    env = {**os.environ, "IMAGEFACTORY_RUN_ID": run_id, "PATH": str(bare)}
+    proc = subprocess.run([*CLI, "--config", str(CPU_CONFIG), "test", "cpu", "--cases",
+                           FAST_CASES, "--results", "res"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = TestResult.load(tmp_path / "res", "cpu", "subset")
+    assert result is not None and result.passed
+    assert {"labels", "entrypoint runs command", "torch version"} <= {
+        c.name for c in result.checks}
+    assert _ours(docker_client, run_id) == []
+
+
 def test_container_output_is_escaped_and_redacted_before_it_is_shown(project) -> None:
     # What the image prints during the conv check is shown as it streams (issue #25): OSC
     # and CSI sequences, bidi overrides and credentials must not reach the terminal raw.

@@ -1,45 +1,55 @@
 """pytest plugin: hands the suite what the host knows (the variant's `expect`, the devices
-passed, the image's labels) and collects one {name, passed, detail} per check.
+passed, the image's labels) and testinfra's `host` connected through the engine
+(backend.py), and collects one {name, passed, detail} per check.
 
-Loaded by name (`-p imagefactory.verify.suite.plugin`) in the `python -m pytest` process of its
-own that imagefactory.verify.tester.run_suite_process starts, with --facts (a JSON file the
-tester writes) and --outcomes (where the collected checks go); the same command line runs it
-by hand for debugging:
-`pytest -p imagefactory.verify.suite.plugin --facts FILE --hosts docker://ID <suite dir>`.
+`run_suite` runs the suite in this process (`pytest.main` with the plugin object): the
+`host` it gets execs through the very engine connection the test run uses, wherever that
+engine is, and no docker CLI is needed. What pytest prints is kept, not shown.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-FACTS_OPTION = "--facts"
+log = logging.getLogger(__name__)
+SUITE_DIR = Path(__file__).resolve().parent
+# What the process environment may hold that would change how the suite runs (the options
+# of whatever pytest run started us, its plugins, autoloaded plugins such as xdist and cov)
+# and what pytest itself sets per test (the running outer test's own value is put back).
+_PYTEST_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
+               "PYTEST_CURRENT_TEST")
 
 
 class SuitePlugin:
-    def __init__(self, facts: dict[str, Any] | None = None) -> None:
+    def __init__(self, facts: dict[str, Any], host: Any) -> None:
         self._facts = facts
+        self._host = host
         self.outcomes: list[dict[str, Any]] = []
+        self.interrupt: BaseException | None = None
         self._names: dict[str, str] = {}
 
-    def load(self, config: pytest.Config) -> dict[str, Any]:
-        if self._facts is None:
-            path = config.getoption("facts", None)
-            if not path:
-                raise pytest.UsageError(f"the imagefactory suite needs {FACTS_OPTION} FILE")
-            self._facts = json.loads(Path(path).read_text(encoding="utf-8"))
+    @pytest.fixture(scope="session")
+    def facts(self) -> dict[str, Any]:
         return self._facts
 
     @pytest.fixture(scope="session")
-    def facts(self, request: pytest.FixtureRequest) -> dict[str, Any]:
-        return self.load(request.config)
+    def host(self) -> Any:
+        """testinfra's Host for the container under test (backend.engine_host)."""
+        return self._host
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         """One check per declared file, env var and device, named after it."""
-        facts = self.load(metafunc.config)
+        facts = self._facts
         for name, values in (("expected_file", facts["expect"]["files"]),
                              ("expected_env", sorted(facts["expect"]["env"])),
                              ("device", facts["devices"])):
@@ -60,14 +70,83 @@ class SuitePlugin:
             self.outcomes.append({"name": name, "passed": not report.failed,
                                   "skipped": report.skipped, "detail": _detail(report)})
 
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # pytest turns Ctrl-C (and SIGTERM's Terminated) into exit status 2; the run must
+        # stop and clean up, so run_suite raises it again, as it came.
+        self.interrupt = excinfo.value
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    outcomes: list[dict[str, Any]]
+    exit_code: int  # pytest's
+    output: str  # what pytest printed
+
+
+def run_suite(facts: dict[str, Any], host: Any) -> SuiteRun:
+    """The suite against `host` (a testinfra Host), in this process. Raises the
+    KeyboardInterrupt that stopped it."""
+    plugin = SuitePlugin(facts, host)
+    argv = [str(SUITE_DIR), "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
+            # importlib: nothing put on sys.path; the checks' module is imported afresh per
+            # run (_fresh_modules), so a second run in one process collects again.
+            "--import-mode=importlib",
+            # No cache written beside the suite, no capture of file descriptors (the
+            # process's own output is not the suite's), logging and faulthandler left as
+            # the process has them.
+            "-p", "no:cacheprovider", "-p", "no:logging", "-p", "no:faulthandler",
+            "--capture=sys", "-q"]
+    log.debug("suite: pytest %s", " ".join(argv))
+    text = io.StringIO()
+    with contextlib.ExitStack() as stack:
+        for ctx in (_pytest_env(), _fresh_modules(), contextlib.redirect_stdout(text),
+                    contextlib.redirect_stderr(text)):
+            stack.enter_context(ctx)
+        code = int(pytest.main(argv, plugins=[plugin]))
+    if plugin.interrupt is not None:
+        raise plugin.interrupt
+    return SuiteRun(plugin.outcomes, code, text.getvalue())
+
+
+@contextlib.contextmanager
+def _pytest_env() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in _PYTEST_ENV}
+    for k in _PYTEST_ENV:
+        os.environ.pop(k, None)
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only the plugin we hand in
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _fresh_modules() -> Iterator[None]:
+    """pytest reuses a test module already in sys.modules: drop the suite's, before (one a
+    previous run or anything else imported) and after."""
+    def drop() -> None:
+        for name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None)
+            if path and Path(path).parent == SUITE_DIR and Path(path).name.startswith("test_"):
+                del sys.modules[name]
+
+    drop()
+    try:
+        yield
+    finally:
+        drop()
+
 
 def _check_name(item: pytest.Item) -> str:
-    """test_expected_file[docker://ID-/usr/bin/x] -> "expected file /usr/bin/x": the test's
-    words plus its own parameter, without testinfra's host parameter."""
+    """test_expected_file[/usr/bin/x] -> "expected file /usr/bin/x": the test's words plus
+    its own parameter."""
     words = getattr(item, "originalname", item.name).removeprefix("test_").replace("_", " ")
     callspec = getattr(item, "callspec", None)
-    params = [str(v) for k, v in (callspec.params.items() if callspec else ())
-              if not k.startswith("_testinfra")]
+    params = [str(v) for v in (callspec.params.values() if callspec else ())]
     return " ".join([words, *params])
 
 
@@ -85,25 +164,3 @@ def _detail(report: pytest.TestReport) -> str:
     first = message.removeprefix("AssertionError: ").removeprefix("Failed: ")
     first = first.removeprefix("Skipped: ").split("\nassert ")[0]
     return " ".join(first.split())[:500]
-
-
-# Entry points when loaded with -p imagefactory.verify.suite.plugin.
-_plugin = SuitePlugin()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(FACTS_OPTION, dest="facts", default=None,
-                     help="JSON file with the variant facts (imagefactory.verify.tester writes it)")
-    parser.addoption("--outcomes", dest="outcomes", default=None,
-                     help="write the checks' outcomes to this JSON file")
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    path = session.config.getoption("outcomes", None)
-    if path:
-        Path(path).write_text(json.dumps(_plugin.outcomes), encoding="utf-8")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if not any(isinstance(p, SuitePlugin) for p in config.pluginmanager.get_plugins()):
-        config.pluginmanager.register(_plugin, "imagefactory-suite")

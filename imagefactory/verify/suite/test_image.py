@@ -1,7 +1,8 @@
 """Checks every imagefactory image must pass, plus the facts its variant declares in
-variants.yaml (`expect`). `facts` comes from imagefactory.verify.suite.plugin; `host` is
-testinfra's, connected to the running container. Each failing assertion says what was
-expected and what the image has: it becomes the check's `detail` in the result JSON."""
+variants.yaml (`expect`). `facts` and `host` come from imagefactory.verify.suite.plugin;
+`host` is testinfra's, connected to the running container through the engine (backend.py).
+Each failing assertion says what was expected and what the image has: it becomes the
+check's `detail` in the result JSON."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import Any
 
 import pytest
 
-# The suite runs on the host (testinfra reaches into the container), with this imagefactory
-# importable (tester.run_suite_process puts it on PYTHONPATH): the label schema is its.
+# The suite runs on the host, in imagefactory's own process (plugin.run_suite; testinfra
+# reaches into the container): the label schema is this imagefactory's.
 from imagefactory.identity import HASH_LABEL, VARIANT_LABEL
 
 ENTRYPOINT = "/usr/local/bin/imagefactory-entrypoint"

@@ -159,15 +159,21 @@ def build_events(tmp_path: Path) -> tuple[list[Event], BuildResult]:
     ], failed
 
 
-def test_build_plain_lines_are_timestamped_and_the_failure_goes_to_stderr(tmp_path) -> None:
+def printed(mode: str, tmp_path: Path, *, terminal: bool) -> tuple[str, str]:
+    """What the printer in `mode` shows of build_events: (stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    printer = Printer("plain", console=Console(file=out, force_terminal=True),
-                      err_console=Console(file=err, force_terminal=True))
+    printer = Printer(mode, console=Console(file=out, force_terminal=terminal),
+                      err_console=Console(file=err, force_terminal=terminal))
     events, _ = build_events(tmp_path)
     for event in events:
         printer(event)
     printer.close()
-    got = [re.sub(r"^\d\d:\d\d:\d\d ", "T ", line) for line in out.getvalue().splitlines()]
+    return out.getvalue(), err.getvalue()
+
+
+def test_build_plain_lines_are_timestamped_and_the_failure_goes_to_stderr(tmp_path) -> None:
+    out, err = printed("plain", tmp_path, terminal=True)
+    got = [re.sub(r"^\d\d:\d\d:\d\d ", "T ", line) for line in out.splitlines()]
     assert got == [
         "building 2 variant(s) on 1 engine(s), 1 at a time: a, b (bases: a)",
         f"T a | building on e, context 2.0 KiB (3 files); log {tmp_path / 'a.log'}",
@@ -177,24 +183,18 @@ def test_build_plain_lines_are_timestamped_and_the_failure_goes_to_stderr(tmp_pa
         f"T b | building on e, context 100 B (1 files); log {tmp_path / 'b.log'}",
         "T b | FAILED at step 2/3 (RUN exit 3)"]
     # Shown as they came, the lines are not repeated; the one that is the error never.
-    assert err.getvalue().splitlines() == [
+    assert err.splitlines() == [
         "imagefactory: build of 'b' failed at step 2/3 (RUN exit 3): exit code 3",
         f"  full log: {tmp_path / 'b.log'}"]
 
 
 def test_build_quiet_is_each_outcome(tmp_path) -> None:
-    out, err = io.StringIO(), io.StringIO()
-    printer = Printer("quiet", console=Console(file=out, force_terminal=False),
-                      err_console=Console(file=err, force_terminal=False))
-    events, _ = build_events(tmp_path)
-    for event in events:
-        printer(event)
-    printer.close()
-    assert out.getvalue().splitlines() == [
+    out, err = printed("quiet", tmp_path, terminal=False)
+    assert out.splitlines() == [
         "building 2 variant(s) on 1 engine(s), 1 at a time: a, b (bases: a)",
         "a: built 111111111111 in 1.5s, tagged if:a",
         "b: FAILED at step 2/3 (RUN exit 3)"]
-    assert err.getvalue().splitlines()[1:] == ["  | making", f"  full log: {tmp_path / 'b.log'}"]
+    assert err.splitlines()[1:] == ["  | making", f"  full log: {tmp_path / 'b.log'}"]
 
 
 def test_build_on_a_terminal_is_the_live_table(tmp_path) -> None:

@@ -13,6 +13,7 @@ import json
 import re
 import shlex
 import tarfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
@@ -21,7 +22,9 @@ from imagefactory.engine.base import (
     ERROR,
     IMAGE,
     OUTPUT,
+    STEP,
     BuildEvent,
+    BuildKit,
     ContainerEngine,
     ContainerInfo,
     ContainerSpec,
@@ -29,6 +32,7 @@ from imagefactory.engine.base import (
     EngineUnreachable,
     ImageInfo,
     PushEvent,
+    Step,
 )
 
 
@@ -42,6 +46,7 @@ class BuildCall:
     labels: dict[str, str]
     pull: bool
     no_cache: bool
+    buildkit: BuildKit | None = None
 
 
 @dataclass
@@ -57,6 +62,7 @@ class FakeEngine(ContainerEngine):
     exec_answer: Callable[[str, Sequence[str]], tuple[int, bytes, bytes] | None] | None = None
     calls: list[str] = field(default_factory=list)
     unreachable: bool = False
+    buildkit: str | None = "fake"  # buildkit_version(); None: an engine without BuildKit
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (container, path)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
     # id -> path -> content: what COPY/ADD put in a built image; its containers see it
@@ -93,8 +99,11 @@ class FakeEngine(ContainerEngine):
     def build(self, context: bytes | IO[bytes], *, tag: str | None = None,
               target: str | None = None, build_args: Mapping[str, str] | None = None,
               labels: Mapping[str, str] | None = None, network_mode: str | None = None,
-              pull: bool = False, no_cache: bool = False) -> Iterator[BuildEvent]:
+              pull: bool = False, no_cache: bool = False, buildkit: BuildKit | None = None,
+              cancel: threading.Event | None = None) -> Iterator[BuildEvent]:
         self._check("build")
+        if buildkit is not None and self.buildkit is None:
+            raise EngineError("build", "docker buildx is not installed", address=self.address)
         data = context if isinstance(context, bytes) else context.read()
         files: dict[str, tuple[bytes, int]] = {}
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -104,16 +113,22 @@ class FakeEngine(ContainerEngine):
                     files[member.name] = (f.read(), member.mode)
         dockerfile = files.pop("Dockerfile", (b"", 0))[0].decode()
         call = BuildCall(dockerfile, files, tag, target, dict(build_args or {}),
-                         dict(labels or {}), pull, no_cache)
+                         dict(labels or {}), pull, no_cache, buildkit)
         self.builds.append(call)
         return self._build(call, data)
 
+    def buildkit_version(self) -> str | None:
+        return self.buildkit
+
     def _build(self, call: BuildCall, data: bytes) -> Iterator[BuildEvent]:
-        """The classic builder's outline: steps numbered over the stages it builds (up to
-        `target`), each stage starting from its FROM's labels and files (an earlier stage or
-        an image the engine has), LABEL (with its stage's ARG/ENV values expanded, build
-        args given) and COPY/ADD of context files applied, the build's own labels last, as
-        steps of the final stage (`LABEL key=value`, one a key, in key order)."""
+        """The builder's outline: the classic builder's steps numbered over the stages it
+        builds (up to `target`), BuildKit's per stage (`[name i/n]`, an unnamed stage
+        `stage-K`), each stage starting from its FROM's labels and files (an earlier stage
+        or an image the engine has), LABEL (with its stage's ARG/ENV values expanded, build
+        args given) and COPY/ADD of context files applied; the build's own labels last,
+        for the classic builder as steps of the final stage (`LABEL key=value`, one a key,
+        in key order), for BuildKit without a step."""
+        kit = call.buildkit is not None
         joined = re.sub(r"\\\n", " ", call.dockerfile)  # continuation lines
         steps = [line.strip() for line in joined.splitlines()
                  if line.strip() and not line.lstrip().startswith("#")]
@@ -121,8 +136,9 @@ class FakeEngine(ContainerEngine):
         if call.target is not None:
             names = [_stage_name(steps[i]) for i in starts]
             if call.target not in names:
-                yield BuildEvent(ERROR, f"failed to reach build target {call.target} in "
-                                        "Dockerfile")
+                yield BuildEvent(ERROR, f'target stage "{call.target}" could not be found'
+                                 if kit else f"failed to reach build target {call.target} in "
+                                             "Dockerfile")
                 return
             after = names.index(call.target) + 1
             if after < len(starts):
@@ -133,9 +149,22 @@ class FakeEngine(ContainerEngine):
         meta: dict[str, str] = {}  # ARGs before the first FROM
         scope: dict[str, str] = {}  # the stage's ARG and ENV values
         # The build's labels are LABEL steps of their own at the end, in key order.
-        total = len(steps) + len(call.labels)
+        total = len(steps) + (0 if kit else len(call.labels))
         for number, line in enumerate(steps, 1):
-            yield BuildEvent(OUTPUT, f"Step {number}/{total} : {line}\n")
+            step: Step | None = Step(number, total, line)
+            if kit:  # `steps` is 0-based: the stage of step `number` starts at `first`
+                first = max((i for i in starts if i < number), default=None)
+                stop = next((i for i in starts if i >= number), len(steps))
+                step = None if first is None else Step(  # no step for an ARG before FROM
+                    number - first, stop - first, line,
+                    _stage_name(steps[first]) or f"stage-{starts.index(first)}")
+                if step is not None:
+                    yield BuildEvent(OUTPUT, f"#{number} [{step.stage} {step.number}/"
+                                             f"{step.total}] {line}\n")
+            else:
+                yield BuildEvent(OUTPUT, f"Step {number}/{total} : {line}\n")
+            if step is not None:
+                yield BuildEvent(STEP, line, step)
             words = line.split()
             op = words[0].upper()
             if op == "ARG" and len(words) == 2:
@@ -160,8 +189,11 @@ class FakeEngine(ContainerEngine):
                 image_labels, image_files = dict(labels), dict(files)
                 stages[_stage_name(line) or str(len(stages))] = (image_labels, image_files)
             elif op == "RUN" and words[1:2] == ["exit"] and len(words) == 3 and words[2] != "0":
-                yield BuildEvent(ERROR, f"The command '/bin/sh -c exit {words[2]}' returned a "
-                                        f"non-zero code: {words[2]}")
+                yield (BuildEvent(ERROR, f'process "/bin/sh -c exit {words[2]}" did not '
+                                         f"complete successfully: exit code: {words[2]}", step)
+                       if kit else
+                       BuildEvent(ERROR, f"The command '/bin/sh -c exit {words[2]}' returned "
+                                         f"a non-zero code: {words[2]}"))
                 return
             elif op == "LABEL":
                 for pair in shlex.split(_expand(line, scope))[1:]:
@@ -171,8 +203,10 @@ class FakeEngine(ContainerEngine):
                 args = [w for w in words[1:] if not w.startswith("--")]
                 for source in args[:-1]:
                     _copy(call.files, source, args[-1], image_files)
-        for number, key in enumerate(sorted(call.labels), len(steps) + 1):
-            yield BuildEvent(OUTPUT, f"Step {number}/{total} : LABEL {key}={call.labels[key]}\n")
+        for number, key in enumerate([] if kit else sorted(call.labels), len(steps) + 1):
+            line = f"LABEL {key}={call.labels[key]}"
+            yield BuildEvent(OUTPUT, f"Step {number}/{total} : {line}\n")
+            yield BuildEvent(STEP, line, Step(number, total, line))
         image_labels.update(call.labels)
         digest = hashlib.sha256(data + json.dumps(
             [call.build_args, image_labels, call.target], sort_keys=True).encode()).hexdigest()
@@ -181,7 +215,8 @@ class FakeEngine(ContainerEngine):
         self.image_files[image_id] = image_files
         if call.tag:
             self.tag(image_id, *call.tag.rsplit(":", 1))
-        yield BuildEvent(OUTPUT, f"Successfully built {digest[:12]}\n")
+        if not kit:
+            yield BuildEvent(OUTPUT, f"Successfully built {digest[:12]}\n")
         yield BuildEvent(IMAGE, image_id)
 
     def inspect_image(self, ref: str) -> ImageInfo | None:

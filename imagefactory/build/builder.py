@@ -24,10 +24,13 @@ from ..engine.base import (
     ERROR,
     IMAGE,
     OUTPUT,
+    STEP,
     BuildEvent,
+    BuildKit,
     ContainerEngine,
     EngineError,
     ImageInfo,
+    Step,
 )
 from ..errors import ImagefactoryError
 from ..events import Emit
@@ -44,12 +47,11 @@ from ..render.renderer import BuildContext
 from ..safety import clean
 from .events import BuildFinished, BuildLine, BuildStarted, BuildStep
 
-__all__ = ["BASE_LABEL", "BuildOptions", "BuildResult", "Builder"]
+__all__ = ["BASE_LABEL", "BuildOptions", "BuildResult", "Builder", "Step"]
 log = logging.getLogger(__name__)
 REVISION_ARG = "IMAGEFACTORY_REVISION"
 TAIL_LINES = 15
 
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _SECRET_ARG = re.compile(r"(?i)token|secret|passw|key|auth|cred")
 
 # Outcomes: built and skipped leave a usable image; the others leave the tag as it was.
@@ -61,18 +63,6 @@ USABLE = frozenset({BUILT, SKIPPED})
 # AUTO: buildx where the plugin answers, else classic (decided at the first real build, so a
 # no-change build never runs the docker CLI).
 CLASSIC, BUILDX, AUTO = "classic", "buildx", "auto"
-
-
-@dataclass(frozen=True)
-class Step:
-    number: int
-    total: int
-    instruction: str
-    stage: str | None = None  # BuildKit numbers steps per stage
-
-    def __str__(self) -> str:
-        stage = f" of stage {self.stage}" if self.stage else ""
-        return f"step {self.number}/{self.total}{stage} ({self.instruction})"
 
 
 @dataclass(frozen=True)
@@ -134,11 +124,18 @@ class BuildStream:
     def feed(self, event: BuildEvent) -> None:
         if event.kind == OUTPUT:
             self._text(event.text)
+        elif event.kind == STEP:
+            if event.step is not None:
+                self.step = event.step
+                if self._on_step:
+                    self._on_step(self.step)
         elif event.kind == IMAGE:
             self.image_id = event.text
         elif event.kind == ERROR:
             self.close()
             self.error = event.text
+            # BuildKit runs steps side by side: the failing one, not the last started.
+            self.step = event.step or self.step
             self._emit(f"ERROR: {self.error}")
         else:
             self._emit(event.text)
@@ -158,11 +155,6 @@ class BuildStream:
         line = line.rstrip().rsplit("\r", 1)[-1]  # a progress bar's last redraw
         if not line:
             return
-        m = _STEP.match(line)
-        if m:
-            self.step = Step(int(m.group(1)), int(m.group(2)), m.group(3))
-            if self._on_step:
-                self._on_step(self.step)
         self.tail.append(line)
         if self._on_line:
             self._on_line(line)
@@ -225,14 +217,13 @@ class Builder:
             return self._revision
 
     def client_kind(self) -> str:
-        """CLASSIC or BUILDX: BuildOptions.builder, AUTO resolved once."""
+        """CLASSIC or BUILDX: BuildOptions.builder, AUTO resolved once (on the first
+        engine: every engine of a run is driven by the same docker CLI)."""
         if self.options.builder == CLASSIC:
             return CLASSIC
         with self._revision_lock:
             if self._client_kind is None:
-                from ..engine.buildx import buildx_version
-
-                version = buildx_version()
+                version = next(iter(self.engines.values())).buildkit_version()
                 if version is None and self.options.builder == BUILDX:
                     raise _Failed("--builder buildx: `docker buildx version` does not answer; "
                                   "install the docker buildx plugin (package docker-buildx "
@@ -416,32 +407,28 @@ class Builder:
                 out.flush()
                 self.emit(BuildLine(variant.name, text))
 
-            if self.client_kind() == BUILDX:
-                image_id, error, step, tail = self._buildx(variant, engine, data, labels,
-                                                           buildargs, target, on_line)
-                if image_id is None and error is None:
-                    error = "the build was interrupted"
-                result = self._finish(variant, engine, tag, started, log_path, out, image_id,
-                                      error, step, tail)
-            else:
-                result = self._classic(variant, engine, tag, started, log_path, out, data,
-                                       labels, buildargs, target, on_line)
+            result = self._stream(variant, engine, tag, started, log_path, out, data,
+                                  labels, buildargs, target, on_line)
         self._logs.pop((variant.name, engine), None)
         self.emit(BuildFinished(result))
         return result
 
-    def _classic(self, variant: Variant, engine: str, tag: str, started: float,
-                 log_path: Path, out: TextIO, data: bytes, labels: dict[str, str],
-                 buildargs: dict[str, str], target: str | None,
-                 on_line: Callable[[str], None]) -> BuildResult:
-        """The build through the engine's own (classic) builder."""
+    def _stream(self, variant: Variant, engine: str, tag: str, started: float,
+                log_path: Path, out: TextIO, data: bytes, labels: dict[str, str],
+                buildargs: dict[str, str], target: str | None,
+                on_line: Callable[[str], None]) -> BuildResult:
+        """The build through the engine, with its classic builder or with BuildKit."""
         stream = BuildStream(on_line, lambda s: self.emit(BuildStep(variant.name, self._step(s))))
+        buildkit = (BuildKit(self.options.buildx_builder, self.options.cache_from,
+                             self.options.cache_to)
+                    if self.client_kind() == BUILDX else None)
         try:
             for event in self.engines[engine].build(
                     data, target=target, build_args=buildargs, labels=labels,
                     no_cache=self.options.no_cache,
                     # Only external bases can be pulled; a base variant is in this engine.
-                    pull=self.options.pull and not variant.base_variant):
+                    pull=self.options.pull and not variant.base_variant,
+                    buildkit=buildkit, cancel=self.cancel):
                 stream.feed(event)  # after an error the engine ends the stream itself
         except ImagefactoryError as exc:
             stream.feed(BuildEvent(ERROR, str(exc)))
@@ -492,43 +479,6 @@ class Builder:
                 log.write(f"# removed the untagged image {found.short_id}\n")
         except ImagefactoryError as exc:  # cleanup must not turn Ctrl-C into a failure
             log.write(f"# could not remove the untagged image {image_id}: {exc}\n")
-
-    def _buildx(self, variant: Variant, engine: str, data: bytes, labels: dict[str, str],
-                buildargs: dict[str, str], target: str | None,
-                on_line: Callable[[str], None]
-                ) -> tuple[str | None, str | None, Step | None, tuple[str, ...]]:
-        """The same build through `docker buildx build` (BuildKit); nothing is tagged."""
-        from ..engine import buildx
-
-        def on_step(number: int, total: int, instruction: str, stage: str | None) -> None:
-            self.emit(BuildStep(variant.name, self._step(Step(number, total, instruction,
-                                                              stage))))
-
-        outcome = buildx.build(
-            buildx.BuildxRequest(
-                data, labels=labels, build_args=buildargs, no_cache=self.options.no_cache,
-                pull=self.options.pull and not variant.base_variant,
-                # An engine given as a docker-py client has a name, not an address: buildx
-                # then uses DOCKER_HOST / the docker context, as that client did.
-                address=engine if "://" in engine else None,
-                builder=self.options.buildx_builder, cache_from=self.options.cache_from,
-                cache_to=self.options.cache_to, target=target),
-            on_line, on_step, self.cancel)
-        step = Step(*outcome.step) if outcome.step else None
-        if outcome.image_id and not outcome.error:
-            # buildx loaded the image into the engine: make sure it is the one we tag.
-            found = self._inspect(engine, outcome.image_id)
-            if found is None:
-                return None, (f"buildx reported image {outcome.image_id}, which engine "
-                              f"{engine} does not have (a builder that does not load into "
-                              "it?)"), step, outcome.tail
-            return found.id, None, step, outcome.tail
-        if outcome.cancelled:
-            # An image loaded before the stop is handed on, for _finish to remove it.
-            found = self._inspect(engine, outcome.image_id) if outcome.image_id else None
-            return (found.id if found else None), None, step, outcome.tail
-        return None, outcome.error, step, outcome.tail
-
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()

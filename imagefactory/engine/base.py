@@ -12,6 +12,7 @@ line, exit 1); "no such image/container" is a return value (None / False), not a
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -76,14 +77,39 @@ class ContainerInfo:
 
 # Build events. A build stream is a sequence of these; the last one names the image (kind
 # IMAGE) or the error (kind ERROR). OUTPUT text is raw: it may hold several lines or part of
-# one (the engine sends what the build printed as it comes).
-OUTPUT, STATUS, IMAGE, ERROR = "output", "status", "image", "error"
+# one (the engine sends what the build printed as it comes). STEP: an instruction started,
+# whichever builder numbers it (the classic one over the whole build, BuildKit per stage).
+OUTPUT, STATUS, STEP, IMAGE, ERROR = "output", "status", "step", "image", "error"
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    total: int
+    instruction: str
+    stage: str | None = None  # BuildKit numbers steps per stage
+
+    def __str__(self) -> str:
+        stage = f" of stage {self.stage}" if self.stage else ""
+        return f"step {self.number}/{self.total}{stage} ({self.instruction})"
 
 
 @dataclass(frozen=True)
 class BuildEvent:
-    kind: str  # OUTPUT, STATUS (pull progress during a build), IMAGE or ERROR
-    text: str  # the output, the status line, the image id or the error message
+    kind: str  # OUTPUT, STATUS (pull progress during a build), STEP, IMAGE or ERROR
+    text: str  # the output, the status line, the instruction, the image id or the error
+    step: Step | None = None  # STEP: the step; ERROR: the step that failed, where known
+
+
+@dataclass(frozen=True)
+class BuildKit:
+    """Build with BuildKit instead of the engine's classic builder (`docker buildx build`):
+    `builder` a named buildx builder (None: the engine's own BuildKit), `cache_from` and
+    `cache_to` buildx cache specs."""
+
+    builder: str | None = None
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,12 +172,22 @@ class ContainerEngine(abc.ABC):
     def build(self, context: bytes | IO[bytes], *, tag: str | None = None,
               target: str | None = None, build_args: Mapping[str, str] | None = None,
               labels: Mapping[str, str] | None = None, network_mode: str | None = None,
-              pull: bool = False, no_cache: bool = False) -> Iterator[BuildEvent]:
+              pull: bool = False, no_cache: bool = False, buildkit: BuildKit | None = None,
+              cancel: threading.Event | None = None) -> Iterator[BuildEvent]:
         """Build a context (an uncompressed tar with a Dockerfile at its root) up to the
-        stage `target`. OUTPUT carries the classic builder's `Step N/M : INSTRUCTION` lines,
-        `labels` counted as one `LABEL key=value` step each at the end. Errors of the build
-        itself (a failing step, a target the Dockerfile lacks) arrive as an ERROR event; a
-        lost engine raises EngineError."""
+        stage `target`, with the classic builder or, given `buildkit`, with BuildKit. A STEP
+        event follows each instruction the builder starts: the classic builder counts
+        `labels` as one `LABEL key=value` step each at the end, BuildKit sets them on the
+        image without a step. Errors of the build itself (a failing step, a target the
+        Dockerfile lacks) arrive as an ERROR event, naming the failing step where the
+        builder does; a lost engine raises EngineError. The IMAGE event names an image this
+        engine has. `cancel` stops a BuildKit build (an image already loaded is still
+        named, for the caller to remove); the classic builder runs to its end."""
+
+    def buildkit_version(self) -> str | None:
+        """The version of the BuildKit client `build(buildkit=...)` drives (buildx), or None
+        when this engine has none."""
+        return None
 
     @abc.abstractmethod
     def inspect_image(self, ref: str) -> ImageInfo | None:

@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -34,6 +35,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .base import ERROR, IMAGE, OUTPUT, STEP, BuildEvent, Step
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +269,7 @@ class BuildxRequest:
     tags: tuple[str, ...] = ()  # only for pushes to a registry (push=True)
     push: bool = False
     target: str | None = None  # a stage of the Dockerfile
+    network: str | None = None  # RUN's network (`none`), as the classic build's network_mode
     docker: str = "docker"
 
     def argv(self, metadata: Path) -> list[str]:
@@ -288,6 +292,8 @@ class BuildxRequest:
             argv += ["--tag", tag]
         if self.target:
             argv += ["--target", self.target]
+        if self.network:
+            argv += ["--network", self.network]
         if self.no_cache:
             argv.append("--no-cache")
         if self.pull:
@@ -397,6 +403,48 @@ def build(request: BuildxRequest, on_line: OnLine | None = None,
         image_id=str(image_id) if image_id and not error else None, error=error,
         step=progress.failed_step or progress.step, tail=tuple(progress.tail),
         returncode=returncode, cancelled=cancel.is_set(), metadata=meta)
+
+
+def build_events(request: BuildxRequest, cancel: threading.Event | None = None
+                 ) -> Iterator[BuildEvent]:
+    """build() as the engine interface's event stream (engine/base.py): OUTPUT lines, STEP
+    events, then IMAGE (the id buildx reports; after a stop, one loaded before it) or ERROR
+    with the failing step. Leaving the iterator early stops the build, as `cancel` does."""
+    stop = threading.Event()
+    events: queue.Queue[BuildEvent | BuildxOutcome] = queue.Queue()
+
+    def on_step(number: int, total: int, instruction: str, stage: str | None) -> None:
+        events.put(BuildEvent(STEP, instruction, Step(number, total, instruction, stage)))
+
+    def work() -> None:
+        try:
+            events.put(build(request, lambda line: events.put(BuildEvent(OUTPUT, line + "\n")),
+                             on_step, stop))
+        except Exception as exc:  # the stream must end, whatever broke
+            events.put(BuildxOutcome(None, f"docker buildx build: {exc}", None, (), -1))
+
+    worker = threading.Thread(target=work, name="buildx-events", daemon=True)
+    worker.start()
+    try:
+        while True:
+            try:
+                item = events.get(timeout=0.2)
+            except queue.Empty:
+                if cancel is not None and cancel.is_set():
+                    stop.set()
+                continue
+            if isinstance(item, BuildEvent):
+                yield item
+                continue
+            if item.image_id:  # build() names an image only when nothing failed
+                yield BuildEvent(IMAGE, item.image_id)
+            else:
+                yield BuildEvent(ERROR, item.error or "the build was interrupted",
+                                 Step(*item.step) if item.step else None)
+            return
+    finally:
+        stop.set()  # a no-op once buildx has exited
+        worker.join()
 
 
 def _write(proc: subprocess.Popen[bytes], data: bytes) -> None:

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import re
 import tarfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,7 +25,9 @@ from .base import (
     IMAGE,
     OUTPUT,
     STATUS,
+    STEP,
     BuildEvent,
+    BuildKit,
     ContainerEngine,
     ContainerInfo,
     ContainerSpec,
@@ -32,6 +35,7 @@ from .base import (
     EngineUnreachable,
     ImageInfo,
     PushEvent,
+    Step,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 EXPORT_CHUNK = 1 << 20
 T = TypeVar("T")
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")  # the classic builder's
 
 
 def _docker_config_file() -> str | None:
@@ -234,7 +239,14 @@ class DockerEngine(ContainerEngine):
     def build(self, context: bytes | IO[bytes], *, tag: str | None = None,
               target: str | None = None, build_args: Mapping[str, str] | None = None,
               labels: Mapping[str, str] | None = None, network_mode: str | None = None,
-              pull: bool = False, no_cache: bool = False) -> Iterator[BuildEvent]:
+              pull: bool = False, no_cache: bool = False, buildkit: BuildKit | None = None,
+              cancel: threading.Event | None = None) -> Iterator[BuildEvent]:
+        if buildkit is not None:
+            data = context if isinstance(context, bytes) else context.read()
+            return self._buildkit(data, tag, buildkit, cancel, target=target,
+                                  build_args=dict(build_args or {}),
+                                  labels=dict(labels or {}), network=network_mode,
+                                  pull=pull, no_cache=no_cache)
         fileobj = io.BytesIO(context) if isinstance(context, bytes) else context
         api = self.client.api
         kwargs: dict[str, Any] = dict(
@@ -246,12 +258,48 @@ class DockerEngine(ContainerEngine):
         chunks = self._call("build", lambda: api.build(**kwargs))
         return self._build_events(chunks)
 
+    def buildkit_version(self) -> str | None:
+        from .buildx import buildx_version
+
+        return buildx_version(address=self._buildx_address())
+
+    def _buildx_address(self) -> str | None:
+        # A docker context has a name, not an address: buildx then finds it as docker does.
+        return self.address if "://" in self.address else None
+
+    def _buildkit(self, data: bytes, tag: str | None, options: BuildKit,
+                  cancel: threading.Event | None, **request: Any) -> Iterator[BuildEvent]:
+        """The build through `docker buildx build` (engine/buildx.py), loaded into this
+        engine; nothing is tagged unless `tag`, and only once the image is here."""
+        from . import buildx
+
+        image_id: str | None = None
+        for event in buildx.build_events(buildx.BuildxRequest(
+                data, address=self._buildx_address(), builder=options.builder,
+                cache_from=options.cache_from, cache_to=options.cache_to, **request), cancel):
+            if event.kind != IMAGE:
+                yield event
+                continue
+            found = self.inspect_image(event.text)
+            if found is None:
+                yield BuildEvent(ERROR, f"buildx reported image {event.text}, which engine "
+                                        f"{redact(self.address)} does not have (a builder "
+                                        "that does not load into it?)")
+                return
+            image_id = found.id
+        if image_id is None:
+            return
+        if tag and not (cancel and cancel.is_set()):
+            self.tag(image_id, *tag.rsplit(":", 1))
+        yield BuildEvent(IMAGE, image_id)
+
     def _build_events(self, chunks: Iterator[Mapping[str, Any]]) -> Iterator[BuildEvent]:
         from docker.errors import DockerException
         from requests.exceptions import RequestException
 
         image_id: str | None = None
         short_id: str | None = None
+        partial = ""  # a step line may come in pieces
         try:
             for chunk in chunks:
                 if "stream" in chunk:
@@ -259,6 +307,12 @@ class DockerEngine(ContainerEngine):
                     if text.startswith("Successfully built "):
                         short_id = text.split()[-1]
                     yield BuildEvent(OUTPUT, text)
+                    *lines, partial = (partial + text).split("\n")
+                    for line in lines:
+                        m = _STEP.match(line.rstrip())
+                        if m:
+                            step = Step(int(m.group(1)), int(m.group(2)), m.group(3))
+                            yield BuildEvent(STEP, step.instruction, step)
                 elif "status" in chunk and "progress" not in chunk:
                     ident = f"{chunk['id']}: " if chunk.get("id") else ""
                     yield BuildEvent(STATUS, f"{ident}{chunk['status']}")

@@ -23,6 +23,7 @@ from imagefactory.build.builder import (
 )
 from imagefactory.build.events import BuildLine
 from imagefactory.commands._render import Printer
+from imagefactory.engine.base import BuildKit
 from imagefactory.events import Event, discard
 from imagefactory.identity import ARGS_LABEL, BASE_LABEL, HASH_LABEL, TARGET_LABEL
 from imagefactory.project import Project
@@ -113,6 +114,30 @@ def test_a_failing_build_moves_no_tag_and_keeps_the_old_image(fixture, fake, tmp
     assert result.step is not None and result.step.instruction == "RUN exit 5"
     assert fake.refs["iftest-build:solo"] == old
     assert result.log_path is not None and "ERROR: The command" in result.log_path.read_text()
+
+
+def test_buildkit_goes_through_the_same_engine_call_and_names_the_failing_stage_step(
+        fixture, fake, tmp_path) -> None:
+    first = build_all(builder(fixture, fake, tmp_path, builder="buildx",
+                              buildx_builder="fleet", cache_from=("type=local,src=/c",)))
+    assert {r.status for r in first.values()} == {BUILT}
+    assert {c.buildkit for c in fake.builds} == {BuildKit("fleet", ("type=local,src=/c",))}
+    r0 = builder(fixture, fake, tmp_path)
+    broken = replace(r0.contexts["solo"], dockerfile=r0.contexts["solo"].dockerfile +
+                     "RUN exit 5\n", inputs_hash="f" * 64)
+    b = builder(fixture, fake, tmp_path, builder="buildx", contexts={"solo": broken})
+    result = b.run(fixture.matrix.get("solo"), "fake", None)
+    assert result.status == FAILED and result.error is not None
+    assert "exit code: 5" in result.error
+    assert result.step is not None and result.step.instruction == "RUN exit 5"
+    assert result.step.stage is not None and result.step.number == result.step.total
+
+
+def test_auto_builds_classic_on_an_engine_without_buildkit(fixture, fake, tmp_path) -> None:
+    fake.buildkit = None
+    results = build_all(builder(fixture, fake, tmp_path, builder="auto"))
+    assert {r.status for r in results.values()} == {BUILT}
+    assert {c.buildkit for c in fake.builds} == {None}
 
 
 def test_an_engine_that_goes_away_fails_the_variant_in_one_line(fixture, fake,

@@ -26,6 +26,7 @@ from needs import missing
 
 from imagefactory.build.builder import BASE_LABEL
 from imagefactory.engine import buildx
+from imagefactory.engine.base import ERROR, IMAGE, OUTPUT, STEP, Step
 from imagefactory.render.renderer import HASH_LABEL
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -93,13 +94,47 @@ def test_malformed_objects_come_back_as_text() -> None:
 def test_argv_loads_and_never_tags_a_plain_build(tmp_path: Path) -> None:
     request = buildx.BuildxRequest(b"", labels={"b": "2", "a": "1"}, build_args={"X": "y"},
                                    no_cache=True, pull=True, builder="fleet",
-                                   cache_from=("type=registry,ref=r/c:v",))
+                                   cache_from=("type=registry,ref=r/c:v",), network="none")
     argv = request.argv(tmp_path / "m.json")
+    assert argv[argv.index("--network") + 1] == "none"
     assert argv[:3] == ["docker", "buildx", "build"]
     assert "--load" in argv and "--push" not in argv and "--tag" not in argv
     assert argv[argv.index("--builder") + 1] == "fleet"
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--label"] == ["a=1", "b=2"]
     assert argv[-1] == "-" and "--no-cache" in argv and "--pull" in argv
+
+
+def _stand_in(tmp_path: Path, body: str) -> str:
+    """A `docker` that answers `buildx build` with a script: the clean interface is the
+    subprocess, so build_events runs for real around it."""
+    path = tmp_path / "docker"
+    path.write_text(f"#!/bin/sh\ncat >/dev/null\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_build_events_turn_the_stream_into_steps_and_the_named_failure(tmp_path: Path
+                                                                       ) -> None:
+    docker = _stand_in(tmp_path, f"cat '{RECORDED}'\nexit 1")
+    events = list(buildx.build_events(buildx.BuildxRequest(b"tar", docker=docker)))
+    kinds = [e.kind for e in events]
+    assert kinds[-1] == ERROR and IMAGE not in kinds
+    assert [(e.step.number, e.step.total) for e in events if e.kind == STEP and e.step] == [
+        (1, 3), (2, 3), (3, 3)]
+    assert events[-1].step == Step(3, 3, "RUN echo about to fail && exit 3", "stage-1")
+    assert "exit code: 3" in events[-1].text
+    assert all(e.text.endswith("\n") for e in events if e.kind == OUTPUT)
+
+
+def test_leaving_the_events_early_stops_buildx(tmp_path: Path) -> None:
+    marker = tmp_path / "stopped"
+    docker = _stand_in(tmp_path, f"trap 'touch {marker}; exit 130' INT\n"
+                                 "echo '#1 [1/1] RUN sleep'\nwhile :; do sleep 0.1; done")
+    started = time.monotonic()
+    events = buildx.build_events(buildx.BuildxRequest(b"tar", docker=docker))
+    assert next(events).kind == OUTPUT
+    events.close()  # the caller went away: buildx gets SIGINT, as on Ctrl-C
+    assert marker.exists() and time.monotonic() - started < 10
 
 
 # -- integration: the real plugin on the real engine ------------------------------------------

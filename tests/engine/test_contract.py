@@ -21,13 +21,16 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 from fake_engine import FakeEngine
+from needs import missing
 from suite_session import unique
 
 from imagefactory.engine.base import (
     ERROR,
     IMAGE,
     OUTPUT,
+    STEP,
     BuildEvent,
+    BuildKit,
     ContainerEngine,
     ContainerSpec,
     EngineError,
@@ -112,10 +115,15 @@ def kinds(events: list[BuildEvent]) -> list[str]:
 
 
 def steps(events: list[BuildEvent]) -> list[str]:
-    """The classic builder's `Step N/M : INSTRUCTION` lines (what the builder's progress
-    and failure report read)."""
-    text = "".join(e.text for e in events if e.kind == OUTPUT)
-    return [line for line in text.splitlines() if line.startswith("Step ")]
+    """The STEP events as `N/M INSTRUCTION`, BuildKit's `[stage N/M] INSTRUCTION` (what the
+    builder's progress and failure report read)."""
+    return [(f"[{e.step.stage} " if e.step.stage else "") + f"{e.step.number}/{e.step.total}"
+            + ("] " if e.step.stage else " ") + e.step.instruction
+            for e in events if e.kind == STEP and e.step is not None]
+
+
+def output(events: list[BuildEvent]) -> str:
+    return "".join(e.text for e in events if e.kind == OUTPUT)
 
 
 # -- images ------------------------------------------------------------------------------
@@ -150,10 +158,11 @@ def test_a_build_ends_with_its_image_whose_labels_and_tag_read_back(
     made.images.append(image_id)
     # Stages after the target are not built, nor counted; the build's labels are steps of
     # the target's.
-    assert steps(events) == [f"Step 1/4 : FROM {BASE} AS first",
-                             f"Step 2/4 : LABEL {TEST_LABEL}.stage=first",
-                             "Step 3/4 : COPY hello.txt /hello.txt",
-                             f"Step 4/4 : LABEL {TEST_LABEL}={repo}"]
+    assert steps(events) == [f"1/4 FROM {BASE} AS first",
+                             f"2/4 LABEL {TEST_LABEL}.stage=first",
+                             "3/4 COPY hello.txt /hello.txt",
+                             f"4/4 LABEL {TEST_LABEL}={repo}"]
+    assert "Step 3/4 : COPY hello.txt /hello.txt\n" in output(events)  # what the log shows
     found = subject.inspect_image(f"{repo}:first")
     assert found is not None and found.id == image_id and f"{repo}:first" in found.tags
     assert found.labels[TEST_LABEL] == repo  # the build's labels
@@ -195,12 +204,62 @@ def test_a_failing_step_ends_the_events_with_the_error(subject: ContainerEngine)
                                 network_mode="none"))
     assert events[-1].kind == ERROR and IMAGE not in kinds(events), events
     assert "returned a non-zero code: 3" in events[-1].text
-    assert steps(events)[-1] == "Step 6/6 : RUN exit 3"  # the builder reports this step
+    assert steps(events)[-1] == "6/6 RUN exit 3"  # the builder reports this step
 
 
 def test_a_target_the_dockerfile_lacks_is_an_error_event(subject: ContainerEngine) -> None:
     events = list(subject.build(context(TWO_STAGES, {"hello.txt": b"hello\n"}),
                                 target="nosuch", network_mode="none"))
+    assert events[-1].kind == ERROR and IMAGE not in kinds(events), events
+    assert "nosuch" in events[-1].text
+
+
+# -- BuildKit: the same build call, `buildkit=` given (docker: the buildx plugin) -----------
+
+@pytest.fixture
+def kit(subject: ContainerEngine) -> ContainerEngine:
+    """The subject, where it can build with BuildKit (tests/needs.py: else skipped, or a
+    failure where the plugin is required)."""
+    if not subject.buildkit_version():
+        missing("no docker buildx plugin")
+    return subject
+
+
+def test_a_buildkit_build_loads_its_image_with_labels_and_tag(kit: ContainerEngine,
+                                                              made: Made) -> None:
+    subject = kit
+    repo = unique("contract")
+    events = list(subject.build(context(TWO_STAGES, {"hello.txt": b"hello\n"}),
+                                tag=f"{repo}:first", target="first",
+                                labels={TEST_LABEL: repo}, network_mode="none",
+                                buildkit=BuildKit()))
+    assert events[-1].kind == IMAGE and ERROR not in kinds(events), events
+    image_id = events[-1].text
+    made.images.append(image_id)
+    # Numbered per stage; the build's labels are no steps.
+    assert steps(events) == [f"[first 1/3] FROM {BASE} AS first",
+                             f"[first 2/3] LABEL {TEST_LABEL}.stage=first",
+                             "[first 3/3] COPY hello.txt /hello.txt"]
+    found = subject.inspect_image(f"{repo}:first")
+    assert found is not None and found.id == image_id
+    assert found.labels[TEST_LABEL] == repo and found.labels[f"{TEST_LABEL}.stage"] == "first"
+
+
+def test_a_failing_buildkit_step_is_named_by_the_error(kit: ContainerEngine) -> None:
+    events = list(kit.build(context(TWO_STAGES, {"hello.txt": b"hello\n"}),
+                                network_mode="none", buildkit=BuildKit()))
+    assert events[-1].kind == ERROR and IMAGE not in kinds(events), events
+    assert "exit code: 3" in events[-1].text
+    failed = events[-1].step
+    assert failed is not None
+    assert (failed.number, failed.total, failed.instruction, failed.stage) == (
+        3, 3, "RUN exit 3", "second")
+
+
+def test_a_buildkit_target_the_dockerfile_lacks_is_an_error_event(
+        kit: ContainerEngine) -> None:
+    events = list(kit.build(context(TWO_STAGES, {"hello.txt": b"hello\n"}),
+                                target="nosuch", network_mode="none", buildkit=BuildKit()))
     assert events[-1].kind == ERROR and IMAGE not in kinds(events), events
     assert "nosuch" in events[-1].text
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .matrix.loader import Matrix, Variant, load_matrix
+from .matrix.recipes import TEMPLATE_SUFFIX
 
-TEMPLATE_SUFFIX = ".Dockerfile.j2"
 BASE_TEMPLATE = "base" + TEMPLATE_SUFFIX
 
 
@@ -64,11 +64,16 @@ class Project:
 
     @cached_property
     def families(self) -> frozenset[str]:
-        return frozenset(
-            p.name[: -len(TEMPLATE_SUFFIX)]
-            for p in self.templates_dir.glob("*" + TEMPLATE_SUFFIX)
-            if p.name != BASE_TEMPLATE
-        )
+        """The families this project has a template for: a registered family's own
+        (Recipe.template_name), or any `<family>.Dockerfile.j2` (a family whose recipe is
+        missing is then named by the loader as such)."""
+        from .matrix import plugins
+
+        on_disk = {p.name for p in self.templates_dir.glob("*" + TEMPLATE_SUFFIX)}
+        on_disk.discard(BASE_TEMPLATE)
+        registered = {name for name, cls in plugins.families().items()
+                      if cls.template_name() in on_disk}
+        return frozenset(registered | {n[: -len(TEMPLATE_SUFFIX)] for n in on_disk})
 
     @cached_property
     def matrix(self) -> Matrix:

@@ -57,30 +57,6 @@ _TORCH_SOURCES = ("wheel", "source", "debian")
 # Conv check case ids are lowercase words, digits and dashes; a glob adds * ? [ ].
 _CASE_GLOB = re.compile(r"[a-z0-9*?\[\]!._-]{1,80}")
 _PUBLIC_URL = re.compile("https://[^\\s\"'\\\\$`]+")  # no identity escapes: ECMA-262 too
-# TheRock's multi-arch wheel indexes: the release channel is the default, nightly is only
-# ever the user's explicit choice (recipe.channel). Legacy multi-arch locations per
-# ROCm/TheRock docs/packaging/legacy_multi_arch_releases.md (1a70157f2c26).
-THEROCK_INDEXES = {
-    "release": "https://repo.amd.com/rocm/whl-multi-arch/",
-    "nightly": "https://rocm.nightlies.amd.com/whl-multi-arch/",
-}
-# From ROCm 10.0 stable and 10.1 nightlies on, the stream-specific repo.amd.com layout's
-# aggregate index (ROCm/TheRock RELEASES.md at 1a70157f2c26, "Installing multi-arch
-# releases"; the same page's legacy table keeps 10.0.0 release candidates on the old hosts).
-THEROCK_INDEXES_NEXT = {
-    "release": "https://stable.repo.amd.com/rocm/whl-next/",
-    "nightly": "https://nightly.repo.amd.com/rocm/whl-next/",
-}
-THEROCK_NEXT_FROM = 10  # the first ROCm major on the repo.amd.com layout
-
-
-def therock_index(channel: str, rocm: str | None) -> str:
-    """The index a TheRock channel publishes the given ROCm release to."""
-    major = (rocm or "0").split(".", 1)[0]
-    indexes = (THEROCK_INDEXES_NEXT if major.isdigit() and int(major) >= THEROCK_NEXT_FROM
-               else THEROCK_INDEXES)
-    return indexes[channel]
-
 # The ROCm runtime reports the GPU as this version instead (10.3.0: gfx1030, RDNA2), so the
 # image's gfx1030 code runs on an RDNA1 card. Whether a variant runs under it is decided by
 # Variant.override / override_in, nowhere else.
@@ -464,9 +440,11 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
             raise r.fail(path, f"missing required field '{key}'")
     family = r.text(raw["family"], (*path, "family"), _NAME, "family name")
     if families is not None and family not in families:
+        known = plugins.families().get(family)
+        template = known.template_name() if known else family + recipes.TEMPLATE_SUFFIX
         raise r.fail((*path, "family"),
                      f"unknown family '{family}'{suggest(family, families)}: no template "
-                     f"dockerfiles/templates/{family}.Dockerfile.j2")
+                     f"dockerfiles/templates/{template}")
     if ("base" in raw) == ("base_variant" in raw):
         raise r.fail(path, "exactly one of 'base' (an image) or 'base_variant' (a variant "
                            "whose image to build FROM) is required")
@@ -506,7 +484,7 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
         base_variant=base_variant,
         rocm=r.opt_text(raw.get("rocm"), (*path, "rocm"), _ROCM_PRERELEASE,
                         "ROCm version (like 7.14.0 or a nightly's 7.15.0a20260712)")
-        if family == "therock" else
+        if cls is not None and cls.rocm_prerelease else
         r.opt_text(raw.get("rocm"), (*path, "rocm"), _ROCM_VERSION,
                    "ROCm version (numeric, like 6.2.4)"),
         torch=torch,
@@ -522,8 +500,9 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
         known_failures=_known_failures(r, raw.get("known_failures"), (*path, "known_failures"),
                                        offered),
     )
-    if family == "therock":
-        _check_therock(r, variant, path)
+    # The family's own requirements of the whole variant (recipes.Recipe.problems).
+    for where, message in variant.recipe.problems(variant):
+        raise r.fail((*path, *where), message)
     return variant
 
 
@@ -558,57 +537,6 @@ def _known_failures(r: _Reader, raw: Any, path: tuple[str | int, ...],
                              f"({', '.join(sorted(names)) or 'none'})")
         out.append(KnownFailure(cases, reason, source, profiles))
     return tuple(out)
-
-
-# TheRock publishes a `device-<isa>` extra per GPU target (RELEASES.md, "Supported Python
-# [device-*] install extras", ROCm/TheRock 418cd5f63abb, tag therock-7.14).
-THEROCK_DEVICE_TARGETS = frozenset({
-    "gfx900", "gfx906", "gfx908", "gfx90a", "gfx942", "gfx950", "gfx1010", "gfx1011",
-    "gfx1012", "gfx1030", "gfx1031", "gfx1032", "gfx1033", "gfx1034", "gfx1035", "gfx1036",
-    "gfx1100", "gfx1101", "gfx1102", "gfx1103", "gfx1150", "gfx1151", "gfx1152", "gfx1153",
-    "gfx1200", "gfx1201",
-})
-
-
-def _check_therock(r: _Reader, v: Variant, path: tuple[str | int, ...]) -> None:
-    """The therock family's pins: a known channel whose index is the one used, a device
-    extra per GPU target, exact ROCm / torch / torchvision versions."""
-    channel = v.recipe.get("channel")
-    if channel not in THEROCK_INDEXES:
-        raise r.fail((*path, "recipe", "channel"),
-                     f"recipe.channel must be one of {', '.join(THEROCK_INDEXES)} "
-                     f"(got {channel!r}); nightly is never implied")
-    index = therock_index(channel, v.rocm)
-    if v.torch.source != "wheel" or v.torch.index != index:
-        raise r.fail((*path, "torch", "index"),
-                     f"channel '{channel}' installs from {index} for ROCm {v.rocm} "
-                     f"(torch.source wheel), got {v.torch.index!r}")
-    if not v.gfx_targets:
-        raise r.fail((*path, "gfx_targets"), "a therock variant names its GPU targets: "
-                                             "each becomes a device-<gfx> extra")
-    for i, gfx in enumerate(v.gfx_targets):
-        if gfx not in THEROCK_DEVICE_TARGETS:
-            raise r.fail((*path, "gfx_targets", i),
-                         f"TheRock publishes no device-{gfx} extra")
-    if v.rocm is None or v.torch.torchvision is None:
-        raise r.fail(path, "a therock variant pins rocm (the rocm-sdk version) and "
-                           "torch.torchvision")
-    for key in ("python_packages", "local_version", "extras", "device_packages"):
-        if key not in v.recipe:
-            raise r.fail((*path, "recipe"), f"missing required field '{key}'")
-    # The template prints these as they are; they must say what the pins above say.
-    expected: dict[str, str | tuple[str, ...]] = {
-        "local_version": f"+rocm{v.rocm}",
-        "extras": ",".join(f"device-{gfx}" for gfx in v.gfx_targets),
-        "device_packages": tuple(f"{prefix}-{gfx}" for gfx in v.gfx_targets
-                                 for prefix in ("rocm-sdk-device", "amd-torch-device",
-                                                "amd-torchvision-device")),
-    }
-    for key, want in expected.items():
-        if v.recipe[key] != want:
-            shown = list(want) if isinstance(want, tuple) else want
-            raise r.fail((*path, "recipe", key), f"must be {shown!r} (from rocm and "
-                                                 f"gfx_targets), got {v.recipe[key]!r}")
 
 
 def _torch(r: _Reader, raw: Any, path: _P) -> Torch:

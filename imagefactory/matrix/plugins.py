@@ -15,7 +15,7 @@ of the entry points' names. A plugin that fails to import, registers a name alre
 name) is a `PluginError`: one line naming the entry point and its distribution, exit 2.
 The failure stands for the rest of the process, and the registry is left as it was before
 that plugin. A plugin family's template is looked up like any other
-(`dockerfiles/templates/<family>.Dockerfile.j2` of the project); the shipped JSON Schema
+(`dockerfiles/templates/` of the project, `Recipe.template_name()`); the shipped JSON Schema
 of variants.yaml describes the built-in families only (recipes.BUILTIN_FAMILIES).
 """
 

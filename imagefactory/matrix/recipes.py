@@ -8,6 +8,8 @@ a newline) never gets past loading, and `list` refuses exactly what `render` wou
 Adding a family: write a dataclass deriving from `Recipe`, decorate it with
 `@family("<name>")`, declare each key with its type (str, int, bool, tuple[str, ...],
 Mapping[str, str]) and `kind(...)`; required keys have no default. Unknown keys are errors.
+The class is the whole family (`Recipe`'s class variables and `problems`): its template and
+stages, its ROCm rules and its checks of the variant.
 The families defined here are the built-in ones (`BUILTIN_FAMILIES`); an installed
 distribution may add more through the `imagefactory.families` entry-point group
 (matrix/plugins.py), with the same decorator, never replacing a name already taken.
@@ -22,10 +24,17 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..schema import GFX
 from ..schema import SHA256 as _SHA256
+
+if TYPE_CHECKING:  # the loader builds recipes: a runtime import would be a cycle
+    from .loader import Variant
+
+# Where a family's problem is, under the variant (`("recipe", "channel")`), and what it is.
+Problem = tuple[tuple[str | int, ...], str]
+TEMPLATE_SUFFIX = ".Dockerfile.j2"
 
 # --- what a value may be --------------------------------------------------------------
 
@@ -77,7 +86,6 @@ ENV_ASSIGN = _k(r"[A-Za-z_][A-Za-z0-9_]{0,99}=[A-Za-z0-9_./+,:=@%-]{0,200}",
 WHEEL_TAG = _k(r"[a-z0-9][a-z0-9.]{0,31}", "wheel local version tag (rocm6.2)")
 STAGE = _k(r"[a-z][a-z0-9-]{0,31}", "build stage name (lowercase letters, digits, -)")
 REPO = _k(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "repository name")
-_TEMPLATE_STAGES = ("rocm-base", "torch-builder", "vision-builder", "runtime")
 PATCH_AT = _k(r"[A-Za-z0-9_-][A-Za-z0-9._/-]{0,199}\.patch@[0-9a-f]{40}",
               "patch@commit (path.patch@40 hex digits)")
 LOCAL_VERSION = _k(r"\+[a-z0-9][a-z0-9.]{0,31}", "wheel local version (+rocm7.14.0)")
@@ -107,10 +115,30 @@ class Recipe:
     recipe`) reads the same fields, an unset optional one as absent. Templates read
     attributes; the renderer's environment reads a None one as undefined (it fails)."""
 
+    # A family is one unit, as a repo2docker buildpack is: its recipe class holds its
+    # fields and, below, the rest the pipeline asks of it. Nothing outside the class
+    # branches on a family's name.
     family: ClassVar[str] = ""
     # The family's template prints the variant's `rocm` (apt pins, install prefixes, the
     # rocm wheel's version): the loader refuses a variant of it that sets none.
     needs_rocm: ClassVar[bool] = False
+    # Its `rocm` may name a pre-release (a nightly's 7.15.0a20260712), not only 6.2.4.
+    rocm_prerelease: ClassVar[bool] = False
+    # Its Dockerfile template under the project's dockerfiles/templates ("": the family's
+    # name + .Dockerfile.j2), and the stages that template defines (names a recipe's own
+    # stages may not take).
+    template: ClassVar[str] = ""
+    template_stages: ClassVar[tuple[str, ...]] = ("runtime",)
+
+    @classmethod
+    def template_name(cls) -> str:
+        return cls.template or cls.family + TEMPLATE_SUFFIX
+
+    def problems(self, variant: Variant) -> Iterator[Problem]:
+        """What the family requires of the whole variant beyond its recipe's own fields
+        (pins that must agree with rocm, torch, gfx_targets): the loader reports the first
+        one at its path, file:line. None by default."""
+        return iter(())
 
     def __getitem__(self, key: str) -> Any:
         if key.startswith("_") or key not in _field_names(type(self)):
@@ -193,6 +221,9 @@ class _UbuntuRocm(Recipe):
 class _TorchSource(_UbuntuRocm):
     """PyTorch + torchvision from source (rocm-macros.j2 torch_stages)."""
 
+    template_stages: ClassVar[tuple[str, ...]] = ("rocm-base", "torch-builder",
+                                                  "vision-builder", "runtime")
+
     torch_commit: str = required(SHA1)
     torchvision_sha256: str = required(SHA256)
     build_pip: tuple[str, ...] = required(PIP_REQUIREMENT)
@@ -243,7 +274,7 @@ class RocmLibsSourceRecipe(_TorchSource):
     def __post_init__(self) -> None:
         names = [lib.name for lib in self.libs]
         for i, name in enumerate(names):
-            if name in names[:i] or name in _TEMPLATE_STAGES:
+            if name in names[:i] or name in self.template_stages:
                 raise RecipeProblem(("libs", i, "name"), f"stage name '{name}' is already "
                                                          "taken")
 
@@ -264,6 +295,7 @@ class RocmLibsSourceRecipe(_TorchSource):
 @family("rocm-miopen-patched")
 @dataclass(frozen=True, kw_only=True)
 class RocmMiopenPatchedRecipe(_UbuntuRocm):
+    template_stages: ClassVar[tuple[str, ...]] = ("miopen-builder", "runtime")
     wheel_tag: str = required(WHEEL_TAG)
     miopen_version: str = required(VERSION)
     miopen_tag: str = required(GIT_REF)
@@ -273,22 +305,95 @@ class RocmMiopenPatchedRecipe(_UbuntuRocm):
     patches_verified: tuple[str, ...] = optional(PATCH_AT, ())
 
 
+# TheRock's multi-arch wheel indexes: the release channel is the default, nightly is only
+# ever the user's explicit choice (recipe.channel). Legacy multi-arch locations per
+# ROCm/TheRock docs/packaging/legacy_multi_arch_releases.md (1a70157f2c26).
+THEROCK_INDEXES = MappingProxyType({
+    "release": "https://repo.amd.com/rocm/whl-multi-arch/",
+    "nightly": "https://rocm.nightlies.amd.com/whl-multi-arch/",
+})
+# From ROCm 10.0 stable and 10.1 nightlies on, the stream-specific repo.amd.com layout's
+# aggregate index (ROCm/TheRock RELEASES.md at 1a70157f2c26, "Installing multi-arch
+# releases"; the same page's legacy table keeps 10.0.0 release candidates on the old hosts).
+THEROCK_INDEXES_NEXT = MappingProxyType({
+    "release": "https://stable.repo.amd.com/rocm/whl-next/",
+    "nightly": "https://nightly.repo.amd.com/rocm/whl-next/",
+})
+THEROCK_NEXT_FROM = 10  # the first ROCm major on the repo.amd.com layout
+# TheRock publishes a `device-<isa>` extra per GPU target (RELEASES.md, "Supported Python
+# [device-*] install extras", ROCm/TheRock 418cd5f63abb, tag therock-7.14).
+THEROCK_DEVICE_TARGETS = frozenset({
+    "gfx900", "gfx906", "gfx908", "gfx90a", "gfx942", "gfx950", "gfx1010", "gfx1011",
+    "gfx1012", "gfx1030", "gfx1031", "gfx1032", "gfx1033", "gfx1034", "gfx1035", "gfx1036",
+    "gfx1100", "gfx1101", "gfx1102", "gfx1103", "gfx1150", "gfx1151", "gfx1152", "gfx1153",
+    "gfx1200", "gfx1201",
+})
+
+
+def therock_index(channel: str, rocm: str | None) -> str:
+    """The index a TheRock channel publishes the given ROCm release to."""
+    major = (rocm or "0").split(".", 1)[0]
+    indexes = (THEROCK_INDEXES_NEXT if major.isdigit() and int(major) >= THEROCK_NEXT_FROM
+               else THEROCK_INDEXES)
+    return indexes[channel]
+
+
 @family("therock")
 @dataclass(frozen=True, kw_only=True)
 class TheRockRecipe(Recipe):
     needs_rocm: ClassVar[bool] = True
+    rocm_prerelease: ClassVar[bool] = True  # nightlies are 7.15.0a20260712
     channel: str = required(WORD)
     python_packages: tuple[str, ...] = required(DEB_PACKAGE)
-    # What the template prints into the pip line; the loader checks each agrees with rocm
-    # and gfx_targets (matrix/loader.py _check_therock).
+    # What the template prints into the pip line; problems() checks each agrees with rocm
+    # and gfx_targets.
     local_version: str = required(LOCAL_VERSION)
     extras: str = required(EXTRAS)
     device_packages: tuple[str, ...] = required(WORD)
+
+    def problems(self, variant: Variant) -> Iterator[Problem]:
+        """The pins: a known channel whose index is the one used, a device extra per GPU
+        target, exact ROCm / torch / torchvision versions."""
+        v = variant
+        if self.channel not in THEROCK_INDEXES:
+            yield (("recipe", "channel"),
+                   f"recipe.channel must be one of {', '.join(THEROCK_INDEXES)} "
+                   f"(got {self.channel!r}); nightly is never implied")
+            return
+        index = therock_index(self.channel, v.rocm)
+        if v.torch.source != "wheel" or v.torch.index != index:
+            yield (("torch", "index"),
+                   f"channel '{self.channel}' installs from {index} for ROCm {v.rocm} "
+                   f"(torch.source wheel), got {v.torch.index!r}")
+        if not v.gfx_targets:
+            yield (("gfx_targets",), "a therock variant names its GPU targets: each becomes "
+                                     "a device-<gfx> extra")
+        for i, gfx in enumerate(v.gfx_targets):
+            if gfx not in THEROCK_DEVICE_TARGETS:
+                yield ("gfx_targets", i), f"TheRock publishes no device-{gfx} extra"
+        if v.rocm is None or v.torch.torchvision is None:
+            yield (), "a therock variant pins rocm (the rocm-sdk version) and torch.torchvision"
+            return
+        # The template prints these as they are; they must say what the pins above say.
+        expected: dict[str, str | tuple[str, ...]] = {
+            "local_version": f"+rocm{v.rocm}",
+            "extras": ",".join(f"device-{gfx}" for gfx in v.gfx_targets),
+            "device_packages": tuple(f"{prefix}-{gfx}" for gfx in v.gfx_targets
+                                     for prefix in ("rocm-sdk-device", "amd-torch-device",
+                                                    "amd-torchvision-device")),
+        }
+        for key, want in expected.items():
+            if self[key] != want:
+                shown = list(want) if isinstance(want, tuple) else want
+                yield ("recipe", key), (f"must be {shown!r} (from rocm and gfx_targets), "
+                                        f"got {self[key]!r}")
 
 
 @family("debian-rocm")
 @dataclass(frozen=True, kw_only=True)
 class DebianRocmRecipe(Recipe):
+    template_stages: ClassVar[tuple[str, ...]] = ("rocm-runtime", "toolchain", "torch-builder",
+                                                  "vision-builder", "runtime")
     suite: str = required(CODENAME)
     llvm: str = required(NUMBER)
     snapshot_date: str = required(DATE)

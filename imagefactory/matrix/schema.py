@@ -205,7 +205,7 @@ COMPLETE = AllOf((Not(_ABSTRACT, "abstract"), Not(has("extends"), "extends anoth
 def _family(name: str, cls: type[recipes.Recipe]) -> list[Node]:
     named = has(family=Enum((name,)))
     rules: list[Node] = [When(named, where_set(recipe=Opt(recipe_node(cls, complete=False))))]
-    if name != "therock":
+    if not cls.rocm_prerelease:
         rules.append(When(named, where_set(rocm=Opt(_ROCM_NUMERIC))))
     full = recipe_node(cls, complete=True)
     needs: Node = has(recipe=full) if full.required else has(recipe=Opt(full))

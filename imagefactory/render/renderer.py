@@ -12,7 +12,7 @@ from ..errors import ConfigError, JobError, UsageError
 from ..identity import HASH_LABEL, image_labels, local_tag
 from ..identity import declared_version as image_version
 from ..matrix.loader import Matrix, Variant
-from ..project import TEMPLATE_SUFFIX, Project
+from ..project import Project
 from ..safety import refuse_symlinks, write_atomic
 from .rocm_apt import apt_suite_for
 
@@ -112,7 +112,7 @@ class Renderer:
     def _text(self, variant: Variant, inputs_hash: str) -> str:
         import jinja2
 
-        template_name = variant.family + TEMPLATE_SUFFIX
+        template_name = type(variant.recipe).template_name()
         try:
             template = self.env.get_template(template_name)
             return template.render(**self._context(variant, inputs_hash))
@@ -151,7 +151,7 @@ class Renderer:
         from .context import confined_files
         from .dockerfile import DockerfileError, context_sources
 
-        where = str(self.project.templates_dir / (variant.family + TEMPLATE_SUFFIX))
+        where = str(self.project.templates_dir / type(variant.recipe).template_name())
         try:
             sources = context_sources(dockerfile)
         except DockerfileError as exc:

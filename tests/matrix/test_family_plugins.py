@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from imagefactory.errors import EXIT_USAGE
+from imagefactory.errors import EXIT_USAGE, ConfigError
 from imagefactory.matrix import plugins, recipes
 from imagefactory.matrix.schema import schema_document
 from imagefactory.project import Project
@@ -295,3 +295,74 @@ def test_no_plugin_is_loaded_for_help(tmp_path: Path) -> None:
     make_plugin(tmp_path, "ifplug_broken", BROKEN["raises"][0])
     out = cli("--help", cwd=tmp_path, pythonpath=tmp_path)
     assert out.returncode == 0, out.stderr
+
+
+# -- a family is one unit: its template, stages, rocm rule and checks live on its class --
+
+
+def _own_stages(variant: object) -> set[str]:
+    """Stages a recipe adds to its family's template (rocm-libs-source: one a library)."""
+    recipe = getattr(variant, "recipe", None)
+    return {lib.name for lib in getattr(recipe, "libs", ())}
+
+
+@pytest.mark.parametrize("config", [REPO / "variants.yaml", FIXTURE / "variants.yaml"],
+                         ids=["shipped", "fixture"])
+def test_each_family_declares_the_stages_its_template_renders(config: Path) -> None:
+    from imagefactory.render.dockerfile import stage_names
+
+    project = Project.locate(config)
+    renderer = Renderer(project)
+    seen = set()
+    for variant in project.matrix.variants:
+        cls = type(variant.recipe)
+        rendered = stage_names(renderer.render(variant).dockerfile)
+        assert set(rendered) - _own_stages(variant) == set(cls.template_stages), variant.name
+        assert rendered[-1] == cls.template_stages[-1]  # the image is the last stage
+        seen.add(cls.family)
+    if config == REPO / "variants.yaml":
+        assert seen == set(recipes.BUILTIN_FAMILIES)  # every built-in family is shipped
+
+
+def test_a_plugin_family_brings_its_template_rocm_rule_and_checks(fresh: Path) -> None:
+    make_plugin(fresh, "ifplug_unit", """\
+        from dataclasses import dataclass
+        from typing import ClassVar
+        from imagefactory.matrix.recipes import WORD, Recipe, family, required
+
+        @family("ifplug-unit")
+        @dataclass(frozen=True, kw_only=True)
+        class Unit(Recipe):
+            template: ClassVar[str] = "shared-unit.Dockerfile.j2"
+            template_stages: ClassVar[tuple[str, ...]] = ("unit",)
+            rocm_prerelease: ClassVar[bool] = True
+            flavour: str = required(WORD)
+
+            def problems(self, variant):
+                if self.flavour not in variant.name:
+                    yield ("recipe", "flavour"), "must be part of the variant's name"
+        """)
+    root = fresh / "project"
+    templates = root / "dockerfiles" / "templates"
+    templates.mkdir(parents=True)
+    (templates / "shared-unit.Dockerfile.j2").write_text(
+        "FROM {{ from_ref }} AS unit\nRUN echo {{ v.recipe.flavour }} {{ v.rocm }}\n")
+    (root / "dockerfiles" / "files").mkdir()
+    entry = ("  {name}:\n    family: ifplug-unit\n    description: d\n"
+             "    base: debian:bookworm-slim\n    rocm: 7.15.0a20260712\n"
+             "    torch: {{version: '0', source: debian}}\n"
+             "    recipe: {{flavour: {flavour}}}\n    expect: {{}}\n")
+    config = root / "variants.yaml"
+    config.write_text("repository: unit\nvariants:\n" + entry.format(name="mint-one",
+                                                                     flavour="mint"))
+    project = Project.locate(config)
+    (variant,) = project.matrix.variants
+    assert variant.rocm == "7.15.0a20260712"  # a pre-release, as the family allows
+    assert "RUN echo mint 7.15.0a20260712\n" in Renderer(project).render(variant).dockerfile
+    config.write_text("repository: unit\nvariants:\n" + entry.format(name="lime-one",
+                                                                     flavour="mint"))
+    with pytest.raises(ConfigError) as info:
+        _ = Project.locate(config).matrix
+    assert str(info.value).startswith(f"{config}:")  # file:line
+    assert "variants.lime-one.recipe.flavour" in str(info.value)
+    assert "must be part of the variant's name" in str(info.value)

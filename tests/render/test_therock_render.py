@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imagefactory.errors import ConfigError
-from imagefactory.matrix.loader import THEROCK_INDEXES, parse_matrix
+from imagefactory.matrix.loader import parse_matrix
+from imagefactory.matrix.recipes import THEROCK_INDEXES
 from imagefactory.project import Project
 from imagefactory.render.renderer import Renderer
 

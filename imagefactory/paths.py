@@ -3,7 +3,8 @@
 - state: next to the rendered dockerfiles/ (`.imagefactory/`), per project;
 - logs: the build logs, under state (`--log-dir` overrides);
 - results: test results, manifests and publish records (`--results`, default ./results);
-  a `test --target` stage's result goes to its `stages/` folder;
+  a `test --target` stage's result goes to its `stages/` folder, a `test --suite-args` run's
+  (the suite by hand) to `debug/`;
 - cache: per user (XDG_CACHE_HOME, else ~/.cache/imagefactory): crash reports.
 
 Commands' option defaults are the constants below, so `--help` shows what Paths uses.
@@ -19,6 +20,7 @@ STATE_DIR = ".imagefactory"
 LOGS_DIR = "logs"
 RESULTS_DIR = Path("results")  # relative: the folder a command runs in
 STAGES_DIR = "stages"
+DEBUG_DIR = "debug"
 CRASHES_DIR = "crashes"
 
 
@@ -50,6 +52,12 @@ class Paths:
         """Stage images' results: never read as the variant's (push and report read the
         top level of `results`)."""
         return self.results / STAGES_DIR
+
+    @property
+    def debug(self) -> Path:
+        """Results of runs whose suite was run by hand (`test --suite-args`): never read as
+        the variant's either."""
+        return self.results / DEBUG_DIR
 
     @property
     def crashes(self) -> Path:

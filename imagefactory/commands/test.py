@@ -41,6 +41,10 @@ if TYPE_CHECKING:
               help="Test the image `imagefactory build --target STAGE` made "
                    "(<repository>:<variant>-<STAGE>): only the checks that apply to that "
                    "stage; its result goes to <results>/stages/.")
+@click.option("--suite-args", default=None, metavar="ARGS",
+              help="Run the testinfra suite by hand: these pytest options (-k EXPR, -x, "
+                   "--pdb, -v, --tb=STYLE, ...) and its output as it runs; the result goes "
+                   "to <results>/debug/.")
 @click.option("--engine", default=None, metavar="URL",
               help="Docker engine (default: DOCKER_HOST or the current docker context).")
 @click.option("--run-id", default=None, hidden=True, envvar="IMAGEFACTORY_RUN_ID",
@@ -49,7 +53,7 @@ if TYPE_CHECKING:
 def command(state: AppState, variants: tuple[str, ...], devices: tuple[str, ...],
             profile: str | None,
             quick: bool, timeout: float | None, cases: str | None, cold: bool,
-            results_dir: Path, target: str | None,
+            results_dir: Path, target: str | None, suite_args: str | None,
             engine: str | None, run_id: str | None) -> None:
     """Test built images: start each with the GPU devices passed through, run the testinfra
     suite and the conv check in it, write <results>/<variant>.json. Exit 0 only when every
@@ -61,8 +65,16 @@ def command(state: AppState, variants: tuple[str, ...], devices: tuple[str, ...]
     if target is not None and not _STAGE.fullmatch(target):
         raise UsageError(f"--target {target!r}: a stage name is letters, digits, '_', '.' "
                          "and '-', starting with a letter")
+    by_hand: tuple[str, ...] = ()
+    if suite_args is not None:
+        from ..verify.suite.plugin import suite_args as checked
+
+        by_hand = checked(suite_args)
+        if not by_hand:
+            raise UsageError("--suite-args: give at least one pytest option (like -v)")
     options = TestOptions(profile=profile, quick=quick, timeout=timeout, cases=cases, cold=cold,
-                          results_dir=results_dir, engine=engine, run_id=run_id, target=target)
+                          results_dir=results_dir, engine=engine, run_id=run_id, target=target,
+                          suite_args=by_hand)
     results = test_variants(state.project, variants, options, devices=devices, emit=Printer())
     failed = []
     for result in results:

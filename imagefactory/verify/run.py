@@ -64,9 +64,11 @@ def test_variants(project: Project, names: Sequence[str], options: TestOptions, 
     for d in access.devices:
         if not Path(d.host).exists():
             raise UsageError(f"--device {d.host}: no such device on this host")
-    if options.target is not None:
+    if options.target is not None or options.suite_args:
+        # Neither a stage's result nor a hand-run suite's stands as the variant's.
         paths = Paths.for_output(project.output_dir, options.results_dir)
-        options = replace(options, results_dir=paths.stages)
+        options = replace(options, results_dir=paths.debug if options.suite_args
+                          else paths.stages)
     if options.run_id is None:
         options = replace(options, run_id=new_run_id())
     connect = opener or _docker_opener

@@ -62,6 +62,9 @@ class TestOptions:
     # checks that apply to a stage (no user, labels or entrypoint yet; torch, torch's GPU
     # code and the conv check only where the stage has torch) and says what it skipped.
     target: str | None = None
+    # The suite by hand (`test --suite-args`, verify/suite/plugin.py suite_args): these
+    # pytest options, its output shown; the result goes to <results>/debug/.
+    suite_args: tuple[str, ...] = ()
 
 
 # -- host GPU ---------------------------------------------------------------------------
@@ -446,7 +449,7 @@ class Tester:
         from .suite.plugin import run_suite
 
         facts = self.facts(container, built, env)
-        run = run_suite(facts, engine_host(self.engine, container.id))
+        run = run_suite(facts, engine_host(self.engine, container.id), self.options.suite_args)
         log.debug("suite output:\n%s", run.output)
         if run.exit_code in (2, 3, 4):  # collection errors, internal error, usage error
             tail = run.output.strip()[-300:]

@@ -52,6 +52,7 @@ def command_line(draw: st.DrawFn, tmp: Path) -> list[str]:
     elif choice == "test":
         args += [draw(word), "--timeout", draw(number | word), "--engine",
                  f"tcp://u:{SECRET}@127.0.0.1:9", "--results", str(tmp)]
+        args += draw(st.sampled_from([[], ["--suite-args", draw(word)]]))
     elif choice == "push":
         args += [draw(word), "--registry", draw(word), "--results", str(tmp)]
     elif choice == "run":

@@ -164,6 +164,24 @@ def test_a_failing_expectation_exits_1_naming_the_check(docker_client, cpu_image
 
 
 @pytest.mark.docker
+def test_the_suite_by_hand_shows_pytest_and_keeps_its_result_apart(docker_client, cpu_image,
+                                                                   tmp_path) -> None:
+    config = _config_copy(tmp_path, 'torch: "2.6"\n', 'torch: "9.9"\n')
+    run_id = new_run_id()
+    proc = _imagefactory(["--config", str(config), "test", "cpu", "--cases", FAST_CASES,
+                          "--results", "res", "--suite-args", "-v -k 'torch and version'"],
+                         tmp_path, run_id)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    # pytest's own lines, as it runs: only the selected checks, the failing one named
+    assert "test_torch_version FAILED" in proc.stdout, proc.stdout
+    assert "test_labels" not in proc.stdout
+    assert _ours(docker_client, run_id) == []
+    assert TestResult.load(tmp_path / "res", "cpu", "subset") is None  # not the variant's
+    result = TestResult.load(tmp_path / "res" / "debug", "cpu", "subset")
+    assert result is not None and [c.name for c in result.failed_checks] == ["torch version"]
+
+
+@pytest.mark.docker
 def test_missing_image_names_the_build_command(docker_client, tmp_path) -> None:
     config = _config_copy(tmp_path, f"repository: iftest-{SESSION}-cpu\n",
                           f"repository: imagefactory-missing-{new_run_id()}\n")

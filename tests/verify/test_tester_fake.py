@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 from fake_engine import FakeEngine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imagefactory.commands._render import collect
 from imagefactory.engine.base import EngineError, ImageInfo
 from imagefactory.engine.images import BuiltImage
-from imagefactory.errors import JobError
+from imagefactory.errors import JobError, UsageError
 from imagefactory.host.devices import GpuAccess
 from imagefactory.identity import HASH_LABEL, VARIANT_LABEL
 from imagefactory.project import Project
@@ -317,3 +319,51 @@ def test_a_rocm_run_mounts_its_miopen_cache_volume(project, tmp_path, monkeypatc
     assert [(m.source, m.target) for m in spec.mounts] == [(name, MIOPEN_CACHE_DIR)]
     assert MIOPEN_CACHE_ENV.items() <= dict(spec.environment).items()
     assert engine.containers == {}
+
+
+def test_the_suite_by_hand_passes_its_options_and_shows_pytest(project, fake, tmp_path,
+                                                               capfd) -> None:
+    engine, _, built = fake
+    result = make_tester(project, engine, tmp_path, [], cases=CASE,
+                         suite_args=("-v", "-k", "labels or entrypoint")).run(built)
+    suite = [c.name for c in result.checks if c.name not in ("container starts", "conv check")
+             and not c.name.startswith(("gpu code", "manifest"))]
+    assert suite and all("label" in n or "entrypoint" in n for n in suite), suite
+    shown = capfd.readouterr().out
+    assert "PASSED" in shown and "test_labels" in shown  # pytest's own -v lines, shown
+
+
+@pytest.mark.parametrize(("text", "argv"), [
+    ("-x --pdb -k 'env and not torch' --tb=short -kfoo -v",
+     ("-x", "--pdb", "-k", "env and not torch", "--tb", "short", "-k", "foo", "-v")),
+    ("--maxfail 2 -rA", ("--maxfail", "2", "-rA")),
+])
+def test_suite_args_pass_the_allowed_options(text: str, argv: tuple[str, ...]) -> None:
+    assert plugin.suite_args(text) == argv
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("--rootdir /", "'--rootdir' is not an option"), ("-p no:x", "'-p' is not an option"),
+    ("-c other.ini", "'-c' is not an option"), ("--tb", "--tb needs a value"),
+    ("-k -x", "-k '-x' is not a valid value"), ("--tb=fancy", "--tb 'fancy' is not a valid"),
+    ("'open", "No closing quotation"), ("-k $(id)", "-k '$(id)' is not a valid value"),
+])
+def test_suite_args_refuse_the_rest_in_one_line(text: str, why: str) -> None:
+    with pytest.raises(UsageError) as info:
+        plugin.suite_args(text)
+    assert why in str(info.value) and "\n" not in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_suite_args_take_any_text_without_a_traceback(text: str) -> None:
+    try:
+        argv = plugin.suite_args(text)
+    except UsageError as exc:
+        assert "\n" not in str(exc)
+        return
+    allowed = plugin._FLAGS | set(plugin._VALUED)
+    i = 0
+    while i < len(argv):  # every option allowed, every value after its option checked
+        assert argv[i] in allowed
+        i += 2 if argv[i] in plugin._VALUED else 1

@@ -92,8 +92,10 @@ class PassingTester:
                           (), None, None, image_tag=built.tag, seconds=1.25)
 
 
-@pytest.mark.parametrize("target", [None, "runtime"])
-def test_each_result_is_saved_and_echoed(project, tmp_path, monkeypatch, target) -> None:
+@pytest.mark.parametrize(("target", "by_hand"), [(None, ()), ("runtime", ()), (None, ("-v",))],
+                         ids=["image", "stage", "suite-by-hand"])
+def test_each_result_is_saved_and_echoed(project, tmp_path, monkeypatch, target,
+                                         by_hand) -> None:
     monkeypatch.setattr(verify_run, "Tester", PassingTester)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the host salt goes there
     fake = FakeEngine()
@@ -102,23 +104,24 @@ def test_each_result_is_saved_and_echoed(project, tmp_path, monkeypatch, target)
     image = fake.add_image(tag, {HASH_LABEL: "a" * 64})
     echo: list[str] = []
     results = run(project, [name], Opener(fake), echo, results_dir=tmp_path / "r",
-                  target=target)
+                  target=target, suite_args=by_hand)
     assert [(r.variant, r.image_id) for r in results] == [(name, image.id)]
-    # A stage's result goes where Paths keeps stage results, never beside the variant's.
+    # A stage's result goes where Paths keeps stage results, a hand-run suite's where it
+    # keeps those: never beside the variant's.
     paths = Paths.for_output(project.output_dir, tmp_path / "r")
-    where = paths.stages if target else paths.results
+    where = paths.stages if target else paths.debug if by_hand else paths.results
     saved = where / f"{name}.json"
     assert TestResult.load(where, name) == results[0]
     bundle = where / "bundles" / f"{name}.json"  # the shareable bundle beside the result
     assert echo == [f"{name}: PASSED in 1.2 s -> {saved}", f"{name}: result bundle -> {bundle}"]
     events: list[object] = []
     verify_run.test_variants(project, [name], TestOptions(results_dir=tmp_path / "again",
-                                                          target=target),
+                                                          target=target, suite_args=by_hand),
                              emit=events.append, opener=Opener(fake), host_isas=["gfx1012"])
     again = Paths.for_output(project.output_dir, tmp_path / "again")
-    where = again.stages if target else again.results
+    where = again.stages if target else again.debug if by_hand else again.results
     assert events == [TestFinished(name, True, 1.25, where / f"{name}.json"),
                       BundleWritten(name, where / "bundles" / f"{name}.json")]
     assert reader.load(bundle).ours["image_id"] == image.id
-    if target:
+    if target or by_hand:
         assert not Path(tmp_path / "r" / f"{name}.json").exists()

@@ -4,7 +4,10 @@ passed, the image's labels) and testinfra's `host` connected through the engine
 
 `run_suite` runs the suite in this process (`pytest.main` with the plugin object): the
 `host` it gets execs through the very engine connection the test run uses, wherever that
-engine is, and no docker CLI is needed. What pytest prints is kept, not shown.
+engine is, and no docker CLI is needed. What pytest prints is kept, not shown, unless the
+suite is run by hand (`imagefactory test --suite-args`, `suite_args`): then pytest's own
+options of that list pass through and its output goes to the terminal as it comes, so
+`-x --pdb -k env` stops in the debugger at the first failing check.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import contextlib
 import io
 import logging
 import os
+import re
+import shlex
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from ...errors import UsageError
+
 log = logging.getLogger(__name__)
 SUITE_DIR = Path(__file__).resolve().parent
 # What the process environment may hold that would change how the suite runs (the options
@@ -28,6 +35,54 @@ SUITE_DIR = Path(__file__).resolve().parent
 # and what pytest itself sets per test (the running outer test's own value is put back).
 _PYTEST_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
                "PYTEST_CURRENT_TEST")
+
+
+# The options a by-hand run may pass: what selects, stops, shows and debugs checks. Not
+# those that move files (--rootdir, -c, -p, --basetemp, --junitxml) or read the cache.
+_FLAGS = frozenset({"-x", "--exitfirst", "--pdb", "-v", "-vv", "-vvv", "-l", "--showlocals",
+                    "-s", "--full-trace", "-ra", "-rA", "-rf", "--no-header",
+                    "--setup-show"})
+_VALUED = {"-k": re.compile(r"[\w(][\w .()*-]{0,199}"),  # a keyword expression
+           "--tb": re.compile(r"auto|long|short|line|native|no"),
+           "--maxfail": re.compile(r"[1-9][0-9]{0,3}")}
+
+
+def suite_args(text: str) -> tuple[str, ...]:
+    """`--suite-args`, checked: pytest options from a small allowed set (`-k EXPR`, `-x`,
+    `--pdb`, `-v`, `--tb=short`, ...). Anything else is a UsageError naming it."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"--suite-args: {exc}") from None
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name, eq, value = word.partition("=")
+        if word in _FLAGS:
+            out.append(word)
+        elif word in _VALUED:  # -k EXPR
+            if i + 1 == len(words):
+                raise UsageError(f"--suite-args: {word} needs a value")
+            i += 1
+            out += _valued(word, words[i])
+        elif name in _VALUED and eq and name != "-k":  # --tb=short
+            out += _valued(name, value)
+        elif word.startswith("-k") and len(word) > 2:  # -kEXPR
+            out += _valued("-k", word[2:])
+        else:
+            shown = word.encode("unicode_escape").decode()[:60]
+            raise UsageError(f"--suite-args: {shown!r} is not an option a by-hand suite run "
+                             f"takes (one of: {', '.join(sorted(_FLAGS | set(_VALUED)))})")
+        i += 1
+    return tuple(out)
+
+
+def _valued(name: str, value: str) -> list[str]:
+    if not _VALUED[name].fullmatch(value):
+        shown = value.encode("unicode_escape").decode()[:60]
+        raise UsageError(f"--suite-args: {name} {shown!r} is not a valid value")
+    return [name, value]
 
 
 class SuitePlugin:
@@ -83,9 +138,10 @@ class SuiteRun:
     output: str  # what pytest printed
 
 
-def run_suite(facts: dict[str, Any], host: Any) -> SuiteRun:
+def run_suite(facts: dict[str, Any], host: Any, by_hand: tuple[str, ...] = ()) -> SuiteRun:
     """The suite against `host` (a testinfra Host), in this process. Raises the
-    KeyboardInterrupt that stopped it."""
+    KeyboardInterrupt that stopped it. `by_hand`: options from `suite_args`, with pytest's
+    output shown instead of kept."""
     plugin = SuitePlugin(facts, host)
     argv = [str(SUITE_DIR), "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
             # importlib: nothing put on sys.path; the checks' module is imported afresh per
@@ -95,12 +151,13 @@ def run_suite(facts: dict[str, Any], host: Any) -> SuiteRun:
             # process's own output is not the suite's), logging and faulthandler left as
             # the process has them.
             "-p", "no:cacheprovider", "-p", "no:logging", "-p", "no:faulthandler",
-            "--capture=sys", "-q"]
+            "--capture=sys", *(by_hand or ["-q"])]
     log.debug("suite: pytest %s", " ".join(argv))
     text = io.StringIO()
     with contextlib.ExitStack() as stack:
-        for ctx in (_pytest_env(), _fresh_modules(), contextlib.redirect_stdout(text),
-                    contextlib.redirect_stderr(text)):
+        shown = () if by_hand else (contextlib.redirect_stdout(text),
+                                    contextlib.redirect_stderr(text))
+        for ctx in (_pytest_env(), _fresh_modules(), *shown):
             stack.enter_context(ctx)
         code = int(pytest.main(argv, plugins=[plugin]))
     if plugin.interrupt is not None:

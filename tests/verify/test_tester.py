@@ -162,23 +162,18 @@ def test_a_failing_expectation_exits_1_naming_the_check(docker_client, cpu_image
     assert "expected 9.9" in result.failed_checks[0].detail
     assert [c.status for c in result.conv] == ["ok"]  # the conv check still ran
 
-
-@pytest.mark.docker
-def test_the_suite_by_hand_shows_pytest_and_keeps_its_result_apart(docker_client, cpu_image,
-                                                                   tmp_path) -> None:
-    config = _config_copy(tmp_path, 'torch: "2.6"\n', 'torch: "9.9"\n')
-    run_id = new_run_id()
-    proc = _imagefactory(["--config", str(config), "test", "cpu", "--cases", FAST_CASES,
-                          "--results", "res", "--suite-args", "-v -k 'torch and version'"],
-                         tmp_path, run_id)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    # pytest's own lines, as it runs: only the selected checks, the failing one named
-    assert "test_torch_version FAILED" in proc.stdout, proc.stdout
-    assert "test_labels" not in proc.stdout
+    # The same failure, the suite run by hand: pytest's own lines as it runs, only the
+    # selected checks, the result kept apart from the variant's.
+    by_hand = _imagefactory(["--config", str(config), "test", "cpu", "--cases", FAST_CASES,
+                             "--results", "hand", "--suite-args", "-v -k 'torch and version'"],
+                            tmp_path, run_id)
+    assert by_hand.returncode == 1, by_hand.stdout + by_hand.stderr
+    assert "test_torch_version FAILED" in by_hand.stdout, by_hand.stdout
+    assert "test_labels" not in by_hand.stdout
     assert _ours(docker_client, run_id) == []
-    assert TestResult.load(tmp_path / "res", "cpu", "subset") is None  # not the variant's
-    result = TestResult.load(tmp_path / "res" / "debug", "cpu", "subset")
-    assert result is not None and [c.name for c in result.failed_checks] == ["torch version"]
+    assert TestResult.load(tmp_path / "hand", "cpu", "subset") is None
+    kept = TestResult.load(tmp_path / "hand" / "debug", "cpu", "subset")
+    assert kept is not None and [c.name for c in kept.failed_checks] == ["torch version"]
 
 
 @pytest.mark.docker

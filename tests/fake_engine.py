@@ -152,19 +152,15 @@ class FakeEngine(ContainerEngine):
         total = len(steps) + (0 if kit else len(call.labels))
         for number, line in enumerate(steps, 1):
             step: Step | None = Step(number, total, line)
-            if kit:  # `steps` is 0-based: the stage of step `number` starts at `first`
-                first = max((i for i in starts if i < number), default=None)
-                stop = next((i for i in starts if i >= number), len(steps))
-                step = None if first is None else Step(  # no step for an ARG before FROM
-                    number - first, stop - first, line,
-                    _stage_name(steps[first]) or f"stage-{starts.index(first)}")
+            if kit:
+                step = _buildkit_step(steps, starts, number - 1)
                 if step is not None:
                     yield BuildEvent(OUTPUT, f"#{number} [{step.stage} {step.number}/"
-                                             f"{step.total}] {line}\n")
+                                             f"{step.total}] {step.instruction}\n")
             else:
                 yield BuildEvent(OUTPUT, f"Step {number}/{total} : {line}\n")
             if step is not None:
-                yield BuildEvent(STEP, line, step)
+                yield BuildEvent(STEP, step.instruction, step)
             words = line.split()
             op = words[0].upper()
             if op == "ARG" and len(words) == 2:
@@ -420,6 +416,47 @@ class FakeEngine(ContainerEngine):
         key, _, value = label.partition("=")
         return sorted(n for n, labels in self.volumes.items()
                       if key in labels and (not value or labels[key] == value))
+
+
+# What BuildKit shows as a step (a vertex of the solve): the rest (ENV, LABEL, ARG, USER,
+# ...) only changes the image config, and a FROM of an earlier stage is that stage.
+_VERTEX_OPS = frozenset({"RUN", "COPY", "ADD", "WORKDIR"})
+
+
+def _buildkit_step(steps: list[str], starts: list[int], index: int) -> Step | None:
+    """BuildKit's step for instruction `index`: numbered over its stage's vertices, the
+    stage named as BuildKit names it (`AS name`, else `stage-K`), a FROM by the image's
+    full name; None for an instruction that makes no vertex (or comes before any FROM)."""
+    starts = [i for i in starts if i < len(steps)]  # a --target build stops at its stage
+    first = max((i for i in starts if i <= index), default=None)
+    if first is None:
+        return None
+    stop = next((i for i in starts if i > index), len(steps))
+    names = [_stage_name(steps[i]) for i in starts]
+
+    def shown(i: int) -> str | None:
+        words = steps[i].split()
+        op = words[0].upper()
+        if op == "FROM":
+            image = next(w for w in words[1:] if not w.startswith("--"))
+            return None if image in names else f"FROM {_full_name(image)}"
+        return steps[i] if op in _VERTEX_OPS else None
+
+    vertices = [i for i in range(first, stop) if shown(i) is not None]
+    if index not in vertices:
+        return None
+    stage = names[starts.index(first)] or f"stage-{starts.index(first)}"
+    return Step(vertices.index(index) + 1, len(vertices), str(shown(index)), stage)
+
+
+def _full_name(image: str) -> str:
+    """`debian:bookworm-slim` as BuildKit shows it: docker.io/library/debian:bookworm-slim."""
+    first, _, rest = image.partition("/")
+    if not rest:
+        return f"docker.io/library/{image}"
+    if "." in first or ":" in first or first == "localhost":
+        return image
+    return f"docker.io/{image}"
 
 
 def _stage_name(from_line: str) -> str | None:

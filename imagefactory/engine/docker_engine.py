@@ -264,8 +264,12 @@ class DockerEngine(ContainerEngine):
         return buildx_version(address=self._buildx_address())
 
     def _buildx_address(self) -> str | None:
-        # A docker context has a name, not an address: buildx then finds it as docker does.
-        return self.address if "://" in self.address else None
+        """DOCKER_HOST for buildx: the address where the docker CLI reads it as one. A
+        docker context's name, or docker-py's own `http+docker://` spelling of the local
+        socket, is None: buildx then finds the engine as docker does (DOCKER_HOST, the
+        current context)."""
+        scheme = self.address.partition("://")[0] if "://" in self.address else ""
+        return self.address if scheme in ("unix", "tcp", "ssh", "npipe", "fd") else None
 
     def _buildkit(self, data: bytes, tag: str | None, options: BuildKit,
                   cancel: threading.Event | None, **request: Any) -> Iterator[BuildEvent]:

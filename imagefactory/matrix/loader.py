@@ -439,9 +439,9 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
         if key not in raw:
             raise r.fail(path, f"missing required field '{key}'")
     family = r.text(raw["family"], (*path, "family"), _NAME, "family name")
+    cls = plugins.families().get(family)  # None: _recipe says there is no such family
     if families is not None and family not in families:
-        known = plugins.families().get(family)
-        template = known.template_name() if known else family + recipes.TEMPLATE_SUFFIX
+        template = cls.template_name() if cls else family + recipes.TEMPLATE_SUFFIX
         raise r.fail((*path, "family"),
                      f"unknown family '{family}'{suggest(family, families)}: no template "
                      f"dockerfiles/templates/{template}")
@@ -472,7 +472,6 @@ def _variant(r: _Reader, name: str, raw: dict[str, Any], profiles: dict[str, Pro
                          f"'{dp}' is not one of this variant's profiles "
                          f"({', '.join(p.name for p in offered) or 'none'})")
         default = profiles[dp]
-    cls = plugins.families().get(family)
     if cls is not None and cls.needs_rocm and raw.get("rocm") is None:
         raise r.fail((*path, "rocm"), f"family '{family}' builds against a ROCm release: "
                      "set rocm (like 6.2.4)")
